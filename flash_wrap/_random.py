@@ -1,0 +1,38 @@
+"""Randomness through explicit generators only: one ``torch.Generator`` or one per sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+#: ``None``, one generator for the whole batch, or a list with one generator per sample.
+GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def randn(
+    shape: Sequence[int],
+    generator: GeneratorArg,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Standard normal noise of ``shape``; with a list, row ``i`` comes from ``generator[i]`` alone.
+
+    A per-sample list makes each row independent of the others in the batch, which is what keeps
+    a sample's reconstruction identical whether it runs alone or batched.
+    """
+    gen = list(generator) if isinstance(generator, (list, tuple)) else generator
+    if isinstance(gen, list) and len(gen) != shape[0]:
+        raise ValueError(f"got {len(gen)} generators for a batch of {shape[0]}")
+    return randn_tensor(tuple(shape), generator=gen, device=torch.device(device), dtype=dtype)
+
+
+def take(generator: GeneratorArg, index: Sequence[int] | slice) -> GeneratorArg:
+    """The generators of the selected rows (a single generator is shared and returned as is)."""
+    if isinstance(generator, (list, tuple)):
+        rows = list(generator)
+        return rows[index] if isinstance(index, slice) else [rows[i] for i in index]
+    return generator

@@ -1,0 +1,86 @@
+"""``Flash(solver)``: sample-adaptive start for any registered solver (Flash-Diffusion, Fabian et al.).
+
+Flash changes *where* the solver starts and *from what*, nothing else:
+
+    y ─► severity encoder ─► (ẑ, v) ─► s = argmin_k |SNR(g_k) − 1/v|
+      ─► z_s = √(1 − c·v)·ẑ + √(c·v)·ε ─► solver steps s−1 … 0 ─► decoder ─► x̂ ∈ [0, 1]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._random import GeneratorArg
+from .operators import Operator
+from .result import Reconstruction
+from .solver import Solver
+from .start import correct_noise, start_index
+
+
+class Flash:
+    """Wrap a solver so each sample starts at the step its predicted severity calls for.
+
+    Args:
+        solver: any :class:`flash_wrap.Solver` (built-in or from a plugin).
+        c: noise-correction constant; default: the solver's value for the operator's task.
+        fixed_start: if given, every sample starts at this grid index instead of the adaptive
+            one (the "FixedStart" ablation of ALGORITHMS.md §7; same encoder and correction).
+    """
+
+    def __init__(self, solver: Solver, *, c: float | None = None, fixed_start: int | None = None) -> None:
+        if not isinstance(solver, Solver):
+            raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
+        if fixed_start is not None and not 0 <= fixed_start < solver.sampler.num_steps:
+            raise ValueError(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
+        self.solver = solver
+        self.c = c
+        self.fixed_start = fixed_start
+
+    @property
+    def name(self) -> str:
+        return f"flash({self.solver.name})"
+
+    def reconstruct(
+        self,
+        y: torch.Tensor,
+        operator: Operator,
+        generator: GeneratorArg = None,
+        *,
+        progress: bool | None = None,
+    ) -> Reconstruction:
+        """Reconstruct ``y`` with an adaptive start per sample.
+
+        Args:
+            y: ``(B, C, h, w)`` measurements in [0, 1] image units (noisy, so not clamped).
+            operator: the forward model that produced ``y``; its ``task`` picks the severity encoder.
+            generator: one ``torch.Generator``, or one per sample (then a sample's result does not
+                depend on the rest of its batch). It draws the correction noise, then the solver's.
+            progress: tqdm bar (``None``: only on a terminal).
+        Returns:
+            :class:`Reconstruction` with ``sigma_hat`` (predicted variance ``v``), ``start_step``
+            (grid index ``s``; ``s`` denoiser calls follow) and ``nfe`` per sample.
+        """
+        solver, model = self.solver, self.solver.model
+        y = solver.prepare(y, operator, generator)
+        if operator.task is None:
+            raise ValueError(f"{type(operator).__name__} belongs to no task, so no severity encoder applies")
+        encoder = model.severity_encoder(operator.task)
+        params = solver.hyperparameters(operator.task)
+        c = params["c"] if self.c is None else self.c
+        sampler = solver.sampler
+
+        with torch.no_grad():
+            z_hat, variance = encoder(operator.to_image(y))
+        if self.fixed_start is None:
+            start = start_index(variance, sampler.snr)
+        else:
+            start = torch.full_like(variance, self.fixed_start, dtype=torch.long)
+        z_start = correct_noise(z_hat, variance, c, generator)
+        latents, images, nfe = solver.run(z_start, start, y, operator, generator, params, progress)
+        return Reconstruction(
+            images, latents, nfe, start, solver.name, sampler.kind, sampler.num_steps,
+            sigma_hat=variance, z_hat=z_hat,
+        )
+
+    def __repr__(self) -> str:
+        return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start})"

@@ -1,0 +1,79 @@
+"""File helpers for model folders: JSON configs and safetensors, with errors naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+
+def read_json(file: Path) -> dict[str, Any]:
+    """Read a JSON object; a missing file is ``FileNotFoundError``, bad JSON ``ValueError``."""
+    if not file.is_file():
+        raise FileNotFoundError(f"missing {file.name}: {file} does not exist")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_json(file: Path, data: dict[str, Any]) -> None:
+    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def check_safetensors(file: Path) -> None:
+    """Parse the header of a safetensors file; truncated or garbage files raise ``ValueError``."""
+    if not file.is_file():
+        raise FileNotFoundError(f"missing weights file {file}")
+    try:
+        with safe_open(str(file), framework="pt"):
+            pass
+    except SafetensorError as err:
+        raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+
+
+def check_folder(folder: Path) -> None:
+    """Check every safetensors file directly inside ``folder`` (before a library loads them)."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    for file in files:
+        check_safetensors(file)
+
+
+def load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    check_safetensors(file)
+    try:
+        return load_file(str(file), device="cpu")
+    except SafetensorError as err:
+        raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """Save detached, contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(file))
+
+
+def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
+    """``module.load_state_dict(tensors, strict=True)``, but a mismatch is a ``ValueError`` that
+    names ``what`` and the first offending key (in the module's own key order)."""
+    expected = module.state_dict()
+    for key, ref in expected.items():
+        if key not in tensors:
+            raise ValueError(f"{what}: missing tensor {key!r} (the model expects shape {tuple(ref.shape)})")
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise ValueError(
+                f"{what}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                f"the model expects {tuple(ref.shape)}"
+            )
+    extra = [key for key in tensors if key not in expected]
+    if extra:
+        raise ValueError(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+    module.load_state_dict(tensors, strict=True)

@@ -1,0 +1,52 @@
+"""Argument checks for the model bundle, raised before any work with messages naming both sides."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from diffusers import DDPMScheduler
+
+from .autoencoders import Autoencoder
+from .denoiser import Denoiser
+
+#: Task names become folder names and ``nn.ModuleDict`` keys: no dots, no slashes.
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_task_name(task: object) -> None:
+    if not isinstance(task, str) or not _TASK_NAME.fullmatch(task):
+        raise ValueError(f"task name must be letters, digits, '-' or '_' (no dots or slashes), got {task!r}")
+
+
+def check_parts(
+    autoencoder: object, denoiser: object, scheduler: object, image_size: object, scale: object, shift: object
+) -> None:
+    """Arguments of ``LatentDiffusion(...)``: types, ε-prediction, image size vs. downsampling,
+    matching latent channels, a finite positive latent scale."""
+    if not isinstance(autoencoder, Autoencoder):
+        raise TypeError(f"autoencoder must be an Autoencoder adapter, got {type(autoencoder).__name__}")
+    if not isinstance(denoiser, Denoiser):
+        raise TypeError(f"denoiser must be a Denoiser, got {type(denoiser).__name__}")
+    if not isinstance(scheduler, DDPMScheduler):
+        raise TypeError(
+            f"scheduler must be a diffusers DDPMScheduler, got {type(scheduler).__name__} "
+            "(convert with DDPMScheduler.from_config(scheduler.config))"
+        )
+    if scheduler.config.prediction_type != "epsilon":
+        raise ValueError(f"the scheduler must use prediction_type='epsilon', got {scheduler.config.prediction_type!r}")
+    f = autoencoder.downsample_factor
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % f:
+        raise ValueError(
+            f"image_size must be a positive multiple of the autoencoder's downsampling factor {f}, got {image_size!r}"
+        )
+    if denoiser.in_channels != autoencoder.latent_channels:
+        raise ValueError(
+            f"the denoiser takes {denoiser.in_channels} channels but the autoencoder's latents "
+            f"have {autoencoder.latent_channels}"
+        )
+    for name, value in (("latent_scale", scale), ("latent_shift", shift)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if scale <= 0:  # type: ignore[operator]
+        raise ValueError(f"latent_scale must be > 0, got {scale}")

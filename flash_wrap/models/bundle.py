@@ -1,0 +1,246 @@
+"""``LatentDiffusion``: autoencoder + latent ε-denoiser + DDPM schedule + severity encoders.
+
+The bundle is the one place that knows the latent scale: the denoiser and the severity
+encoders see *scaled* latents ``z = (raw − latent_shift) · latent_scale`` (ALGORITHMS.md §1;
+the LDM VQ-f4 models use scale 1, shift 0). Images are ``(B, 3, H, W)`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler
+from torch import nn
+
+from .._checks import check_images, check_tensor
+from ..severity.encoder import SeverityEncoder
+from ._validate import check_parts, check_task_name
+from .autoencoders import Autoencoder
+from .bundle_io import load_bundle, save_bundle, save_severity
+from .denoiser import Denoiser
+from .schedule_config import ldm_scheduler, schedule_tensors
+from .tiny import tiny_parts
+
+
+class LatentEncoder(nn.Module):
+    """[0, 1] images ``(B, 3, H, W)`` → scaled latents: an autoencoder's encoder path, then
+    ``(raw − shift) · scale``. The backbone of a :class:`SeverityEncoder`."""
+
+    def __init__(self, encoder: nn.Module, latent_scale: float, latent_shift: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.latent_scale = latent_scale
+        self.latent_shift = latent_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.encoder(x) - self.latent_shift) * self.latent_scale
+
+
+class LatentDiffusion(nn.Module):
+    """A latent diffusion prior for images of one size.
+
+    Args:
+        autoencoder: an :class:`Autoencoder` adapter.
+        denoiser: ε-prediction :class:`Denoiser` whose channels equal the latent channels.
+        scheduler: a diffusers ``DDPMScheduler`` with ``prediction_type="epsilon"``.
+        image_size: side ``H = W`` of the images, a multiple of the autoencoder's downsampling.
+        latent_scale, latent_shift: ``z = (raw − shift) · scale``.
+    """
+
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        denoiser: Denoiser,
+        scheduler: DDPMScheduler,
+        *,
+        image_size: int,
+        latent_scale: float = 1.0,
+        latent_shift: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_parts(autoencoder, denoiser, scheduler, image_size, latent_scale, latent_shift)
+        self.autoencoder = autoencoder
+        self.denoiser = denoiser
+        self.scheduler = scheduler
+        self._latent_scale = float(latent_scale)
+        self._latent_shift = float(latent_shift)
+        self._image_size = image_size
+        self.severity_encoders = nn.ModuleDict()
+        #: task → free-form dict saved in ``severity_encoders/<task>/config.json``.
+        self.severity_metadata: dict[str, dict[str, Any]] = {}
+        betas, alphas_cumprod = schedule_tensors(scheduler, next(denoiser.parameters()).device)
+        self.register_buffer("betas", betas, persistent=False)
+        self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> LatentDiffusion:
+        super()._apply(fn, recurse)
+        # The schedule stays float32 whatever dtype the networks are cast to: recompute it
+        # rather than round-trip it through float16.
+        self.betas, self.alphas_cumprod = schedule_tensors(self.scheduler, self.betas.device)
+        return self
+
+    # -- shapes and placement ------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    @property
+    def latent_scale(self) -> float:
+        """``scale`` in ``z = (raw − shift) · scale`` (fixed at construction)."""
+        return self._latent_scale
+
+    @property
+    def latent_shift(self) -> float:
+        return self._latent_shift
+
+    @property
+    def latent_channels(self) -> int:
+        return self.autoencoder.latent_channels
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one latent."""
+        side = self._image_size // self.autoencoder.downsample_factor
+        return (self.latent_channels, side, side)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.denoiser.parameters()).dtype
+
+    def _check_device(self, x: torch.Tensor, name: str) -> None:
+        if x.device != self.device:
+            raise ValueError(f"{name} is on {x.device} but the model is on {self.device}; move one of them first")
+
+    def _check_latents(self, latents: object, name: str = "latents") -> torch.Tensor:
+        latents = check_tensor(latents, name)
+        if latents.dim() != 4 or tuple(latents.shape[1:]) != self.latent_shape:
+            want = ", ".join(map(str, self.latent_shape))
+            raise ValueError(f"{name} must have shape (B, {want}), got {tuple(latents.shape)}")
+        self._check_device(latents, name)
+        return latents
+
+    # -- the three maps --------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [0, 1] → scaled latents ``(B, *latent_shape)``
+        (deterministic: VQ pre-quantization, KL posterior mean)."""
+        check_images(images, "images", size=self._image_size)
+        self._check_device(images, "images")
+        raw = self.autoencoder.encode(images.to(self.dtype))
+        return ((raw - self.latent_shift) * self.latent_scale).to(images.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``(B, *latent_shape)`` → images ``(B, 3, H, W)`` on the [0, 1] scale,
+        unclamped and differentiable (VQ: straight-through quantization)."""
+        self._check_latents(latents)
+        raw = latents.to(self.dtype) / self.latent_scale + self.latent_shift
+        return self.autoencoder.decode(raw).to(latents.dtype)
+
+    def predict_noise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """ε_θ(z_t, t): noisy scaled latents ``(B, *latent_shape)`` and integer timesteps
+        ``(B,)`` (or a scalar) in ``[0, T)`` → predicted noise ``(B, *latent_shape)``."""
+        self._check_latents(latents)
+        if not isinstance(timesteps, torch.Tensor) or timesteps.is_floating_point() or timesteps.is_complex():
+            got = timesteps.dtype if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
+            raise TypeError(f"timesteps must be an integer tensor (torch.long), got {got}")
+        batch = latents.shape[0]
+        timesteps = timesteps.expand(batch) if timesteps.dim() == 0 else timesteps
+        if tuple(timesteps.shape) != (batch,):
+            raise ValueError(f"timesteps must have shape ({batch},) to match the latents, got {tuple(timesteps.shape)}")
+        self._check_device(timesteps, "timesteps")
+        lo, hi = (int(timesteps.min()), int(timesteps.max())) if batch else (0, 0)
+        if lo < 0 or hi >= self.num_train_timesteps:
+            raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
+        return self.denoiser(latents.to(self.dtype), timesteps).to(latents.dtype)
+
+    # -- severity encoders -----------------------------------------------------------------
+    def make_severity_encoder(self) -> SeverityEncoder:
+        """A new, trainable severity encoder: a copy of the encoder path (weights copied, no
+        parameter shared with this model) mapping [0, 1] images to scaled latents, plus a
+        freshly initialised variance head."""
+        backbone = LatentEncoder(self.autoencoder.make_encoder(), self.latent_scale, self.latent_shift)
+        return SeverityEncoder(backbone, self.latent_channels).to(device=self.device, dtype=self.dtype)
+
+    def severity_encoder(self, task: str) -> SeverityEncoder:
+        """The severity encoder trained for ``task``; ``ValueError`` saying how to train one."""
+        if task not in self.severity_encoders:
+            has = ", ".join(self.severity_encoders) or "none"
+            raise ValueError(
+                f"no severity encoder for task {task!r} in this model (has: {has}); train one with: "
+                f"flash-wrap train-severity --model DIR --task {task} --data IMAGE_DIR"
+            )
+        encoder = self.severity_encoders[task]
+        assert isinstance(encoder, SeverityEncoder)
+        return encoder
+
+    def add_severity_encoder(
+        self, task: str, encoder: SeverityEncoder, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Register (or replace) the severity encoder of ``task``, with optional metadata."""
+        check_task_name(task)
+        if not isinstance(encoder, SeverityEncoder):
+            raise TypeError(f"encoder must be a SeverityEncoder, got {type(encoder).__name__}")
+        if encoder.variance_head.in_channels != self.latent_channels:
+            raise ValueError(
+                f"the severity encoder works on {encoder.variance_head.in_channels} latent channels, "
+                f"this model's latents have {self.latent_channels}"
+            )
+        self.severity_encoders[task] = encoder
+        self.severity_metadata[task] = dict(metadata or {})
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the bundle as a folder: ``model_index.json``, ``autoencoder/``, ``unet/``,
+        ``scheduler/`` and ``severity_encoders/<task>/`` (safetensors + JSON only)."""
+        save_bundle(self, Path(path))
+
+    def save_severity_encoder(
+        self, path: str | Path, task: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Write only ``task``'s severity encoder into the existing bundle folder ``path`` and
+        list it in ``model_index.json``; ``metadata`` (if given) replaces the task's metadata."""
+        self.severity_encoder(task)
+        if metadata is not None:
+            self.severity_metadata[task] = dict(metadata)
+        save_severity(self, Path(path), task)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> LatentDiffusion:
+        """Load a bundle from a local folder (never the network); ``"demo"`` is the demo bundle
+        shipped in the package. Returned in eval mode with frozen parameters.
+
+        Raises ``FileNotFoundError`` for a missing folder or file, ``ValueError`` for a corrupt
+        safetensors file or a severity encoder that does not fit the model."""
+        model = load_bundle(cls, path)
+        model.requires_grad_(False).eval()
+        return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
+
+    @classmethod
+    def tiny_random(
+        cls,
+        autoencoder: str = "vq",
+        image_size: int = 32,
+        seed: int = 0,
+        latent_channels: int | None = None,
+        cross_attention: bool = False,
+    ) -> LatentDiffusion:
+        """A tiny randomly initialised bundle for tests (downsampling 4, ~50-100k parameters),
+        identical for equal arguments, with :func:`ldm_scheduler`'s schedule. ``latent_channels``
+        defaults to 3 for "vq" and 4 for "kl", "tiny", "taef2". The global RNG is left untouched.
+        Returned in eval mode with frozen parameters."""
+        ae, denoiser = tiny_parts(autoencoder, image_size, seed, latent_channels, cross_attention)
+        return cls(ae, denoiser, ldm_scheduler(), image_size=image_size).requires_grad_(False).eval()

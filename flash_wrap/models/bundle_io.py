@@ -1,0 +1,121 @@
+"""Reading and writing :class:`~flash_wrap.models.LatentDiffusion` folders.
+
+Layout (safetensors + JSON only)::
+
+    model_index.json                     our own config (see ``_index``)
+    autoencoder/                         adapter's save_pretrained
+    unet/                                diffusers UNet (+ empty_conditioning.safetensors)
+    scheduler/scheduler_config.json      diffusers DDPMScheduler
+    severity_encoders/<task>/            model.safetensors + config.json {task, latent_channels, metadata}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diffusers import DDPMScheduler
+
+from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
+from .autoencoders import Autoencoder
+from .denoiser import Denoiser
+
+if TYPE_CHECKING:
+    from .bundle import LatentDiffusion
+
+FORMAT_VERSION = 1
+#: Where ``from_pretrained("demo")`` looks: the demo bundle shipped inside the package.
+DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+
+def _index(model: LatentDiffusion) -> dict[str, Any]:
+    return {
+        "_class_name": "LatentDiffusion",
+        "format_version": FORMAT_VERSION,
+        "image_size": model.image_size,
+        "latent_scale": model.latent_scale,
+        "latent_shift": model.latent_shift,
+        "autoencoder": model.autoencoder.kind,
+        "denoiser": model.denoiser.kind,
+        "severity_tasks": sorted(model.severity_encoders),
+    }
+
+
+def _write_severity(model: LatentDiffusion, path: Path, task: str) -> None:
+    folder = path / "severity_encoders" / task
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(model.severity_encoder(task).state_dict(), folder / "model.safetensors")
+    metadata = model.severity_metadata.get(task, {})
+    write_json(folder / "config.json", {"task": task, "latent_channels": model.latent_channels, "metadata": metadata})
+
+
+def save_bundle(model: LatentDiffusion, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.autoencoder.save_pretrained(path / "autoencoder")
+    model.denoiser.save_pretrained(path / "unet")
+    model.scheduler.save_pretrained(str(path / "scheduler"))
+    for task in model.severity_encoders:
+        _write_severity(model, path, task)
+    write_json(path / "model_index.json", _index(model))
+
+
+def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
+    """Add one severity encoder to an existing bundle folder and list it in its index."""
+    index = read_json(path / "model_index.json")
+    _write_severity(model, path, task)
+    index["severity_tasks"] = sorted(set(index.get("severity_tasks", [])) | {task})
+    write_json(path / "model_index.json", index)
+
+
+def resolve(path: str | Path) -> Path:
+    """The bundle folder for ``path``; ``"demo"`` means :data:`DEMO_PATH`."""
+    if str(path) == "demo":
+        if not (DEMO_PATH / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"the demo bundle is not installed (expected it at {DEMO_PATH}); "
+                "reinstall flash-wrap or pass the path of a saved model folder"
+            )
+        return DEMO_PATH
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder {path} does not exist")
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(f"{path} is not a flash-wrap model folder: it has no model_index.json")
+    return path
+
+
+def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion:
+    """Build ``cls`` from a local folder on the CPU in float32."""
+    path = resolve(path)
+    index = read_json(path / "model_index.json")
+    if index.get("_class_name") != "LatentDiffusion" or index.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path / 'model_index.json'} is not a LatentDiffusion index of format {FORMAT_VERSION} "
+            f"(_class_name={index.get('_class_name')!r}, format_version={index.get('format_version')!r})"
+        )
+    for sub in ("autoencoder", "unet", "scheduler"):
+        if not (path / sub).is_dir():
+            raise FileNotFoundError(f"model folder {path} has no {sub}/ subfolder")
+    autoencoder = Autoencoder.from_pretrained(path / "autoencoder")
+    if autoencoder.kind != index.get("autoencoder"):
+        raise ValueError(
+            f"{path / 'model_index.json'} says autoencoder {index.get('autoencoder')!r}, found {autoencoder.kind!r}"
+        )
+    denoiser = Denoiser.from_pretrained(path / "unet")
+    scheduler = DDPMScheduler.from_config(read_json(path / "scheduler" / "scheduler_config.json"))
+    model = cls(
+        autoencoder,
+        denoiser,
+        scheduler,
+        image_size=index["image_size"],
+        latent_scale=index.get("latent_scale", 1.0),
+        latent_shift=index.get("latent_shift", 0.0),
+    )
+    for task in index.get("severity_tasks", []):
+        folder = path / "severity_encoders" / task
+        config = read_json(folder / "config.json")
+        encoder = model.make_severity_encoder()
+        file = folder / "model.safetensors"
+        load_strict(encoder, load_tensors(file), f"severity encoder for task {task!r} does not fit this model ({file})")
+        model.add_severity_encoder(task, encoder, metadata=config.get("metadata", {}))
+    return model

@@ -1,0 +1,157 @@
+"""Gaussian blur with a per-sample standard deviation (ALGORITHMS.md §6).
+
+Also holds the small pieces the convolutional operators share: the kernel container size,
+reflect padding with a size check, per-sample depthwise filtering and row selection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_batch, per_sample
+from .base import DEFAULT_NOISE_STD, Operator
+
+#: Resolution at which the paper's physical parameters are stated.
+REFERENCE_SIZE = 256
+#: The official code draws every blur kernel into a 61×61 container at 256², i.e. radius 30 px.
+REFERENCE_RADIUS = 30
+
+RowIndex = torch.Tensor | slice | list[int]
+
+
+def container_radius(image_height: int) -> int:
+    """Kernel container radius at ``image_height`` px: 30 px at 256², scaled, rounded half up."""
+    return int(math.floor(REFERENCE_RADIUS * image_height / REFERENCE_SIZE + 0.5))
+
+
+def take_rows(param: torch.Tensor, index: RowIndex) -> torch.Tensor:
+    """Rows ``index`` of a per-sample parameter (first axis); a shared (length-1) one stays shared."""
+    if param.shape[0] == 1:
+        return param
+    if isinstance(index, (list, tuple)):
+        index = torch.as_tensor(index, dtype=torch.long)
+    rows = param[index]
+    # An integer index drops the batch axis; keep the parameter a batch of one.
+    return rows if rows.dim() == param.dim() else rows.unsqueeze(0)
+
+
+def reflect_pad(x: torch.Tensor, pad: int, what: str) -> torch.Tensor:
+    """Reflect-pad ``(B, C, H, W)`` by ``pad`` px on every side (torch 'reflect' = scipy 'mirror')."""
+    h, w = x.shape[-2:]
+    if pad >= h or pad >= w:
+        raise ValueError(
+            f"{what} needs reflect padding of {pad} px, which requires images larger than {pad} px "
+            f"on each side; got {h}x{w}"
+        )
+    return F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x
+
+
+def working_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype to compute in: ``x``'s, except float16/bfloat16 on CPU, which run in float32.
+
+    torch's CPU kernels for half-precision depthwise convolution can stall for minutes, and
+    antialiased bicubic resizing has none at all; on GPUs the input dtype is kept.
+    """
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return x.dtype
+
+
+def filter_per_sample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid (unpadded) depthwise correlation of every channel of sample ``i`` with ``kernel[i]``.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        kernel: ``(1 or B, kh, kw)`` on ``x``'s device and dtype; one row is shared by the batch.
+    Returns:
+        ``(B, C, H - kh + 1, W - kw + 1)``.
+    """
+    b, c, h, w = x.shape
+    if kernel.shape[0] == 1:
+        return F.conv2d(x, kernel.expand(c, -1, -1).unsqueeze(1), groups=c)
+    # Samples are folded into channels so one grouped conv applies each sample's own kernel.
+    weight = kernel.repeat_interleave(c, dim=0).unsqueeze(1)
+    out = F.conv2d(x.reshape(1, b * c, h, w), weight, groups=b * c)
+    return out.reshape(b, c, *out.shape[-2:])
+
+
+def gaussian_kernels_1d(sigma: torch.Tensor, truncate: float, max_radius: int) -> torch.Tensor:
+    """Normalized 1-D Gaussians, one per row of ``sigma``, as scipy's ``gaussian_filter`` builds them.
+
+    Row ``i`` is truncated at radius ``min(⌊truncate·σ_i + 0.5⌋, max_radius)`` and zero-padded to the
+    batch's largest radius ``R``, so a sample filters exactly as it would alone.
+
+    Returns:
+        ``(len(sigma), 2R + 1)`` float64, each row summing to 1; σ = 0 gives a unit impulse.
+    """
+    sigma = sigma.detach().to("cpu", torch.float64)
+    radius = torch.floor(truncate * sigma + 0.5).clamp(max=max_radius)
+    big = int(radius.max())
+    offsets = torch.arange(-big, big + 1, dtype=torch.float64)
+    # Clamping σ keeps σ = 0 finite: every offset but 0 then gets exp(-inf) = 0.
+    scaled = offsets / sigma.clamp_min(torch.finfo(torch.float64).tiny)[:, None]
+    weights = torch.exp(-0.5 * scaled**2) * (offsets.abs() <= radius[:, None])
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+class GaussianBlur(Operator):
+    """Isotropic Gaussian blur, depthwise on RGB, with reflect padding; output has the input's size.
+
+    The separable kernel matches ``scipy.ndimage.gaussian_filter(·, σ, truncate=truncate)`` (6.0 in
+    the official code, ALGORITHMS.md §6). Its radius is capped at the official 61×61 container,
+    ``round(30·H/256)`` px (rounded half up), and renormalized; at 256² and σ ≤ 3 the cap never
+    binds.
+
+    Args:
+        sigma: per-sample standard deviation in the image's own pixels, ``>= 0`` (0 is the
+            identity); a scalar or ``(B,)``, length 1 shared by any batch.
+        noise_std: σ_y of the measurement noise on [0, 1] images.
+        truncate: kernel radius in standard deviations.
+    """
+
+    task = "gaussian-blur"
+
+    def __init__(
+        self,
+        sigma: float | Sequence[float] | torch.Tensor,
+        noise_std: float = DEFAULT_NOISE_STD,
+        truncate: float = 6.0,
+    ) -> None:
+        super().__init__(noise_std)
+        if not truncate > 0:
+            raise ValueError(f"truncate must be positive, got {truncate!r}")
+        self.sigma = per_sample(sigma, "sigma", minimum=0.0).detach().cpu()
+        self.truncate = float(truncate)
+        self._cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
+
+    @property
+    def batch_size(self) -> int:
+        return self.sigma.shape[0]
+
+    @property
+    def severity(self) -> torch.Tensor:
+        """σ in pixels, ``(batch_size,)``."""
+        return self.sigma.clone()
+
+    def kernels_1d(self, image_height: int) -> torch.Tensor:
+        """Per-sample 1-D kernels used at ``image_height``: ``(batch_size, 2R + 1)`` float64."""
+        return gaussian_kernels_1d(self.sigma, self.truncate, container_radius(image_height))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Blurred ``(B, 3, H, W)``, same device and dtype as ``x``."""
+        check_batch(self.batch_size, x.shape[0], "GaussianBlur sigma")
+        dtype = working_dtype(x)
+        key = (x.device, dtype, x.shape[-2])
+        if key not in self._cache:
+            self._cache[key] = self.kernels_1d(x.shape[-2]).to(device=x.device, dtype=dtype)
+        kernel = self._cache[key]
+        padded = reflect_pad(x.to(dtype), (kernel.shape[-1] - 1) // 2, "GaussianBlur")
+        rows = filter_per_sample(padded, kernel[:, :, None])
+        return filter_per_sample(rows, kernel[:, None, :]).to(x.dtype)
+
+    def select(self, index: RowIndex) -> GaussianBlur:
+        return GaussianBlur(take_rows(self.sigma, index), self.noise_std, self.truncate)

@@ -1,0 +1,32 @@
+"""The object every reconstruction returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Reconstruction:
+    """Per-sample outputs of a reconstruction (bare solver or ``Flash``-wrapped).
+
+    Attributes:
+        images: ``(B, 3, H, W)`` reconstructions in [0, 1] (the decoder output, clipped).
+        latents: ``(B, C, h, w)`` final latents ``z_0`` before decoding.
+        nfe: ``(B,)`` long, denoiser evaluations spent on each sample.
+        start_step: ``(B,)`` long grid index each sample started from (``M`` = pure noise at the top).
+        sigma_hat: ``(B,)`` predicted severity ``v`` (error variance), ``None`` for a bare solver.
+        z_hat: ``(B, C, h, w)`` severity encoder's latent estimate, ``None`` for a bare solver.
+        solver: solver name; ``sampler``: "ddpm" or "ddim"; ``steps``: grid length ``M``.
+    """
+
+    images: torch.Tensor
+    latents: torch.Tensor
+    nfe: torch.Tensor
+    start_step: torch.Tensor
+    solver: str
+    sampler: str
+    steps: int
+    sigma_hat: torch.Tensor | None = None
+    z_hat: torch.Tensor | None = None

@@ -1,0 +1,137 @@
+"""Reverse-process samplers over a timestep grid, vectorised per sample.
+
+diffusers' ``step()`` takes one timestep for the whole batch; Flash needs each sample at its own
+grid index, so the DDPM and DDIM updates are short functions over ``alphas_cumprod`` here
+(ALGORITHMS.md §4), with the grids taken from diffusers' schedulers. A sampler's grid is
+``g_0 < g_1 < ... < g_{M-1}``; "grid index" ``k`` always refers to it, and one reverse step at
+index ``k`` maps a latent at level ``g_k`` to level ``g_{k-1}`` (or to the clean end for ``k = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from ._random import GeneratorArg, randn
+
+SamplerKind = Literal["ddpm", "ddim"]
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A timestep grid plus per-index coefficient tables (all ``(M,)`` tensors on one device).
+
+    Build one with :meth:`ddpm` or :meth:`ddim`. Update rules (ALGORITHMS.md §4):
+
+    * DDPM ancestral (LDM ``p_sample``, ``fixed_small``):
+      ``z' = A_k·ẑ0 + B_k·z_t + σ_k·ξ`` with ``A_k = β_t√ᾱ_{t−1}/(1−ᾱ_t)``,
+      ``B_k = (1−ᾱ_{t−1})√α_t/(1−ᾱ_t)``, ``σ_k² = β_t(1−ᾱ_{t−1})/(1−ᾱ_t)``, no noise at ``t = 0``.
+    * DDIM (LDM ``p_sample_ddim``): ``z' = √a'·ẑ0 + √(1−a'−σ_k²)·ε + σ_k·ξ`` with ``a = ᾱ_{g_k}``,
+      ``a' = ᾱ_{g_{k−1}}`` (``ᾱ_0`` for ``k = 0``), ``σ_k = η√((1−a')/(1−a))·√(1−a/a')``.
+    """
+
+    kind: SamplerKind
+    timesteps: torch.Tensor  # (M,) long, increasing: g_0 .. g_{M-1}
+    sqrt_alpha_bar: torch.Tensor  # (M,) √ᾱ_{g_k}
+    sqrt_one_minus_alpha_bar: torch.Tensor  # (M,) √(1-ᾱ_{g_k})
+    coef_z0: torch.Tensor  # (M,) multiplies ẑ0
+    coef_other: torch.Tensor  # (M,) multiplies z_t (DDPM) or ε (DDIM)
+    noise_std: torch.Tensor  # (M,) σ_k
+    snr: torch.Tensor  # (M,) float64 ᾱ/(1−ᾱ) at g_k, for the start rule
+    eta: float = 1.0
+
+    @property
+    def num_steps(self) -> int:
+        """``M``, the length of the grid (= NFE of a full trajectory)."""
+        return int(self.timesteps.numel())
+
+    @classmethod
+    def ddpm(cls, alphas_cumprod: torch.Tensor) -> Sampler:
+        """Ancestral DDPM over every training timestep: ``g_k = k``, ``M = T``."""
+        scheduler = DDPMScheduler(num_train_timesteps=alphas_cumprod.numel())
+        scheduler.set_timesteps(alphas_cumprod.numel())
+        grid = scheduler.timesteps.flip(0).long()
+        a_bar = alphas_cumprod.double().cpu()
+        a_prev = torch.cat([torch.ones(1, dtype=torch.float64), a_bar[:-1]])
+        beta = 1 - a_bar / a_prev
+        coef_z0 = beta * a_prev.sqrt() / (1 - a_bar)
+        coef_zt = (1 - a_prev) * (1 - beta).sqrt() / (1 - a_bar)
+        var = beta * (1 - a_prev) / (1 - a_bar)
+        var[0] = 0.0  # the last step (t = 0) adds no noise
+        return cls._build("ddpm", grid, a_bar, coef_z0, coef_zt, var.sqrt(), 1.0, alphas_cumprod)
+
+    @classmethod
+    def ddim(cls, alphas_cumprod: torch.Tensor, steps: int, eta: float = 0.0) -> Sampler:
+        """DDIM on LDM's uniform grid ``g_k = k·(T // N) + 1`` (diffusers "leading", offset 1)."""
+        total = alphas_cumprod.numel()
+        if not isinstance(steps, int) or not 1 <= steps <= total:
+            raise ValueError(f"DDIM steps must be an integer in [1, {total}], got {steps!r}")
+        if eta < 0:
+            raise ValueError(f"DDIM eta must be >= 0, got {eta}")
+        scheduler = DDIMScheduler(num_train_timesteps=total, timestep_spacing="leading", steps_offset=1)
+        scheduler.set_timesteps(steps)
+        grid = scheduler.timesteps.flip(0).long()
+        all_bar = alphas_cumprod.double().cpu()
+        a = all_bar[grid]
+        a_prev = torch.cat([all_bar[:1], a[:-1]])  # set_alpha_to_one=False: ᾱ_0 below g_0
+        sigma = eta * ((1 - a_prev) / (1 - a)).sqrt() * (1 - a / a_prev).sqrt()
+        coef_eps = (1 - a_prev - sigma**2).clamp_min(0).sqrt()
+        return cls._build("ddim", grid, a, a_prev.sqrt(), coef_eps, sigma, float(eta), alphas_cumprod)
+
+    @classmethod
+    def _build(cls, kind, grid, a_bar, coef_z0, coef_other, sigma, eta, like) -> Sampler:
+        as_like = dict(device=like.device, dtype=like.dtype)
+        return cls(
+            kind=kind,
+            timesteps=grid.to(like.device),
+            sqrt_alpha_bar=a_bar.sqrt().to(**as_like),
+            sqrt_one_minus_alpha_bar=(1 - a_bar).sqrt().to(**as_like),
+            coef_z0=coef_z0.to(**as_like),
+            coef_other=coef_other.to(**as_like),
+            noise_std=sigma.to(**as_like),
+            snr=(a_bar / (1 - a_bar)),
+            eta=eta,
+        )
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Sampler:
+        """A copy with every table on ``device`` (float tables cast to ``dtype`` if given)."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+        return Sampler(
+            self.kind, move(self.timesteps), move(self.sqrt_alpha_bar), move(self.sqrt_one_minus_alpha_bar),
+            move(self.coef_z0), move(self.coef_other), move(self.noise_std), self.snr, self.eta,
+        )
+
+    @staticmethod
+    def _rows(table: torch.Tensor, index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return table[index].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def tweedie(self, z_t: torch.Tensor, eps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Posterior mean ``ẑ0 = (z_t − √(1−ᾱ_t)·ε)/√ᾱ_t`` (never clamped), per-sample index ``(B,)``."""
+        return (z_t - self._rows(self.sqrt_one_minus_alpha_bar, index, z_t) * eps) / self._rows(
+            self.sqrt_alpha_bar, index, z_t
+        )
+
+    def step(
+        self,
+        z_t: torch.Tensor,
+        eps: torch.Tensor,
+        z0: torch.Tensor,
+        index: torch.Tensor,
+        generator: GeneratorArg = None,
+    ) -> torch.Tensor:
+        """One unconditional reverse step ``z_t → z'`` at grid indices ``index`` ``(B,)``.
+
+        Args:
+            z_t, eps, z0: ``(B, C, h, w)`` current latent, predicted noise and Tweedie estimate.
+            generator: source of the fresh noise ξ (one, or one per row).
+        """
+        other = z_t if self.kind == "ddpm" else eps
+        mean = self._rows(self.coef_z0, index, z0) * z0 + self._rows(self.coef_other, index, z0) * other
+        xi = randn(mean.shape, generator, device=mean.device, dtype=mean.dtype)
+        return mean + self._rows(self.noise_std, index, mean) * xi

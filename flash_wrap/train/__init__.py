@@ -1,0 +1,1 @@
+"""Training loops (accelerate): severity encoders, and later the demo prior."""

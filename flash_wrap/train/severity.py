@@ -1,0 +1,209 @@
+"""``flash-wrap train-severity``: fine-tune a severity encoder for one task (ALGORITHMS.md §2).
+
+The encoder starts from the bundle's own encoder (weights copied) plus a fresh variance head
+and is trained with Adam on fresh degradations of a folder of clean images: per sample a task
+level ``t ~ U[train_range]`` and fresh measurement noise. Every step's data and degradation are a
+pure function of ``(seed, step)``, so a resumed run continues exactly where it stopped. The
+encoder with the lowest validation loss is written into the bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from ..data import ImageFolder, list_images
+from ..models import LatentDiffusion
+from ..operators import get_task
+from ..severity.loss import severity_loss
+from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeverityTrainingConfig:
+    """Settings of one training run (defaults: the released script's λσ = 1, λim = 1, lr 1e-4, seed 42)."""
+
+    model: str
+    task: str
+    data: str
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-4
+    lambda_sigma: float = 1.0
+    lambda_image: float = 1.0
+    noise_std: float = 0.05
+    seed: int = 42
+    val_images: int = 64
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    output: str | None = None
+    limit: int | None = None
+    cpu: bool = False
+    workers: int = 0
+    resume: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def checkpoint_dir(self) -> Path:
+        return Path(self.output) if self.output else Path(self.model) / "training" / f"severity-{self.task}"
+
+
+class StepBatches(Sampler[list[int]]):
+    """Batches of dataset indices for steps ``first..total-1``: epoch ``e`` is a permutation seeded
+    by ``seed + e`` read in consecutive chunks, so step ``k``'s batch never depends on a resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, first: int, total: int) -> None:
+        self.n, self.batch_size, self.seed, self.first, self.total = n, batch_size, seed, first, total
+
+    def __len__(self) -> int:
+        return max(self.total - self.first, 0)
+
+    def __iter__(self):
+        for step in range(self.first, self.total):
+            start = step * self.batch_size
+            yield [self._at(i) for i in range(start, start + self.batch_size)]
+
+    def _at(self, position: int) -> int:
+        epoch, offset = divmod(position, self.n)
+        if getattr(self, "_epoch", None) != epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        return self._perm[offset]
+
+
+def _degrade(task, x: torch.Tensor, size: int, seed: int, noise_std: float) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    operator, _ = task.sample(x.shape[0], size, gen, noise_std=noise_std)
+    y = operator.measure(x.cpu(), generator=gen).to(x.device)
+    return operator.to_image(y)
+
+
+def _validation_batches(task, files, size: int, seed: int, noise_std: float, batch: int):
+    data = ImageFolder(files[0].parent, size, files=files)
+    images = torch.stack([data[i] for i in range(len(data))])
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch]
+        yield x, _degrade(task, x, size, seed + 1_000_000 + start, noise_std)
+
+
+def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = None) -> dict:
+    """Train, checkpoint, resume and finally write the best encoder into the bundle.
+
+    Returns a summary dict (steps, best validation loss, where it was written).
+    """
+    task = get_task(config.task)
+    model = LatentDiffusion.from_pretrained(config.model)
+    size = model.image_size
+    files = list_images(config.data)[: config.limit]
+    n_val = min(config.val_images, len(files) // 5)
+    train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
+    if not train_files:
+        raise ValueError(f"no training images left in {config.data} after holding out {n_val} for validation")
+
+    accelerator = Accelerator(cpu=config.cpu)
+    model.to(accelerator.device).requires_grad_(False).eval()
+    with torch.random.fork_rng(devices=[]):  # seed the new variance head without touching global state
+        torch.manual_seed(config.seed)
+        encoder = model.make_severity_encoder().to(accelerator.device).train()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
+
+    ckpt_dir = config.checkpoint_dir()
+    first, history, best = 0, [], {"val_loss": math.inf, "step": None}
+    previous = latest_checkpoint(ckpt_dir) if config.resume else None
+    if previous is not None:
+        saved = load_checkpoint(previous, encoder, optimizer)
+        if saved["config"]["task"] != config.task:
+            raise ValueError(f"checkpoint {previous} is for task {saved['config']['task']!r}, not {config.task!r}")
+        first, history, best = saved["step"], saved["history"], saved["best"]
+        log.info("resuming from %s (step %d)", previous, first)
+
+    dataset = ImageFolder(config.data, size, files=train_files)
+    batches = StepBatches(len(dataset), config.batch_size, config.seed, first, config.steps)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers)
+    encoder, optimizer, loader = accelerator.prepare(encoder, optimizer, loader)
+    rank_seed = config.seed * 7919 + accelerator.process_index
+
+    bar = tqdm(total=config.steps, initial=first, desc=f"train-severity {config.task}",
+               disable=not accelerator.is_main_process or (None if progress is None else not progress))
+    running = None
+    for step, x in enumerate(loader, start=first):
+        y_image = _degrade(task, x, size, rank_seed * 1_000_003 + step, config.noise_std)
+        terms = severity_loss(encoder, model, x, y_image,
+                              lambda_sigma=config.lambda_sigma, lambda_image=config.lambda_image)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(terms["loss"])
+        optimizer.step()
+        loss = float(terms["loss"].detach())
+        running = loss if running is None else 0.98 * running + 0.02 * loss
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}", v=f"{float(terms['variance'].mean()):.3g}")
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
+            history.append({"step": done, "train_loss": running, **val})
+            if val["val_loss"] < best["val_loss"]:
+                best = {"val_loss": val["val_loss"], "step": done}
+                if accelerator.is_main_process:
+                    _save_best(accelerator.unwrap_model(encoder), ckpt_dir)
+            if accelerator.is_main_process:
+                state = {"config": asdict(config), "history": history, "best": best}
+                save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(encoder), optimizer, state)
+                prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+            accelerator.wait_for_everyone()
+    bar.close()
+
+    summary = {"task": config.task, "steps": config.steps, "best": best, "history": history,
+               "train_images": len(train_files), "val_images": len(val_files)}
+    if accelerator.is_main_process:
+        best_encoder = model.make_severity_encoder()
+        best_path = ckpt_dir / "best.safetensors"
+        if best_path.exists():
+            from safetensors.torch import load_file
+
+            best_encoder.load_state_dict(load_file(best_path))
+        else:
+            best_encoder.load_state_dict(accelerator.unwrap_model(encoder).state_dict())
+        metadata = {"training": {**asdict(config), "best_step": best["step"], "best_val_loss": best["val_loss"]},
+                    "history": history}
+        model.add_severity_encoder(config.task, best_encoder)
+        model.save_severity_encoder(config.model, config.task, metadata=json.loads(json.dumps(metadata)))
+        summary["written_to"] = str(Path(config.model) / "severity_encoders" / config.task)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _save_best(encoder: torch.nn.Module, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}, folder / "best.safetensors")
+
+
+@torch.no_grad()
+def _validate(encoder, model: LatentDiffusion, task, files, config: SeverityTrainingConfig) -> dict:
+    """Mean loss terms over the held-out images with fixed degradations (seeded by position)."""
+    if not files:
+        return {"val_loss": math.nan}
+    encoder.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    device = next(encoder.parameters()).device
+    for x, y_image in _validation_batches(task, files, model.image_size, config.seed, config.noise_std,
+                                          config.batch_size):
+        terms = severity_loss(encoder, model, x.to(device), y_image.to(device),
+                              lambda_sigma=config.lambda_sigma, lambda_image=config.lambda_image)
+        for key in ("loss", "latent", "error", "image"):
+            sums[key] = sums.get(key, 0.0) + float(terms[key]) * x.shape[0]
+        count += x.shape[0]
+    encoder.train()
+    return {f"val_{k}": v / count for k, v in sums.items()}

@@ -1,0 +1,172 @@
+"""Severity encoder, its three-term loss, and the resumable training command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from flash_wrap import LatentDiffusion
+from flash_wrap.cli import main
+from flash_wrap.severity.loss import severity_loss
+from flash_wrap.train.checkpoint import latest_checkpoint, load_checkpoint
+from flash_wrap.train.severity import SeverityTrainingConfig, StepBatches, train_severity
+
+from .conftest import smooth_images
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """24 smooth random RGB images of 40x48 (not square: the loader centre-crops and resizes)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        coarse = rng.random((6, 5, 3))
+        img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((40, 48), Image.Resampling.BILINEAR)
+        img.save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    path = tmp_path / "model"
+    LatentDiffusion.tiny_random("vq", image_size=32, seed=0).save_pretrained(path)
+    return path
+
+
+def test_encoder_outputs_latent_estimate_and_nonnegative_variance():
+    model = LatentDiffusion.tiny_random("taef2", image_size=32)
+    encoder = model.make_severity_encoder()
+    x = smooth_images(3)
+    z_hat, v = encoder(x)
+    assert z_hat.shape == (3, *model.latent_shape) and v.shape == (3,)
+    assert (v >= 0).all()
+    torch.testing.assert_close(z_hat, model.encode(x))  # starts as the autoencoder's own encoder
+    s = encoder.variance_head(z_hat)
+    torch.testing.assert_close(v, s.square().mean(dim=(1, 2, 3)))
+
+
+def test_loss_terms_follow_the_paper():
+    model = LatentDiffusion.tiny_random("vq", image_size=32)
+    encoder = model.make_severity_encoder()
+    x = smooth_images(2)
+    y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 2)
+    terms = severity_loss(encoder, model, x, y, lambda_sigma=10.0, lambda_image=0.5)
+    z_hat, v = encoder(y)
+    e = (z_hat - model.encode(x)).flatten(1)
+    d = e.shape[1]
+    sample_var = ((e - e.mean(1, keepdim=True)) ** 2).sum(1) / (d - 1)
+    torch.testing.assert_close(terms["target"], sample_var.detach())
+    image = ((2 * model.decode(z_hat) - 2 * x) ** 2).flatten(1).mean(1)
+    want = (e.square().mean(1) + 10.0 * (sample_var - v) ** 2 + 0.5 * image).mean()
+    torch.testing.assert_close(terms["loss"], want)
+    terms["loss"].backward()
+    assert all(p.grad is None for p in model.parameters())  # the autoencoder stays frozen
+    assert encoder.variance_head.weight.grad is not None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.backbone.parameters())
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch():
+    # λim = 0: a random tiny decoder cannot reconstruct images, so the image term has a high floor;
+    # the latent and variance terms must fall.
+    model = LatentDiffusion.tiny_random("kl", image_size=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        encoder = model.make_severity_encoder()
+    x = smooth_images(4, seed=3)
+    y = x * 0.7 + 0.15  # a fixed degradation
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        loss = severity_loss(encoder, model, x, y, lambda_image=0.0)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_step_batches_do_not_depend_on_where_a_run_resumes():
+    whole = list(StepBatches(10, 4, seed=1, first=0, total=7))
+    tail = list(StepBatches(10, 4, seed=1, first=4, total=7))
+    assert whole[4:] == tail
+    flat = [i for batch in whole[:5] for i in batch]  # 20 draws = exactly two epochs
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
+
+
+def _config(bundle, images, out, steps, **kw):
+    return SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(images), steps=steps,
+                                  batch_size=4, checkpoint_every=3, val_images=4, output=str(out), cpu=True, **kw)
+
+
+def test_training_writes_the_encoder_into_the_bundle(bundle, image_folder, tmp_path):
+    summary = train_severity(_config(bundle, image_folder, tmp_path / "ckpt", 6), progress=False)
+    assert summary["train_images"] == 20 and summary["val_images"] == 4
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+    model = LatentDiffusion.from_pretrained(bundle)
+    encoder = model.severity_encoder("gaussian-blur")
+    meta = model.severity_metadata["gaussian-blur"]
+    assert meta["training"]["steps"] == 6 and meta["training"]["best_step"] in (3, 6)
+    best = load_file(tmp_path / "ckpt" / "best.safetensors")
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, best[key])
+
+
+def test_interrupted_training_resumes_exactly(bundle, image_folder, tmp_path):
+    train_severity(_config(bundle, image_folder, tmp_path / "straight", 6), progress=False)
+    train_severity(_config(bundle, image_folder, tmp_path / "resumed", 3), progress=False)
+    summary = train_severity(_config(bundle, image_folder, tmp_path / "resumed", 6), progress=False)
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+    a = load_file(tmp_path / "straight" / "checkpoint-6" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoint-6" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = LatentDiffusion.tiny_random("vq", image_size=32).make_severity_encoder().state_dict()
+    assert any(not torch.equal(a[k], fresh[k]) for k in a)  # it did train
+
+
+def test_corrupt_checkpoint_is_reported(bundle, image_folder, tmp_path):
+    train_severity(_config(bundle, image_folder, tmp_path / "ckpt", 3), progress=False)
+    path = latest_checkpoint(tmp_path / "ckpt")
+    (path / "model.safetensors").write_bytes(b"not a safetensors file")
+    model = LatentDiffusion.tiny_random("vq", image_size=32)
+    encoder = model.make_severity_encoder()
+    with pytest.raises(ValueError, match="corrupt or does not match"):
+        load_checkpoint(path, encoder, torch.optim.Adam(encoder.parameters()))
+    with pytest.raises(ValueError, match="corrupt or does not match"):
+        train_severity(_config(bundle, image_folder, tmp_path / "ckpt", 6), progress=False)
+
+
+def test_training_rejects_bad_settings_before_work(bundle, image_folder, tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'deblur'"):
+        train_severity(SeverityTrainingConfig(model=str(bundle), task="deblur", data=str(image_folder)))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train_severity(SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(tmp_path / "none")))
+
+
+def test_cli_train_severity(bundle, image_folder, tmp_path, capsys):
+    code = main(["train-severity", "--model", str(bundle), "--task", "random-inpainting", "--data", str(image_folder),
+                 "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--val-images", "2", "--cpu",
+                 "--output", str(tmp_path / "cli")])
+    assert code == 0
+    assert "written to" in capsys.readouterr().out
+    assert "random-inpainting" in LatentDiffusion.from_pretrained(bundle).severity_encoders
+    assert main(["train-severity", "--model", str(bundle), "--task", "nope", "--data", str(image_folder)]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "celeba_train").is_dir(), reason="needs ../shared/data/celeba_train")
+def test_training_runs_on_real_celeba_images(tmp_path):
+    bundle = tmp_path / "model"
+    LatentDiffusion.tiny_random("taef2", image_size=64, seed=0).save_pretrained(bundle)
+    summary = train_severity(SeverityTrainingConfig(
+        model=str(bundle), task="gaussian-blur", data=str(SHARED / "data" / "celeba_train"), steps=2, batch_size=4,
+        limit=24, val_images=4, checkpoint_every=2, cpu=True, output=str(tmp_path / "ckpt")), progress=False)
+    assert np.isfinite(summary["best"]["val_loss"])
+    assert "gaussian-blur" in LatentDiffusion.from_pretrained(bundle).severity_encoders
