@@ -49,6 +49,32 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_prior(args: argparse.Namespace) -> int:
+    from .train.prior import PriorTrainingConfig, train_prior
+
+    config = PriorTrainingConfig(
+        output=args.output, data=args.data, autoencoder=args.autoencoder, image_size=args.image_size,
+        unet=args.unet, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, mirror=not args.no_mirror, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        limit=args.limit, cpu=args.cpu, resume=not args.no_resume,
+    )
+    summary = train_prior(config)
+    last = summary["history"][-1]["loss"] if summary["history"] else float("nan")
+    print(f"trained prior: {summary['steps']} steps on {summary['latents']} latents, final loss {last:.4f}, "
+          f"latent scale {summary['latent_scale']:.4f}")
+    if "written_to" in summary:
+        print(f"model bundle written to {summary['written_to']}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .figures import sample_grid
+
+    path = sample_grid(args.model, args.out, n=args.n, seed=args.seed, steps=args.steps)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flash-wrap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -76,6 +102,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.set_defaults(func=_cmd_train_severity)
+
+    p = sub.add_parser("train-prior", help="train a latent DDPM prior on an image folder and save a model bundle")
+    p.add_argument("--output", required=True, help="bundle folder to write (checkpoints go to OUTPUT/training)")
+    p.add_argument("--data", required=True, help="folder of training images (png/jpg)")
+    p.add_argument("--autoencoder", required=True,
+                   help="folder with taef2_encoder.pth + taef2_decoder.pth, or a saved autoencoder folder")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--unet", default="small", help="UNet preset: small (demo), tiny (tests)")
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--no-mirror", action="store_true", help="do not add horizontally mirrored images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
+    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.set_defaults(func=_cmd_train_prior)
+
+    p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")
+    p.add_argument("--model", default="demo", help="model bundle folder, or 'demo'")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("-n", type=int, default=16, help="number of samples")
+    p.add_argument("--steps", type=int, default=1000, help="DDPM (1000) or DDIM with fewer steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
     return parser
 
 

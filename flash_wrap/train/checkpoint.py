@@ -2,7 +2,8 @@
 
 A checkpoint is a folder ``checkpoint-<step>/`` holding ``model.safetensors`` (trainable
 weights), ``optimizer.safetensors`` + ``optimizer.json`` (Adam moments and param groups) and
-``state.json`` (step, configuration, metrics).
+``state.json`` (step, configuration, metrics), plus any named extra tensor sets (e.g. EMA
+weights) as ``<name>.safetensors``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 
 def save_checkpoint(
-    folder: Path, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    folder: Path,
+    step: int,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write ``folder/checkpoint-<step>`` atomically (a temporary folder renamed at the end)."""
     target = folder / f"checkpoint-{step}"
@@ -40,6 +46,8 @@ def save_checkpoint(
     tensors, meta = _optimizer_tensors(optimizer)
     save_file(tensors, tmp / "optimizer.safetensors")
     (tmp / "optimizer.json").write_text(json.dumps(meta))
+    for name, named in (extra or {}).items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in named.items()}, tmp / f"{name}.safetensors")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     if target.exists():
         for f in target.iterdir():
@@ -73,6 +81,14 @@ def load_checkpoint(
         slots.setdefault(int(index), {})[slot] = value
     optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
     return json.loads((path / "state.json").read_text())
+
+
+def load_extra(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """A named extra tensor set saved with :func:`save_checkpoint`."""
+    try:
+        return load_file(path / f"{name}.safetensors")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"checkpoint {path} has a corrupt or missing {name}.safetensors: {err}") from err
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:

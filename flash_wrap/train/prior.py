@@ -1,0 +1,219 @@
+"""``flash-wrap train-prior``: train a latent ε-prediction DDPM prior and save a model bundle.
+
+Pipeline: encode every training image once with the (frozen) autoencoder, optionally with its
+horizontal mirror, and cache the raw latents; scale latents to unit variance with a factor
+computed on that data; train a diffusers ``UNet2DModel`` with the LDM schedule
+(ALGORITHMS.md §1) under accelerate, keeping EMA weights (diffusers ``EMAModel``); write a
+:class:`~flash_wrap.models.LatentDiffusion` folder whose UNet holds the EMA weights. As in
+``train-severity``, step ``k``'s batch, timesteps and noise are a pure function of
+``(seed, k)``, so an interrupted run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from diffusers import UNet2DModel
+from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ..data import ImageFolder, list_images
+from ..models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
+from .checkpoint import latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
+from .severity import StepBatches
+
+log = logging.getLogger(__name__)
+
+#: UNet shapes by name; ``sample_size`` and channels come from the autoencoder.
+UNET_PRESETS: dict[str, dict] = {
+    # ~9M parameters for 32x8x8 latents: 18 MB in float16 (the shipped demo prior).
+    "small": dict(block_out_channels=(96, 192), layers_per_block=2, norm_num_groups=32, attention_head_dim=32,
+                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D")),
+    # A few ten-thousand parameters: tests and smoke runs.
+    "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
+                 down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D")),
+}
+
+
+@dataclass
+class PriorTrainingConfig:
+    """Settings of one prior-training run; ``output`` becomes a model bundle folder."""
+
+    output: str
+    data: str
+    autoencoder: str
+    image_size: int = 64
+    unet: str = "small"
+    steps: int = 8000
+    batch_size: int = 64
+    lr: float = 2e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    mirror: bool = True
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    limit: int | None = None
+    cpu: bool = False
+    resume: bool = True
+
+
+def load_autoencoder(spec: str | Path) -> Autoencoder:
+    """An autoencoder from a folder: either the upstream TAEF2 ``taef2_encoder.pth`` /
+    ``taef2_decoder.pth`` pair (converted once) or a saved adapter folder with ``config.json``."""
+    folder = Path(spec)
+    if (folder / "taef2_encoder.pth").is_file() and (folder / "taef2_decoder.pth").is_file():
+        return TAEF2Autoencoder(convert_taef2(folder / "taef2_encoder.pth", folder / "taef2_decoder.pth"))
+    if (folder / "config.json").is_file():
+        return Autoencoder.from_pretrained(folder)
+    raise FileNotFoundError(
+        f"{folder} holds neither taef2_encoder.pth + taef2_decoder.pth nor a saved autoencoder (config.json)"
+    )
+
+
+@torch.no_grad()
+def encode_images(autoencoder: Autoencoder, files: list[Path], size: int, *, mirror: bool,
+                  batch_size: int = 64, progress: bool | None = None) -> torch.Tensor:
+    """Raw latents ``(N·(1+mirror), C, h, w)`` of centre-cropped, resized images (and mirrors)."""
+    data = ImageFolder(files[0].parent, size, files=files)
+    chunks = []
+    for start in tqdm(range(0, len(data), batch_size), desc="encoding images", disable=_disable(progress)):
+        x = torch.stack([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        chunks.append(autoencoder.encode(x))
+        if mirror:
+            chunks.append(autoencoder.encode(x.flip(-1)))
+    return torch.cat(chunks)
+
+
+def _disable(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+def _cached_latents(config: PriorTrainingConfig, autoencoder: Autoencoder, files: list[Path],
+                    progress: bool | None) -> torch.Tensor:
+    cache = Path(config.output) / "training" / "latents.safetensors"
+    key = {"n_files": str(len(files)), "image_size": str(config.image_size), "mirror": str(config.mirror),
+           "autoencoder": autoencoder.kind, "first": files[0].name, "last": files[-1].name}
+    if cache.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(cache, "pt") as f:
+                if f.metadata() == key:
+                    return f.get_tensor("latents")
+        except (SafetensorError, OSError):
+            log.warning("latent cache %s is unreadable; re-encoding", cache)
+    latents = encode_images(autoencoder, files, config.image_size, mirror=config.mirror, progress=progress)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latents": latents.contiguous()}, cache, metadata=key)
+    return latents
+
+
+def build_unet(preset: str, latent_channels: int, latent_size: int) -> UNet2DModel:
+    if preset not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}")
+    return UNet2DModel(sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
+                       **UNET_PRESETS[preset])
+
+
+def _step_batch(latents: torch.Tensor, indices: list[int], seed: int, step: int, alphas_cumprod: torch.Tensor):
+    """Noisy latents, timesteps and target noise for one step (a function of seed and step only)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    z0 = latents[indices]
+    t = torch.randint(0, alphas_cumprod.numel(), (len(indices),), generator=gen)
+    noise = torch.randn(z0.shape, generator=gen)
+    a = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return a.sqrt() * z0 + (1 - a).sqrt() * noise, t, noise
+
+
+def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) -> dict:
+    """Train (or resume), then write the bundle with EMA weights to ``config.output``."""
+    if config.image_size <= 0 or config.steps <= 0 or config.batch_size <= 0:
+        raise ValueError("image_size, steps and batch_size must be positive")
+    files = list_images(config.data)[: config.limit]
+    autoencoder = load_autoencoder(config.autoencoder).eval().requires_grad_(False)
+    if config.image_size % autoencoder.downsample_factor:
+        raise ValueError(f"image_size {config.image_size} is not a multiple of the autoencoder's "
+                         f"downsampling {autoencoder.downsample_factor}")
+    if config.unet not in UNET_PRESETS:
+        raise ValueError(f"unknown UNet preset {config.unet!r}; choose one of {', '.join(UNET_PRESETS)}")
+    accelerator = Accelerator(cpu=config.cpu)
+    raw = _cached_latents(config, autoencoder, files, progress)
+    scale = 1.0 / float(raw.std())
+    latents = raw * scale
+    scheduler = ldm_scheduler()
+    alphas_cumprod = scheduler.alphas_cumprod.float()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        unet = build_unet(config.unet, autoencoder.latent_channels, latents.shape[-1])
+    ema = EMAModel(unet.parameters(), decay=config.ema_decay)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
+    lr_at = lambda step: min(1.0, (step + 1) / max(config.warmup_steps, 1))  # noqa: E731
+
+    ckpt_dir = Path(config.output) / "training" / "checkpoints"
+    first, history = 0, []
+    previous = latest_checkpoint(ckpt_dir) if config.resume else None
+    if previous is not None:
+        saved = load_checkpoint(previous, unet, optimizer)
+        shadow = load_extra(previous, "ema")
+        ema.load_state_dict({"shadow_params": [shadow[str(i)] for i in range(len(shadow))],
+                             "optimization_step": saved["ema_step"]})
+        first, history = saved["step"], saved["history"]
+        log.info("resuming from %s (step %d)", previous, first)
+
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    ema.to(accelerator.device)
+    batches = StepBatches(len(latents), config.batch_size, config.seed, first, config.steps)
+    bar = tqdm(total=config.steps, initial=first, desc="train-prior",
+               disable=not accelerator.is_main_process or _disable(progress))
+    running = None
+    for step, indices in enumerate(batches, start=first):
+        z_t, t, noise = _step_batch(latents, indices, config.seed, step, alphas_cumprod)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_at(step)
+        pred = unet(z_t.to(accelerator.device), t.to(accelerator.device)).sample
+        loss = torch.nn.functional.mse_loss(pred, noise.to(accelerator.device))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        ema.step(accelerator.unwrap_model(unet).parameters())
+        value = float(loss.detach())
+        running = value if running is None else 0.99 * running + 0.01 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        done = step + 1
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            history.append({"step": done, "loss": running})
+            if accelerator.is_main_process:
+                state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step}
+                shadow = {str(i): p for i, p in enumerate(ema.shadow_params)}
+                save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(unet), optimizer, state, {"ema": shadow})
+                prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+            accelerator.wait_for_everyone()
+    bar.close()
+
+    summary = {"steps": config.steps, "latent_scale": scale, "latents": len(latents), "history": history}
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(unet)
+        ema.copy_to(final.parameters())
+        model = LatentDiffusion(autoencoder, Denoiser(final.cpu()), scheduler, image_size=config.image_size,
+                                latent_scale=scale)
+        model.save_pretrained(config.output)
+        card = {"training": asdict(config), "latent_scale": scale, "history": history,
+                "n_images": len(files), "n_latents": len(latents)}
+        (Path(config.output) / "training" / "prior.json").write_text(json.dumps(card, indent=2))
+        summary["written_to"] = config.output
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if not math.isfinite(running or 0.0):
+        raise RuntimeError(f"training diverged (loss {running})")
+    return summary
