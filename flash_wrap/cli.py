@@ -75,10 +75,31 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    out = run_demo(model=args.model, out=args.out, solver=args.solver, steps=args.steps or None, faces=args.faces,
+                   n_faces=args.n_faces, seed=args.seed)
+    print(out["table"])
+    print(f"\nfigure: {out['figure']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flash-wrap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="baseline vs Flash on the shipped faces, every task at two severities")
+    p.add_argument("--model", default="demo", help="model bundle folder, or 'demo' (shipped)")
+    p.add_argument("--out", default="flash-demo", help="output folder for demo.png and demo.md")
+    p.add_argument("--solver", default="latent-dps")
+    p.add_argument("--steps", type=int, default=100,
+                   help="DDIM steps for both baseline and Flash (0: the solver's own sampler, DDPM-1000: slow)")
+    p.add_argument("--faces", help="folder of face images (default: the shipped faces)")
+    p.add_argument("--n-faces", type=int, help="use only the first N faces")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("solvers", help="list registered solver plugins and where they come from")
     p.add_argument("--details", action="store_true", help="also show samplers and per-task defaults")

@@ -1,0 +1,63 @@
+"""The demo command and the metrics it reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flash_wrap import LatentDiffusion
+from flash_wrap.cli import main
+from flash_wrap.demo import DEMO_LEVELS, run_demo
+from flash_wrap.metrics import PSNR_CAP_DB, psnr
+
+
+def test_psnr_known_values():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    assert psnr(x, x).tolist() == [PSNR_CAP_DB, PSNR_CAP_DB]
+    assert psnr(x + 0.1, x).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert float(psnr(torch.ones(1, 3, 4, 4) * 1.7, torch.zeros(1, 3, 4, 4))) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="equal shapes"):
+        psnr(x, x[:1])
+
+
+@pytest.fixture
+def demo_setup(tmp_path):
+    model = LatentDiffusion.tiny_random("taef2", image_size=32, seed=0)
+    for task in ("gaussian-blur", "super-resolution"):
+        model.add_severity_encoder(task, model.make_severity_encoder())
+    model.save_pretrained(tmp_path / "model")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(faces / f"{i}.png")
+    return tmp_path / "model", faces
+
+
+def test_demo_runs_every_available_task_and_writes_a_figure(demo_setup, tmp_path):
+    model, faces = demo_setup
+    out = run_demo(model=str(model), out=tmp_path / "out", faces=faces, steps=8, progress=False)
+    results = out["results"]
+    assert [r.task for r in results] == ["gaussian-blur", "super-resolution"]  # only tasks with an encoder
+    for r in results:
+        assert r.baseline_nfe.tolist() == [8] * 2 * len(DEMO_LEVELS)
+        assert (r.flash_nfe <= 8).all() and r.flash_nfe.shape == (4,)
+        assert all(math.isfinite(v) for v in r.flash_psnr.tolist() + r.baseline_psnr.tolist())
+    assert out["figure"].is_file()
+    with Image.open(out["figure"]) as img:
+        assert img.width > 500 and img.height > 300
+    assert out["table"].count("\n| ") == 4  # 2 tasks × 2 severities
+    assert (tmp_path / "out" / "demo.md").read_text().startswith("| task |")
+
+
+def test_demo_cli(demo_setup, tmp_path, capsys):
+    model, faces = demo_setup
+    assert main(["demo", "--model", str(model), "--faces", str(faces), "--n-faces", "1", "--steps", "4",
+                 "--out", str(tmp_path / "cli")]) == 0
+    assert "figure:" in capsys.readouterr().out
+    assert main(["demo", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""``train-prior``: latent caching, unit-variance scaling, EMA, exact resume, bundle output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from flash_wrap import LatentDiffusion
+from flash_wrap.cli import main
+from flash_wrap.models import TAEF2, TAEF2Autoencoder
+from flash_wrap.train.prior import PriorTrainingConfig, encode_images, load_autoencoder, train_prior
+
+
+@pytest.fixture
+def autoencoder_dir(tmp_path) -> Path:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ae = TAEF2Autoencoder(TAEF2(latent_channels=4, channels=8, pool_channels=16, pool_groups=4, num_downsamples=2))
+    ae.save_pretrained(tmp_path / "ae")
+    return tmp_path / "ae"
+
+
+@pytest.fixture
+def faces(tmp_path) -> Path:
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        img = Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((36, 32), Image.Resampling.BILINEAR)
+        img.save(folder / f"{i:02d}.png")
+    return folder
+
+
+def _config(out, faces, ae, steps, **kw):
+    return PriorTrainingConfig(output=str(out), data=str(faces), autoencoder=str(ae), image_size=32, unet="tiny",
+                               steps=steps, batch_size=4, checkpoint_every=2, warmup_steps=2, cpu=True, **kw)
+
+
+def test_prior_training_writes_a_loadable_bundle(tmp_path, faces, autoencoder_dir):
+    summary = train_prior(_config(tmp_path / "model", faces, autoencoder_dir, 4), progress=False)
+    assert summary["latents"] == 24  # 12 images and their mirrors
+    model = LatentDiffusion.from_pretrained(tmp_path / "model")
+    assert model.image_size == 32 and model.latent_shape == (4, 8, 8)
+    raw = encode_images(load_autoencoder(autoencoder_dir), sorted(faces.iterdir()), 32, mirror=True)
+    assert model.latent_scale == pytest.approx(1 / float(raw.std()), rel=1e-5)
+    # the bundle's UNet holds the EMA weights, not the last raw weights
+    last = load_file(tmp_path / "model" / "training" / "checkpoints" / "checkpoint-4" / "model.safetensors")
+    ema = load_file(tmp_path / "model" / "training" / "checkpoints" / "checkpoint-4" / "ema.safetensors")
+    shipped = dict(model.denoiser.unet.named_parameters())
+    names = [n for n, _ in model.denoiser.unet.named_parameters()]
+    torch.testing.assert_close(shipped[names[0]], ema["0"])
+    assert any(not torch.equal(shipped[n], last[n]) for n in names)
+
+
+def test_prior_training_resumes_exactly(tmp_path, faces, autoencoder_dir):
+    train_prior(_config(tmp_path / "a", faces, autoencoder_dir, 4), progress=False)
+    train_prior(_config(tmp_path / "b", faces, autoencoder_dir, 2), progress=False)
+    train_prior(_config(tmp_path / "b", faces, autoencoder_dir, 4), progress=False)
+    for name in ("model", "ema"):
+        a = load_file(tmp_path / "a" / "training" / "checkpoints" / "checkpoint-4" / f"{name}.safetensors")
+        b = load_file(tmp_path / "b" / "training" / "checkpoints" / "checkpoint-4" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_prior_settings(tmp_path, faces, autoencoder_dir):
+    with pytest.raises(ValueError, match="unknown UNet preset 'huge'"):
+        config = _config(tmp_path / "x", faces, autoencoder_dir, 2)
+        config.unet = "huge"
+        train_prior(config)
+    with pytest.raises(FileNotFoundError, match="neither taef2_encoder.pth"):
+        load_autoencoder(tmp_path)
+    with pytest.raises(ValueError, match="not a multiple"):
+        train_prior(PriorTrainingConfig(output=str(tmp_path / "y"), data=str(faces), autoencoder=str(autoencoder_dir),
+                                        image_size=30, unet="tiny", steps=1, cpu=True))
+
+
+def test_cli_train_prior_and_sample(tmp_path, faces, autoencoder_dir, capsys):
+    assert main(["train-prior", "--output", str(tmp_path / "m"), "--data", str(faces), "--autoencoder",
+                 str(autoencoder_dir), "--image-size", "32", "--unet", "tiny", "--steps", "2", "--batch-size", "4",
+                 "--cpu"]) == 0
+    assert "model bundle written to" in capsys.readouterr().out
+    grid = tmp_path / "grid.png"
+    assert main(["sample", "--model", str(tmp_path / "m"), "--out", str(grid), "-n", "4", "--steps", "5"]) == 0
+    with Image.open(grid) as img:
+        assert img.size == (2 * (2 * (32 + 2) + 2), 2 * (2 * (32 + 2) + 2))
