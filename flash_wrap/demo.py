@@ -103,7 +103,7 @@ def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
                 if i == 0:
                     ax.set_title(f"{r.task}\n{head}" if j == 0 else head, fontsize=7.5)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2)
+    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 from flash_wrap import LatentDiffusion
@@ -50,3 +54,13 @@ def smooth_images(batch: int, size: int = 32, seed: int = 0, brightness: list[fl
         levels = torch.tensor(brightness).view(-1, 1, 1, 1)
         x = (0.2 * x + levels - 0.1).clamp(0, 1)
     return x
+
+
+def write_images(folder: Path, n: int, width: int, height: int, seed: int = 0) -> Path:
+    """Write ``n`` smooth random RGB PNGs of ``width`` x ``height`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        coarse = (rng.random((6, 5, 3)) * 255).astype(np.uint8)
+        Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR).save(folder / f"{i:03d}.png")
+    return folder

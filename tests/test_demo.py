@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +12,8 @@ from flash_wrap import LatentDiffusion
 from flash_wrap.cli import main
 from flash_wrap.demo import DEMO_LEVELS, run_demo
 from flash_wrap.metrics import PSNR_CAP_DB, psnr
+
+from .conftest import write_images
 
 
 def test_psnr_known_values():
@@ -30,12 +31,7 @@ def demo_setup(tmp_path):
     for task in ("gaussian-blur", "super-resolution"):
         model.add_severity_encoder(task, model.make_severity_encoder())
     model.save_pretrained(tmp_path / "model")
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(faces / f"{i}.png")
-    return tmp_path / "model", faces
+    return tmp_path / "model", write_images(tmp_path / "faces", 2, 64, 64)
 
 
 def test_demo_runs_every_available_task_and_writes_a_figure(demo_setup, tmp_path):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from flash_wrap import LatentDiffusion
@@ -16,7 +15,7 @@ from flash_wrap.severity.loss import severity_loss
 from flash_wrap.train.checkpoint import latest_checkpoint, load_checkpoint
 from flash_wrap.train.severity import SeverityTrainingConfig, StepBatches, train_severity
 
-from .conftest import smooth_images
+from .conftest import smooth_images, write_images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -24,14 +23,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     """24 smooth random RGB images of 40x48 (not square: the loader centre-crops and resizes)."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(24):
-        coarse = rng.random((6, 5, 3))
-        img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((40, 48), Image.Resampling.BILINEAR)
-        img.save(folder / f"{i:03d}.png")
-    return folder
+    return write_images(tmp_path / "images", 24, 40, 48)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,6 +13,8 @@ from flash_wrap import LatentDiffusion
 from flash_wrap.cli import main
 from flash_wrap.models import TAEF2, TAEF2Autoencoder
 from flash_wrap.train.prior import PriorTrainingConfig, encode_images, load_autoencoder, train_prior
+
+from .conftest import write_images
 
 
 @pytest.fixture
@@ -27,13 +28,7 @@ def autoencoder_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def faces(tmp_path) -> Path:
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(12):
-        img = Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((36, 32), Image.Resampling.BILINEAR)
-        img.save(folder / f"{i:02d}.png")
-    return folder
+    return write_images(tmp_path / "faces", 12, 36, 32, seed=1)
 
 
 def _config(out, faces, ae, steps, **kw):
