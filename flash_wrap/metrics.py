@@ -18,3 +18,28 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mse = (estimate.clamp(0, 1) - target).double().square().flatten(1).mean(dim=1)
     value = -10.0 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
     return value.float()
+
+
+def ordering_accuracy(levels: torch.Tensor, predicted: torch.Tensor) -> tuple[float, float]:
+    """Ordering accuracy of [P App. D, Def. 1] for one clean image and ``n`` severities.
+
+    ``OA = 1/(n(n−1)) · Σ_{i≠j} 1[sign(s_i − s_j) = sign(σ̂_i − σ̂_j)]``; a tie in σ̂ counts as wrong
+    (as in Def. 1, unlike the official code). Returns ``(OA, fraction of tied pairs)``.
+    """
+    s = levels.double().flatten()
+    v = predicted.double().flatten()
+    if s.numel() != v.numel() or s.numel() < 2:
+        raise ValueError(f"need two equal-length sequences of at least 2 values, got {s.numel()} and {v.numel()}")
+    ds = torch.sign(s[:, None] - s[None, :])
+    dv = torch.sign(v[:, None] - v[None, :])
+    off = ~torch.eye(s.numel(), dtype=torch.bool)
+    agree = ((ds == dv) & (ds != 0))[off].double().mean()
+    ties = (dv[off] == 0).double().mean()
+    return float(agree), float(ties)
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman rank correlation (scipy's, average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x.double().flatten().cpu().numpy(), y.double().flatten().cpu().numpy()).statistic)

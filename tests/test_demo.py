@@ -57,3 +57,19 @@ def test_demo_cli(demo_setup, tmp_path, capsys):
     assert "figure:" in capsys.readouterr().out
     assert main(["demo", "--model", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_ordering_accuracy_perfect_reversed_and_random():
+    from flash_wrap.metrics import ordering_accuracy, spearman
+
+    levels = torch.linspace(0, 1, 10)
+    assert ordering_accuracy(levels, levels * 3 + 1) == (1.0, 0.0)
+    assert ordering_accuracy(levels, -levels) == (0.0, 0.0)
+    oa, ties = ordering_accuracy(levels, torch.zeros(10))
+    assert oa == 0.0 and ties == 1.0  # Def. 1: ties count as wrong
+    g = torch.Generator().manual_seed(0)
+    random = [ordering_accuracy(levels, torch.rand(10, generator=g))[0] for _ in range(400)]
+    assert abs(sum(random) / len(random) - 0.5) < 0.02
+    assert spearman(levels, levels**2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="equal-length"):
+        ordering_accuracy(levels, levels[:3])

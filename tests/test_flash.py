@@ -244,3 +244,17 @@ def test_other_bad_arguments(tiny_model, monkeypatch):
         Flash(tiny_model)
     with pytest.raises(TypeError, match="needs a flash_wrap.LatentDiffusion"):
         LatentDPS("a model")
+
+
+@pytest.mark.parametrize("kind,cross", [("vq", False), ("kl", True), ("tiny", False), ("taef2", False)])
+@pytest.mark.parametrize("task", ["gaussian-blur", "random-inpainting", "motion-blur", "super-resolution"])
+def test_every_autoencoder_and_task_runs_end_to_end(kind, cross, task):
+    from flash_wrap.operators import get_task
+
+    model = LatentDiffusion.tiny_random(kind, image_size=32, seed=1, cross_attention=cross)
+    model.add_severity_encoder(task, model.make_severity_encoder())
+    op, _ = get_task(task).sample(2, 32, torch.Generator().manual_seed(0))
+    y = op.measure(smooth_images(2), generator=torch.Generator().manual_seed(1))
+    out = Flash(LatentDPS(model, sampler="ddim", steps=10)).reconstruct(y, op, generator=_gens(0, 1), progress=False)
+    assert out.images.shape == (2, 3, 32, 32) and torch.isfinite(out.images).all()
+    assert out.nfe.tolist() == out.start_step.tolist() and (out.nfe <= 10).all()

@@ -414,3 +414,15 @@ def test_denoiser_rejects_bad_unets() -> None:
         Denoiser(UNet2DModel(in_channels=3, out_channels=6, block_out_channels=(8, 8), norm_num_groups=4, **blocks))
     with pytest.raises(TypeError, match="UNet2DModel or UNet2DConditionModel"):
         Denoiser(torch.nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["vq", "taef2"])
+def test_half_precision_bundle_loads_as_float32(tmp_path, kind):
+    model = LatentDiffusion.tiny_random(kind, image_size=32)
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
+    model.half().save_pretrained(tmp_path / "half")
+    loaded = LatentDiffusion.from_pretrained(tmp_path / "half")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    reference = model.float()
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, reference.state_dict()[name])

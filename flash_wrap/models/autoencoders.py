@@ -135,7 +135,8 @@ class _DiffusersAutoencoder(Autoencoder):
     @classmethod
     def _load(cls, path: Path) -> Autoencoder:
         check_folder(path)
-        return cls(cls.model_class.from_pretrained(str(path), local_files_only=True, use_safetensors=True))
+        return cls(cls.model_class.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                                   torch_dtype=torch.float32))
 
 
 class VQAutoencoder(_DiffusersAutoencoder):

@@ -95,7 +95,8 @@ class Denoiser(nn.Module):
         if name not in classes:
             raise ValueError(f"{path / 'config.json'} names class {name!r}; supported: {', '.join(classes)}")
         check_folder(path)
-        unet = classes[name].from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        unet = classes[name].from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                             torch_dtype=torch.float32)
         cond = None
         if name == "UNet2DConditionModel":
             file = path / EMPTY_CONDITIONING_FILE
