@@ -85,6 +85,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import LatentDiffusion
+
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    model = LatentDiffusion.from_pretrained(args.model)
+    model.to(dtypes[args.dtype]).save_pretrained(args.out)
+    print(f"exported {args.model} ({args.dtype} weights, no training files) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flash-wrap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -143,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.set_defaults(func=_cmd_train_prior)
+
+    p = sub.add_parser("export", help="copy a bundle without its training files, optionally in float16")
+    p.add_argument("--model", required=True, help="model bundle folder")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
+                   help="storage precision (bundles always load as float32)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo'")

@@ -83,3 +83,18 @@ def test_cli_train_prior_and_sample(tmp_path, faces, autoencoder_dir, capsys):
     assert main(["sample", "--model", str(tmp_path / "m"), "--out", str(grid), "-n", "4", "--steps", "5"]) == 0
     with Image.open(grid) as img:
         assert img.size == (2 * (2 * (32 + 2) + 2), 2 * (2 * (32 + 2) + 2))
+
+
+def test_cli_export_writes_a_half_precision_copy(tmp_path):
+    model = LatentDiffusion.tiny_random("taef2", image_size=32)
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
+    model.save_pretrained(tmp_path / "full")
+    (tmp_path / "full" / "training").mkdir()
+    assert main(["export", "--model", str(tmp_path / "full"), "--out", str(tmp_path / "small")]) == 0
+    assert not (tmp_path / "small" / "training").exists()
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*.safetensors"))  # noqa: E731
+    assert size(tmp_path / "small") < 0.6 * size(tmp_path / "full")
+    loaded = LatentDiffusion.from_pretrained(tmp_path / "small")
+    assert "gaussian-blur" in loaded.severity_encoders
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(loaded.encode(x), model.encode(x), atol=2e-2, rtol=2e-2)
