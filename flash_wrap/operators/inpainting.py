@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_batch, check_tensor, per_sample
 from .base import DEFAULT_NOISE_STD, Operator
-from .gaussian_blur import RowIndex, take_rows
+from ._filters import RowIndex, take_rows
 
 ImageSize = int | tuple[int, int]
 

@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_batch, per_sample
 from .base import DEFAULT_NOISE_STD, Operator
-from .gaussian_blur import (
+from ._filters import (
     RowIndex,
     container_radius,
     filter_per_sample,

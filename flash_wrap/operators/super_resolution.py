@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import DEFAULT_NOISE_STD, Operator
-from .gaussian_blur import RowIndex, working_dtype
+from ._filters import RowIndex, working_dtype
 
 
 class SuperResolution(Operator):

@@ -13,7 +13,8 @@ import torch
 
 from .._checks import per_sample
 from .base import DEFAULT_NOISE_STD, Operator
-from .gaussian_blur import REFERENCE_SIZE, GaussianBlur
+from ._filters import REFERENCE_SIZE
+from .gaussian_blur import GaussianBlur
 from .inpainting import RandomInpainting
 from .motion_blur import NonlinearMotionBlur
 from .super_resolution import SuperResolution
