@@ -97,6 +97,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .compare import table
+    from .evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(
+        data=args.data, task=args.task, solver=args.solver, out=args.out, model=args.model, steps=args.steps,
+        scheduler=args.scheduler, baseline=args.baseline, fixed_start=args.fixed_start or [],
+        severity_range=tuple(args.severity_range) if args.severity_range else None, seed=args.seed,
+        limit=args.limit, batch_size=args.batch_size, device=args.device,
+    )
+    result = evaluate(config, resume=args.resume)
+    print(table(result))
+    print(f"\nresults: {args.out}/results.json, {args.out}/images.csv and figures")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    print(compare(args.results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flash-wrap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -112,6 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-faces", type=int, help="use only the first N faces")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("eval", help="Flash(solver) vs the bare solver and fixed starts on an image folder")
+    p.add_argument("--data", required=True, help="folder of clean images (png/jpg), centre-cropped and resized")
+    p.add_argument("--task", required=True)
+    p.add_argument("--solver", default="latent-dps")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--steps", type=int, help="grid length (default: the solver's own; fewer implies DDIM)")
+    p.add_argument("--scheduler", choices=["ddpm", "ddim"])
+    p.add_argument("--baseline", action="store_true", help="also run the bare solver from pure noise")
+    p.add_argument("--fixed-start", type=int, nargs="*", help="also run fixed start indices K (CCDF-L style)")
+    p.add_argument("--severity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="task levels t to draw from (default: the task's evaluation range)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("compare", help="print the paper-style Markdown table of one or more eval results")
+    p.add_argument("results", nargs="+", help="results folders written by flash-wrap eval")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("solvers", help="list registered solver plugins and where they come from")
     p.add_argument("--details", action="store_true", help="also show samplers and per-task defaults")

@@ -18,6 +18,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write one ``(3, H, W)`` image in [0, 1] as an 8-bit PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image[None])[0]).save(path)
+    return path
+
+
 def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
     """Tile ``(B, 3, H, W)`` images in [0, 1] into one RGB image, white gaps of ``pad`` pixels."""
     pixels = to_uint8(images)

@@ -43,3 +43,50 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(x.double().flatten().cpu().numpy(), y.double().flatten().cpu().numpy()).statistic)
+
+
+def ssim(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM ``(B,)`` with torchmetrics' defaults (Gaussian window 11, σ 1.5, data range 1),
+    ``estimate`` clipped to [0, 1] (ALGORITHMS.md §7)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    if estimate.shape != target.shape:
+        raise ValueError(f"ssim needs equal shapes, got {tuple(estimate.shape)} and {tuple(target.shape)}")
+    value = structural_similarity_index_measure(
+        estimate.clamp(0, 1).float(), target.float(), data_range=1.0, reduction="none"
+    )
+    return value.reshape(-1)
+
+
+class LPIPS:
+    """LPIPS-VGG (v0.1) through the optional ``lpips`` package, inputs mapped to [−1, 1].
+
+    :meth:`load` returns ``None`` (and warns once) when the package or its VGG weights are not
+    available locally: the metric is then reported as ``null``, never estimated.
+    """
+
+    _warned = False
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    @classmethod
+    def load(cls) -> LPIPS | None:
+        import warnings
+
+        try:
+            import lpips  # optional extra: pip install flash-wrap[lpips]
+
+            net = lpips.LPIPS(net="vgg", version="0.1", verbose=False).eval()
+        except Exception as err:  # missing package, torchvision, or weights that would need a download
+            if not cls._warned:
+                warnings.warn(f"LPIPS is unavailable ({type(err).__name__}: {err}); it is reported as null",
+                              RuntimeWarning, stacklevel=2)
+                cls._warned = True
+            return None
+        return cls(net)
+
+    @torch.no_grad()
+    def __call__(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        net = self.net.to(estimate.device)
+        return net(estimate.clamp(0, 1) * 2 - 1, target * 2 - 1).reshape(-1).float()

@@ -1,0 +1,51 @@
+"""``flash-wrap compare``: the paper-style table from one or more ``results.json`` files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _fmt(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _label(method: str, solver: str) -> str:
+    if method == "flash":
+        return f"Flash({solver})"
+    if method == "baseline":
+        return solver
+    if method.startswith("fixed_start_"):
+        return f"fixed start {method.rsplit('_', 1)[1]}"
+    return {"autoencoder": "AE (decode ẑ)"}.get(method, method)
+
+
+def table(results: dict) -> str:
+    """Markdown rows = methods; speed-up = baseline seconds per image / method's (same run)."""
+    methods = results["methods"]
+    base = methods.get("baseline")
+    head = (f"**{results['task']}**, {results['solver']}, {results['scheduler']}-{results['steps']}, "
+            f"{results['n_images']} images, model `{results['model']}`")
+    lines = [head, "", "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NFE | s / image | speed-up |", "|---|---|---|---|---|---|---|"]
+    for name, m in methods.items():
+        speed = "–"
+        if base and name != "autoencoder" and m["seconds_per_image"] > 0:
+            speed = f"{base['seconds_per_image'] / m['seconds_per_image']:.1f}x"
+        nfe = "–" if name == "autoencoder" else f"{m['nfe_mean']:.1f}"
+        lines.append(f"| {_label(name, results['solver'])} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
+                     f"| {_fmt(m['lpips'], 4)} | {nfe} | {_fmt(m['seconds_per_image'], 2)} | {speed} |")
+    sev = results["severity"]
+    lines += ["", f"Severity encoder: Spearman(σ̂, t) = {_fmt(sev['spearman'], 3)}, "
+                  f"ordering accuracy = {_fmt(sev['ordering_accuracy'], 3)}"]
+    return "\n".join(lines)
+
+
+def compare(folders: list[str | Path]) -> str:
+    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines."""
+    parts = []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist (run flash-wrap eval --out {folder} first)")
+        parts.append(table(json.loads(path.read_text())))
+    return "\n\n".join(parts)

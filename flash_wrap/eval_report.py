@@ -1,0 +1,95 @@
+"""Aggregate ``images.jsonl`` into ``results.json``, ``images.csv`` and the evaluation figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .metrics import spearman
+
+METRICS = ("psnr", "ssim", "lpips")
+
+
+def read_records(out: Path) -> list[dict]:
+    from .evaluate import RECORDS
+
+    path = out / RECORDS
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(statistics.fmean(values)) if values else None
+
+
+def summarize(records: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per method: mean PSNR/SSIM/LPIPS (LPIPS ``None`` when unavailable), NFE mean/std, seconds."""
+    methods = list(records[0]["psnr"]) if records else []
+    out = {}
+    for m in methods:
+        nfe = [r["nfe"][m] for r in records]
+        seconds = sum(r["seconds"][m] for r in records)
+        out[m] = {
+            **{metric: _mean([r[metric][m] for r in records]) for metric in METRICS},
+            "nfe_mean": float(statistics.fmean(nfe)),
+            "nfe_std": float(statistics.pstdev(nfe)),
+            "seconds_total": seconds,
+            "seconds_per_image": seconds / len(records),
+        }
+    return out
+
+
+def severity_summary(records: list[dict]) -> dict[str, float | None]:
+    import torch
+
+    oa = [r["ordering_accuracy"] for r in records]
+    levels = torch.tensor([r["severity"] for r in records])
+    rho = spearman(levels, torch.tensor([r["sigma_hat"] for r in records])) if len(records) > 2 else None
+    return {
+        "spearman": None if rho is None or math.isnan(rho) else rho,
+        "ordering_accuracy": _mean(oa),
+        "ordering_accuracy_std": float(statistics.pstdev(oa)) if oa else None,
+    }
+
+
+def write_csv(records: list[dict], path: Path) -> None:
+    methods = list(records[0]["psnr"]) if records else []
+    columns = ["name", "severity", "severity_physical", "sigma_hat", "start_step", "ordering_accuracy"]
+    columns += [f"{metric}_{m}" for m in methods for metric in (*METRICS, "nfe", "seconds")]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in records:
+            row = [r[c] for c in columns[:6]]
+            row += [r[metric][m] for m in methods for metric in (*METRICS, "nfe", "seconds")]
+            writer.writerow(row)
+
+
+def write_report(out: Path, config, model, solver) -> dict:
+    """Write ``results.json``, ``images.csv`` and figures for the records in ``out``."""
+    records = read_records(out)
+    result = {
+        "task": config.task,
+        "solver": config.solver,
+        "model": config.model,
+        "steps": solver.sampler.num_steps,
+        "scheduler": solver.sampler.kind,
+        "seed": config.seed,
+        "n_images": len(records),
+        "image_size": model.image_size,
+        "severity_range": list(config.severity_range) if config.severity_range else None,
+        "methods": summarize(records),
+        "severity": severity_summary(records),
+        "images": records,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    write_csv(records, out / "images.csv")
+    if records:
+        from .eval_figures import write_figures
+
+        write_figures(out, result)
+    return result

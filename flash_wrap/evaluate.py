@@ -1,0 +1,231 @@
+"""``flash-wrap eval``: Flash(solver) vs the bare solver (and fixed starts) on an image folder.
+
+Every image gets its own seed from its file name (ALGORITHMS.md §7: little-endian integer of the
+name's bytes, mixed with ``--seed``); that seed draws its severity level, its measurement noise,
+its motion-blur kernel and the solvers' noise, so an image's result does not depend on the
+other images, their order or the batch size. Images are processed in fixed batches of the
+sorted file list and a batch's records are appended to ``images.jsonl`` when it finishes:
+``--resume`` skips finished batches and reproduces the rest exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import list_images, load_image
+from .figures import save_image
+from .flash import Flash
+from .metrics import LPIPS, ordering_accuracy, psnr, spearman, ssim
+from .models import LatentDiffusion
+from .operators import get_task
+from .solvers import get_solver
+
+log = logging.getLogger(__name__)
+RECORDS = "images.jsonl"
+#: Number of severity levels and noise seeds per image for the ordering accuracy [P App. D].
+OA_LEVELS, OA_SEEDS = 10, 3
+#: Images whose reconstructions are saved for the example grid.
+EXAMPLES = 4
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run (``flash-wrap eval`` arguments)."""
+
+    data: str
+    task: str
+    solver: str
+    out: str
+    model: str = "demo"
+    steps: int | None = None
+    scheduler: str | None = None
+    baseline: bool = False
+    fixed_start: list[int] = field(default_factory=list)
+    severity_range: tuple[float, float] | None = None
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int = 4
+    device: str = "cpu"
+
+    def comparable(self) -> dict:
+        """The settings a resumed run must share with the original one."""
+        keep = asdict(self)
+        keep.pop("out")
+        keep["severity_range"] = list(self.severity_range) if self.severity_range else None
+        return keep
+
+
+def image_seed(name: str, seed: int) -> int:
+    """Per-image seed: little-endian integer of the file name's bytes mod 2³²−1, mixed with ``seed``."""
+    return (int.from_bytes(name.encode(), "little") + 1_000_003 * seed) % (2**32 - 1)
+
+
+def _generators(seeds: list[int], offset: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed((s + offset) % (2**63)) for s in seeds]
+
+
+class Evaluator:
+    """Runs the methods of one :class:`EvalConfig` batch by batch and appends per-image records."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self.task = get_task(config.task)
+        self.model = LatentDiffusion.from_pretrained(config.model, device=config.device)
+        self.model.severity_encoder(config.task)  # fail now, not after loading the data
+        cls = get_solver(config.solver)
+        kind = config.scheduler or ("ddim" if config.steps and config.steps < self.model.num_train_timesteps else None)
+        self.solver = cls(self.model, sampler=kind, steps=config.steps) if kind else cls(self.model)
+        grid = self.solver.sampler.num_steps
+        for k in config.fixed_start:
+            if not 0 <= k < grid:
+                raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
+        self.range = tuple(config.severity_range or self.task.eval_range)
+        if not 0.0 <= self.range[0] <= self.range[1] <= 1.0:
+            raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {self.range}")
+        self.files = list_images(config.data)[: config.limit]
+        self.lpips = LPIPS.load()
+        self.out = Path(config.out)
+
+    # -- one batch ------------------------------------------------------------------------------
+    def _operator(self, names: list[str], levels: torch.Tensor):
+        seeds = torch.tensor([image_seed(n, self.config.seed) % (2**31 - 1) for n in names])
+        return self.task.operator(levels, self.model.image_size, seed=seeds)
+
+    def run_batch(self, files: list[Path]) -> list[dict]:
+        names = [f.name for f in files]
+        seeds = [image_seed(n, self.config.seed) for n in names]
+        lo, hi = self.range
+        levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g)) for g in _generators(seeds, 0)])
+        device = self.model.device
+        x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(device)
+        operator = self._operator(names, levels)
+        y = operator.measure(x, generator=_generators(seeds, 1))
+
+        runs, seconds = {}, {}
+        start = time.perf_counter()
+        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=_generators(seeds, 2), progress=False)
+        seconds["flash"] = time.perf_counter() - start
+        with torch.no_grad():
+            ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
+        if self.config.baseline:
+            start = time.perf_counter()
+            runs["baseline"] = self.solver.reconstruct(y, operator, generator=_generators(seeds, 3), progress=False)
+            seconds["baseline"] = time.perf_counter() - start
+        for k in self.config.fixed_start:
+            start = time.perf_counter()
+            runs[f"fixed_start_{k}"] = Flash(self.solver, fixed_start=k).reconstruct(
+                y, operator, generator=_generators(seeds, 4 + k), progress=False
+            )
+            seconds[f"fixed_start_{k}"] = time.perf_counter() - start
+
+        images = {m: r.images for m, r in runs.items()} | {"autoencoder": ae_images}
+        nfe = {m: r.nfe.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
+        seconds["autoencoder"] = 0.0
+        scores = {m: self._scores(img, x) for m, img in images.items()}
+        oa = self._ordering(x, names)
+        records = []
+        for i, name in enumerate(names):
+            flash = runs["flash"]
+            records.append({
+                "name": name,
+                "severity": float(levels[i]),
+                "severity_physical": float(operator.severity.expand(len(names))[i]),
+                "sigma_hat": float(flash.sigma_hat[i]),
+                "start_step": int(flash.start_step[i]),
+                "ordering_accuracy": oa[i],
+                "nfe": {m: nfe[m][i] for m in images},
+                "seconds": {m: seconds[m] / len(names) for m in images},
+                **{metric: {m: scores[m][metric][i] for m in images} for metric in ("psnr", "ssim", "lpips")},
+            })
+        self._save_examples(files, x, operator.to_image(y), images)
+        return records
+
+    def _scores(self, estimate: torch.Tensor, target: torch.Tensor) -> dict[str, list]:
+        lp = self.lpips(estimate, target).tolist() if self.lpips else [None] * target.shape[0]
+        return {"psnr": psnr(estimate, target).tolist(), "ssim": ssim(estimate, target).tolist(), "lpips": lp}
+
+    @torch.no_grad()
+    def _ordering(self, x: torch.Tensor, names: list[str]) -> list[float]:
+        """OA of [P App. D, Def. 1] per image: ``OA_LEVELS`` levels over the range, ``OA_SEEDS`` noise seeds."""
+        encoder = self.model.severity_encoder(self.config.task)
+        levels = torch.linspace(*self.range, OA_LEVELS)
+        result = []
+        for i, name in enumerate(names):
+            op = self._operator([name] * OA_LEVELS, levels)
+            accs = []
+            for s in range(OA_SEEDS):
+                gen = torch.Generator().manual_seed(image_seed(name, self.config.seed) + 1_000_000 + s)
+                y = op.measure(x[i : i + 1].expand(OA_LEVELS, -1, -1, -1), generator=gen)
+                accs.append(ordering_accuracy(levels, encoder(op.to_image(y))[1])[0])
+            result.append(sum(accs) / len(accs))
+        return result
+
+    def _save_examples(self, files, x, degraded, images) -> None:
+        folder = self.out / "examples"
+        for i, f in enumerate(files):
+            if self.files.index(f) >= EXAMPLES:
+                continue
+            save_image(x[i], folder / f"{f.stem}__clean.png")
+            save_image(degraded[i].clamp(0, 1), folder / f"{f.stem}__degraded.png")
+            for method, img in images.items():
+                save_image(img[i], folder / f"{f.stem}__{method}.png")
+
+    # -- the whole run --------------------------------------------------------------------------
+    def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        done = self._prepare_resume(resume)
+        batches = [self.files[i : i + self.config.batch_size] for i in range(0, len(self.files), self.config.batch_size)]
+        todo = [b for b in batches if b[0].name not in done]
+        with open(self.out / RECORDS, "a") as sink:
+            for batch in tqdm(todo, desc=f"eval {self.config.task}", unit="batch",
+                              disable=None if progress is None else not progress):
+                for record in self.run_batch(batch):
+                    sink.write(json.dumps(record) + "\n")
+                sink.flush()
+        from .eval_report import write_report
+
+        return write_report(self.out, self.config, self.model, self.solver)
+
+    def _prepare_resume(self, resume: bool) -> set[str]:
+        """Names of finished images; on a fresh run, write ``run.json`` and start empty."""
+        config_file, records = self.out / "run.json", self.out / RECORDS
+        if resume and config_file.is_file():
+            previous = json.loads(config_file.read_text())
+            current = self.config.comparable()
+            if previous != current:
+                changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+                raise ValueError(f"--resume: {self.out} was run with different settings ({', '.join(changed)})")
+            return self._finished(records)
+        if records.is_file() and not resume:
+            raise ValueError(f"{records} exists: pass --resume to continue that run, or choose another --out")
+        config_file.write_text(json.dumps(self.config.comparable(), indent=2))
+        records.unlink(missing_ok=True)
+        return set()
+
+    def _finished(self, records: Path) -> set[str]:
+        """Keep only whole batches of ``records`` (an interruption may cut one short) and name them."""
+        if not records.is_file():
+            return set()
+        kept: dict[str, str] = {}
+        for line in records.read_text().splitlines():
+            try:
+                kept[json.loads(line)["name"]] = line
+            except (json.JSONDecodeError, KeyError):
+                log.warning("ignoring a truncated line in %s", records)
+        size = self.config.batch_size
+        batches = [[f.name for f in self.files[i : i + size]] for i in range(0, len(self.files), size)]
+        whole = [name for batch in batches if all(n in kept for n in batch) for name in batch]
+        records.write_text("".join(kept[n] + "\n" for n in whole))
+        return set(whole)
+
+
+def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
+    """Run (or resume) an evaluation and write its results; returns ``results.json``'s content."""
+    return Evaluator(config).run(resume=resume, progress=progress)

@@ -1,0 +1,126 @@
+"""``flash-wrap eval`` / ``compare``: schema, exact resume, per-image seeding, report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flash_wrap import LatentDiffusion
+from flash_wrap.cli import main
+from flash_wrap.compare import compare
+from flash_wrap.evaluate import RECORDS, EvalConfig, Evaluator, evaluate, image_seed
+
+from .conftest import write_images
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = LatentDiffusion.tiny_random("taef2", image_size=32, seed=0)
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
+    model.save_pretrained(tmp_path / "model")
+    return tmp_path, write_images(tmp_path / "images", 5, 40, 36)
+
+
+def _config(tmp_path, images, out, **kw):
+    base = dict(data=str(images), task="gaussian-blur", solver="latent-dps", out=str(tmp_path / out),
+                model=str(tmp_path / "model"), steps=6, baseline=True, fixed_start=[2], batch_size=2)
+    return EvalConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def quiet_lpips(monkeypatch):
+    monkeypatch.setattr("flash_wrap.evaluate.LPIPS.load", classmethod(lambda cls: None))
+
+
+def test_results_schema_and_files(setup, quiet_lpips):
+    tmp_path, images = setup
+    result = evaluate(_config(tmp_path, images, "out"), progress=False)
+    for key in ("task", "solver", "model", "steps", "scheduler", "seed", "n_images", "methods", "severity", "images"):
+        assert key in result
+    assert result["n_images"] == 5 and result["steps"] == 6 and result["scheduler"] == "ddim"
+    assert set(result["methods"]) == {"flash", "baseline", "fixed_start_2", "autoencoder"}
+    for m in result["methods"].values():
+        assert set(m) >= {"psnr", "ssim", "lpips", "nfe_mean", "nfe_std", "seconds_total", "seconds_per_image"}
+        assert m["lpips"] is None
+    assert result["methods"]["baseline"]["nfe_mean"] == 6 and result["methods"]["fixed_start_2"]["nfe_mean"] == 2
+    assert set(result["severity"]) >= {"spearman", "ordering_accuracy"}
+    record = result["images"][0]
+    assert set(record) >= {"name", "severity", "sigma_hat", "start_step", "nfe", "psnr", "ssim", "lpips"}
+    assert record["nfe"]["flash"] == record["start_step"]
+    lo, hi = 0.0, 1.0
+    assert all(lo <= r["severity"] <= hi for r in result["images"])
+    out = tmp_path / "out"
+    for name in ("results.json", "images.csv", "sigma_hat_vs_severity.png", "start_steps.png", "psnr_vs_nfe.png",
+                 "examples.png"):
+        assert (out / name).is_file(), name
+    assert len((out / "images.csv").read_text().splitlines()) == 6
+    assert json.loads((out / "results.json").read_text())["n_images"] == 5
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(setup, quiet_lpips, monkeypatch):
+    tmp_path, images = setup
+    whole = evaluate(_config(tmp_path, images, "whole"), progress=False)
+
+    calls = []
+    real = Evaluator.run_batch
+
+    def interrupt_after_one(self, files):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append([f.name for f in files])
+        return real(self, files)
+
+    monkeypatch.setattr(Evaluator, "run_batch", interrupt_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_config(tmp_path, images, "split"), progress=False)
+    records = (tmp_path / "split" / RECORDS).read_text().splitlines()
+    assert len(records) == 2
+    with open(tmp_path / "split" / RECORDS, "a") as f:
+        f.write('{"name": "00')  # a line cut short by the interruption
+
+    resumed_batches = []
+    monkeypatch.setattr(Evaluator, "run_batch", lambda self, files: resumed_batches.append(files) or real(self, files))
+    resumed = evaluate(_config(tmp_path, images, "split"), resume=True, progress=False)
+    assert [f.name for b in resumed_batches for f in b] == ["002.png", "003.png", "004.png"]  # nothing recomputed
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(resumed["images"]) == strip(whole["images"])
+
+
+def test_resume_refuses_other_settings_and_fresh_run_refuses_old_results(setup, quiet_lpips):
+    tmp_path, images = setup
+    evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2), progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(seed\)"):
+        evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2, seed=1), resume=True)
+    with pytest.raises(ValueError, match="pass --resume"):
+        evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2))
+
+
+def test_bad_arguments_fail_before_work(setup):
+    tmp_path, images = setup
+    with pytest.raises(ValueError, match="no severity encoder for task 'motion-blur'"):
+        Evaluator(_config(tmp_path, images, "x", task="motion-blur"))
+    with pytest.raises(ValueError, match="outside the sampler's grid"):
+        Evaluator(_config(tmp_path, images, "x", fixed_start=[6]))
+    with pytest.raises(ValueError, match="severity-range"):
+        Evaluator(_config(tmp_path, images, "x", severity_range=(0.5, 2.0)))
+
+
+def test_image_seed_depends_on_name_and_seed_only():
+    assert image_seed("00001.png", 0) == image_seed("00001.png", 0)
+    assert image_seed("00001.png", 0) != image_seed("00002.png", 0)
+    assert image_seed("00001.png", 0) != image_seed("00001.png", 1)
+    assert 0 <= image_seed("a" * 200, 3) < 2**32 - 1
+
+
+def test_cli_eval_and_compare(setup, quiet_lpips, capsys):
+    tmp_path, images = setup
+    out = tmp_path / "cli"
+    assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                 "--steps", "4", "--baseline", "--limit", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| Flash(latent-dps) |" in printed and "| latent-dps |" in printed
+    table = compare([out])
+    assert "speed-up" in table and "AE (decode ẑ)" in table and "| 4.0 |" in table
+    assert main(["compare", str(tmp_path / "missing")]) == 2

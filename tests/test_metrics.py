@@ -1,0 +1,59 @@
+"""Metrics on [0, 1] images: PSNR (capped), SSIM, optional LPIPS, ordering accuracy, Spearman."""
+
+import pytest
+import torch
+
+from flash_wrap.metrics import LPIPS, PSNR_CAP_DB, ordering_accuracy, psnr, spearman, ssim
+
+
+def test_psnr_known_values():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    assert psnr(x, x).tolist() == [PSNR_CAP_DB, PSNR_CAP_DB]
+    assert psnr(x + 0.1, x).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert float(psnr(torch.ones(1, 3, 4, 4) * 1.7, torch.zeros(1, 3, 4, 4))) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="equal shapes"):
+        psnr(x, x[:1])
+
+
+def test_ordering_accuracy_perfect_reversed_and_random():
+    levels = torch.linspace(0, 1, 10)
+    assert ordering_accuracy(levels, levels * 3 + 1) == (1.0, 0.0)
+    assert ordering_accuracy(levels, -levels) == (0.0, 0.0)
+    oa, ties = ordering_accuracy(levels, torch.zeros(10))
+    assert oa == 0.0 and ties == 1.0  # Def. 1: ties count as wrong
+    g = torch.Generator().manual_seed(0)
+    random = [ordering_accuracy(levels, torch.rand(10, generator=g))[0] for _ in range(400)]
+    assert abs(sum(random) / len(random) - 0.5) < 0.02
+    assert spearman(levels, levels**2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="equal-length"):
+        ordering_accuracy(levels, levels[:3])
+
+
+def test_ssim_identical_and_degraded():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    noisy = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert (ssim(noisy, x) < 0.9).all()
+    assert ssim(torch.full_like(x, 1.5), x).tolist() == ssim(torch.ones_like(x), x).tolist()  # clipped first
+
+
+def test_lpips_is_null_with_one_warning_when_unavailable(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_lpips(name, *args, **kwargs):
+        if name == "lpips":
+            raise ModuleNotFoundError("No module named 'lpips'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_lpips)
+    monkeypatch.setattr(LPIPS, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="LPIPS is unavailable"):
+        assert LPIPS.load() is None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert LPIPS.load() is None
+    assert not caught  # warned once per process, not once per call
