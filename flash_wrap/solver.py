@@ -88,8 +88,11 @@ class Solver(ABC):
         return names
 
     def hyperparameters(self, task: str | None) -> dict[str, Any]:
-        """The defaults for ``task`` (or ``fallback``) updated with this instance's overrides."""
+        """Resolved hyper-parameters for ``task``, later sources winning: the solver's defaults for
+        the task (or ``fallback``), the model bundle's tuned values (``model.solver_defaults``),
+        this instance's keyword overrides."""
         params = dict(self.defaults.get(task, self.fallback)) if task is not None else dict(self.fallback)
+        params.update(self.model.solver_defaults.get(self.name, {}).get(task, {}))
         params.update(self.overrides)
         return params
 

@@ -258,3 +258,14 @@ def test_every_autoencoder_and_task_runs_end_to_end(kind, cross, task):
     out = Flash(LatentDPS(model, sampler="ddim", steps=10)).reconstruct(y, op, generator=_gens(0, 1), progress=False)
     assert out.images.shape == (2, 3, 32, 32) and torch.isfinite(out.images).all()
     assert out.nfe.tolist() == out.start_step.tolist() and (out.nfe <= 10).all()
+
+
+def test_hyperparameters_resolve_solver_then_model_then_user(tiny_model, tmp_path):
+    assert LatentDPS(tiny_model).hyperparameters("random-inpainting") == {"c": 1.2, "eta": 7.0}
+    tiny_model.solver_defaults = {"latent-dps": {"random-inpainting": {"eta": 3.0}}}
+    tiny_model.save_pretrained(tmp_path / "m")
+    loaded = LatentDiffusion.from_pretrained(tmp_path / "m")
+    assert loaded.solver_defaults == tiny_model.solver_defaults
+    assert LatentDPS(loaded).hyperparameters("random-inpainting") == {"c": 1.2, "eta": 3.0}
+    assert LatentDPS(loaded, eta=0.5).hyperparameters("random-inpainting") == {"c": 1.2, "eta": 0.5}
+    assert LatentDPS(loaded).hyperparameters("gaussian-blur") == {"c": 1.2, "eta": 1.0}

@@ -73,6 +73,9 @@ class LatentDiffusion(nn.Module):
         self.severity_encoders = nn.ModuleDict()
         #: task → free-form dict saved in ``severity_encoders/<task>/config.json``.
         self.severity_metadata: dict[str, dict[str, Any]] = {}
+        #: Hyper-parameters tuned for this model: ``{solver: {task: {name: value}}}``. They override
+        #: a solver's built-in per-task defaults (which were tuned for the paper's models).
+        self.solver_defaults: dict[str, dict[str, dict[str, float]]] = {}
         betas, alphas_cumprod = schedule_tensors(scheduler, next(denoiser.parameters()).device)
         self.register_buffer("betas", betas, persistent=False)
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)

@@ -38,6 +38,7 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
         "autoencoder": model.autoencoder.kind,
         "denoiser": model.denoiser.kind,
         "severity_tasks": sorted(model.severity_encoders),
+        "solver_defaults": model.solver_defaults,
     }
 
 
@@ -111,6 +112,7 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         latent_scale=index.get("latent_scale", 1.0),
         latent_shift=index.get("latent_shift", 0.0),
     )
+    model.solver_defaults = index.get("solver_defaults", {})
     for task in index.get("severity_tasks", []):
         folder = path / "severity_encoders" / task
         config = read_json(folder / "config.json")
