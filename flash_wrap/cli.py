@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -108,6 +109,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit, batch_size=args.batch_size, device=args.device,
     )
     result = evaluate(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under a launcher, only the main process reports
+        return 0
     print(table(result))
     print(f"\nresults: {args.out}/results.json, {args.out}/images.csv and figures")
     return 0
@@ -150,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.set_defaults(func=_cmd_eval)

@@ -6,10 +6,18 @@ its motion-blur kernel and the solvers' noise, so an image's result does not dep
 other images, their order or the batch size. Images are processed in fixed batches of the
 sorted file list and a batch's records are appended to ``images.jsonl`` when it finishes:
 ``--resume`` skips finished batches and reproduces the rest exactly.
+
+Under a multi-process launcher (``torchrun --nproc_per_node N -m flash_wrap eval ...`` on CPU
+processes, ``accelerate launch --multi_gpu -m flash_wrap eval ...`` on GPUs) the batches are dealt
+round-robin to the processes, so no image is done twice or skipped; after each round the main
+process gathers the records and appends them in batch order. Because every image's randomness
+comes from its name, the records equal a one-process run's (up to float rounding of the
+hardware; ``seconds`` differ, of course).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -17,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from .data import list_images, load_image
@@ -52,7 +62,7 @@ class EvalConfig:
     seed: int = 0
     limit: int | None = None
     batch_size: int = 4
-    device: str = "cpu"
+    device: str | None = None
 
     def comparable(self) -> dict:
         """The settings a resumed run must share with the original one."""
@@ -77,7 +87,10 @@ class Evaluator:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
         self.task = get_task(config.task)
-        self.model = LatentDiffusion.from_pretrained(config.model, device=config.device)
+        self.state = PartialState(cpu=config.device == "cpu")
+        # one device per process under a launcher; otherwise what was asked (default: GPU if any)
+        device = self.state.device if self.state.num_processes > 1 or config.device is None else config.device
+        self.model = LatentDiffusion.from_pretrained(config.model, device=device)
         self.model.severity_encoder(config.task)  # fail now, not after loading the data
         cls = get_solver(config.solver)
         kind = config.scheduler or ("ddim" if config.steps and config.steps < self.model.num_train_timesteps else None)
@@ -179,19 +192,38 @@ class Evaluator:
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
-        done = self._prepare_resume(resume)
+        state = self.state
+        main = state.is_main_process
+        done: list = [None]
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            done[0] = sorted(self._prepare_resume(resume))
+        if state.num_processes > 1:
+            broadcast_object_list(done)
         batches = [self.files[i : i + self.config.batch_size] for i in range(0, len(self.files), self.config.batch_size)]
-        todo = [b for b in batches if b[0].name not in done]
-        with open(self.out / RECORDS, "a") as sink:
-            for batch in tqdm(todo, desc=f"eval {self.config.task}", unit="batch",
-                              disable=None if progress is None else not progress):
-                for record in self.run_batch(batch):
-                    sink.write(json.dumps(record) + "\n")
-                sink.flush()
-        from .eval_report import write_report
+        todo = [b for b in batches if b[0].name not in set(done[0])]
+        # round r: process p does batch r·N + p; the main process appends the round in batch order
+        world, rank = state.num_processes, state.process_index
+        rounds = range(0, len(todo), world)
+        with open(self.out / RECORDS, "a") if main else contextlib.nullcontext() as sink:
+            for first in tqdm(rounds, desc=f"eval {self.config.task}", unit="round" if world > 1 else "batch",
+                              disable=not main or (None if progress is None else not progress)):
+                mine = todo[first + rank] if first + rank < len(todo) else []
+                records = self.run_batch(mine) if mine else []
+                if world > 1:
+                    records = [r for part in gather_object([records]) for r in part]
+                if main:
+                    sink.write("".join(json.dumps(record) + "\n" for record in records))
+                    sink.flush()
+        result = None
+        if main:
+            from .eval_report import write_report
 
-        return write_report(self.out, self.config, self.model, self.solver)
+            result = write_report(self.out, self.config, self.model, self.solver)
+        if world > 1:
+            state.wait_for_everyone()
+            result = result if main else json.loads((self.out / "results.json").read_text())
+        return result
 
     def _prepare_resume(self, resume: bool) -> set[str]:
         """Names of finished images; on a fresh run, write ``run.json`` and start empty."""
@@ -227,5 +259,14 @@ class Evaluator:
 
 
 def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool | None = None) -> dict:
-    """Run (or resume) an evaluation and write its results; returns ``results.json``'s content."""
-    return Evaluator(config).run(resume=resume, progress=progress)
+    """Run (or resume) an evaluation and write its results; returns ``results.json``'s content.
+
+    In a multi-process launch every process calls this; the images are shared out between them
+    and every process returns the same merged results.
+    """
+    evaluator = Evaluator(config)
+    try:
+        return evaluator.run(resume=resume, progress=progress)
+    finally:
+        if evaluator.state.num_processes > 1:
+            evaluator.state.destroy_process_group()

@@ -58,7 +58,7 @@ class Flash:
             progress: tqdm bar (``None``: only on a terminal).
         Returns:
             :class:`Reconstruction` with ``sigma_hat`` (predicted variance ``v``), ``start_step``
-            (grid index ``s``; ``s`` denoiser calls follow) and ``nfe`` per sample.
+            (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample.
         """
         solver, model = self.solver, self.solver.model
         y = solver.prepare(y, operator, generator)
@@ -76,10 +76,12 @@ class Flash:
         else:
             start = torch.full_like(variance, self.fixed_start, dtype=torch.long)
         z_start = correct_noise(z_hat, variance, c, generator)
-        latents, images, nfe = solver.run(z_start, start, y, operator, generator, params, progress)
+        latents, images, nfe, decoder_calls = solver.run_counted(
+            z_start, start, y, operator, generator, params, progress
+        )
         return Reconstruction(
             images, latents, nfe, start, solver.name, sampler.kind, sampler.num_steps,
-            sigma_hat=variance, z_hat=z_hat,
+            sigma_hat=variance, z_hat=z_hat, decoder_calls=decoder_calls,
         )
 
     def __repr__(self) -> str:

@@ -27,7 +27,7 @@ def run_reverse(
     params: dict,
     *,
     progress: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``solver.step`` from each sample's start index down to grid index 0.
 
     Args:
@@ -39,7 +39,9 @@ def run_reverse(
         params: the solver's hyper-parameters for this task.
         progress: show a tqdm bar (``None``: only on a terminal).
     Returns:
-        ``(z_0, nfe)``: final latents ``(B, C, h, w)`` and denoiser calls per sample ``(B,)``.
+        ``(z_0, nfe, decoder_calls)``: final latents ``(B, C, h, w)``, denoiser calls per sample
+        ``(B,)`` and decoder calls per sample ``(B,)`` (those made through ``state.decode`` inside
+        the steps; the final decode of ``z_0`` into images is not part of the loop).
     """
     starts = [int(s) for s in start.tolist()]
     order = sorted(range(len(starts)), key=lambda i: -starts[i])
@@ -50,6 +52,7 @@ def run_reverse(
     op_sorted = operator.select(order) if operator.batch_size > 1 else operator
     gen_sorted = take(generator, order)
     calls = [0] * len(starts)
+    decodes = [0] * len(starts)
     sampler = solver.sampler
     observe = get_registry().hook.flash_wrap_on_step
 
@@ -81,10 +84,14 @@ def run_reverse(
         z_sorted[rows] = z_next.detach()
         for i in range(n):
             calls[i] += state.denoiser_calls
+            decodes[i] += state.decoder_calls[i]
         observe(state=state)
 
     out = torch.empty_like(z_sorted)
     out[perm] = z_sorted
+    back = torch.tensor(order, dtype=torch.long)
     nfe = torch.zeros(len(starts), dtype=torch.long)
-    nfe[torch.tensor(order, dtype=torch.long)] = torch.tensor(calls, dtype=torch.long)
-    return out, nfe.to(z.device)
+    nfe[back] = torch.tensor(calls, dtype=torch.long)
+    decoder_calls = torch.zeros(len(starts), dtype=torch.long)
+    decoder_calls[back] = torch.tensor(decodes, dtype=torch.long)
+    return out, nfe.to(z.device), decoder_calls.to(z.device)

@@ -15,6 +15,9 @@ class Reconstruction:
         images: ``(B, 3, H, W)`` reconstructions in [0, 1] (the decoder output, clipped).
         latents: ``(B, C, h, w)`` final latents ``z_0`` before decoding.
         nfe: ``(B,)`` long, denoiser evaluations spent on each sample.
+        decoder_calls: ``(B,)`` long, decoder evaluations (forward passes) the solver's steps spent
+            on each sample, e.g. for data consistency; the one final decode into ``images`` and the
+            backward passes are not counted. Zeros when not given (same device as ``nfe``).
         start_step: ``(B,)`` long grid index each sample started from (``M`` = pure noise at the top).
         sigma_hat: ``(B,)`` predicted severity ``v`` (error variance), ``None`` for a bare solver.
         z_hat: ``(B, C, h, w)`` severity encoder's latent estimate, ``None`` for a bare solver.
@@ -30,3 +33,8 @@ class Reconstruction:
     steps: int
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
+    decoder_calls: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.decoder_calls is None:
+            self.decoder_calls = torch.zeros_like(self.nfe, dtype=torch.long)

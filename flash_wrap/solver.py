@@ -10,7 +10,8 @@ belong to flash-wrap. Subclass contract:
 * ``defaults``: per task, the hyper-parameters (always including the noise-correction constant
   ``c``); ``fallback`` is used for tasks not listed.
 * ``step(state)``: return the next latents for ``state.z`` (all rows active). Call the denoiser
-  only through ``state.predict_noise`` so NFE is counted. Never keep autograd graphs across steps.
+  only through ``state.predict_noise`` so NFE is counted, and the decoder only through
+  ``state.decode`` so decoder calls are counted. Never keep autograd graphs across steps.
 * ``check_operator(operator)``: raise before any work if the solver cannot handle an operator.
 """
 
@@ -133,11 +134,27 @@ class Solver(ABC):
         params: dict[str, Any],
         progress: bool | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reverse loop from ``start`` then decode: ``(latents, images in [0,1], nfe)``."""
-        latents, nfe = run_reverse(self, z, start, y, operator, generator, params, progress=progress)
+        """Reverse loop from ``start`` then decode: ``(latents, images in [0,1], nfe)``.
+
+        :meth:`run_counted` also returns the decoder calls."""
+        return self.run_counted(z, start, y, operator, generator, params, progress)[:3]
+
+    def run_counted(
+        self,
+        z: torch.Tensor,
+        start: torch.Tensor,
+        y: torch.Tensor,
+        operator: Operator,
+        generator: GeneratorArg,
+        params: dict[str, Any],
+        progress: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`run`: ``(latents, images in [0,1], nfe, decoder_calls)``, the last two
+        ``(B,)`` long per sample (decoder calls made by the steps; the final decode is not counted)."""
+        latents, nfe, decoder_calls = run_reverse(self, z, start, y, operator, generator, params, progress=progress)
         with torch.no_grad():
             images = self.model.decode(latents).clamp(0, 1)
-        return latents, images, nfe
+        return latents, images, nfe, decoder_calls
 
     def reconstruct(
         self,
@@ -161,8 +178,10 @@ class Solver(ABC):
         sampler = self.sampler
         z = randn((batch, *self.model.latent_shape), generator, device=self.model.device, dtype=self.model.dtype)
         start = torch.full((batch,), sampler.num_steps, dtype=torch.long, device=self.model.device)
-        latents, images, nfe = self.run(z, start, y, operator, generator, params, progress)
-        return Reconstruction(images, latents, nfe, start, self.name, sampler.kind, sampler.num_steps)
+        latents, images, nfe, decoder_calls = self.run_counted(z, start, y, operator, generator, params, progress)
+        return Reconstruction(
+            images, latents, nfe, start, self.name, sampler.kind, sampler.num_steps, decoder_calls=decoder_calls
+        )
 
     def __repr__(self) -> str:
         kind, steps, _ = self._sampler_args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,10 @@ class StepState:
         sampler: the prior's grid and update rule.
         params: the solver's hyper-parameters resolved for this task (e.g. ``{"eta": 1.0}``).
         generator: noise source for these rows (one, or one per row).
+        denoiser_calls: denoiser evaluations made through :meth:`predict_noise` in this step (each
+            call evaluates every row, so it counts once for every row).
+        decoder_calls: ``b`` ints, decoder evaluations made through :meth:`decode` in this step,
+            per row (a call may decode a subset of the rows, so the counts can differ).
     """
 
     z: torch.Tensor
@@ -49,8 +54,28 @@ class StepState:
     params: dict[str, Any]
     generator: GeneratorArg = None
     denoiser_calls: int = field(default=0)
+    decoder_calls: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.decoder_calls:
+            self.decoder_calls = [0] * int(self.z.shape[0])
 
     def predict_noise(self, z: torch.Tensor) -> torch.Tensor:
         """ε_θ(z, t) for these rows; the one counted way to call the denoiser (1 NFE each)."""
         self.denoiser_calls += 1
         return self.model.predict_noise(z, self.t)
+
+    def decode(self, z0: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """``D(z0)``: images on the [0, 1] scale, unclamped and differentiable; the counted way to
+        call the decoder (one decoder call for each decoded row; the backward pass is not counted).
+
+        Args:
+            z0: ``(n, C, h, w)`` latents: all ``b`` rows, or the rows listed in ``rows``.
+            rows: positions (``0 ≤ i < b``) of ``z0``'s rows in this state; ``None`` = every row.
+        """
+        positions = range(len(self.decoder_calls)) if rows is None else list(rows)
+        if len(positions) != z0.shape[0]:
+            raise ValueError(f"decode got {z0.shape[0]} latents for {len(positions)} counted rows")
+        for i in positions:
+            self.decoder_calls[i] += 1
+        return self.model.decode(z0)

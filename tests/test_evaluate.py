@@ -124,3 +124,39 @@ def test_cli_eval_and_compare(setup, quiet_lpips, capsys):
     table = compare([out])
     assert "speed-up" in table and "AE (decode ẑ)" in table and "| 4.0 |" in table
     assert main(["compare", str(tmp_path / "missing")]) == 2
+
+
+def _comparable_records(result: dict) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in result["images"]]
+
+
+def test_two_process_launch_equals_one_process(setup, tmp_path):
+    """``torchrun --nproc_per_node 2 -m flash_wrap eval`` shards the images and merges one results file."""
+    import os
+    import subprocess
+    import sys
+
+    tmp_path, images = setup
+    args = ["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+            "--steps", "6", "--baseline", "--batch-size", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    single = subprocess.run([sys.executable, "-m", "flash_wrap", *args, "--out", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    multi = subprocess.run([*torchrun, "-m", "flash_wrap", *args, "--out", str(tmp_path / "two")],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert [r["name"] for r in two["images"]] == [r["name"] for r in one["images"]]  # each image once, in order
+    assert len((tmp_path / "two" / RECORDS).read_text().splitlines()) == 5
+    a, b = _comparable_records(one), _comparable_records(two)
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            if isinstance(ra[key], dict):
+                for m in ra[key]:
+                    assert ra[key][m] == pytest.approx(rb[key][m], rel=1e-4, abs=1e-5), (key, m)
+            else:
+                assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-5), key

@@ -189,6 +189,66 @@ def test_motion_blur_gradient_is_finite_and_nonzero() -> None:
     assert torch.autograd.gradcheck(lambda v: op(v)[..., 6:10, 6:10], (interior,), atol=1e-6)
 
 
+# -- adjoints (transpose of the noise-free map) -----------------------------------------------------
+LINEAR = [name for name in OPERATORS if name != "motion-blur"]
+
+
+def test_linear_flags() -> None:
+    assert {name for name, make in OPERATORS.items() if make().linear} == set(LINEAR)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", [*LINEAR, "gaussian-blur-wide"])
+def test_adjoint_satisfies_the_dot_product_identity_per_sample(name: str, dtype: torch.dtype) -> None:
+    make = OPERATORS.get(name, lambda: GaussianBlur([3.0, 0.0]))  # wide: radius capped, folds everywhere
+    op = make()
+    x = images(dtype=dtype)
+    u = torch.randn(op(x).shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    transposed = op.adjoint(u)
+    assert transposed.shape == x.shape and transposed.dtype == dtype
+    lhs = (op(x) * u).flatten(1).sum(dim=1)
+    rhs = (x * transposed).flatten(1).sum(dim=1)
+    torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=0.0)
+
+
+def _dense_matrix(op: Operator, size: int) -> torch.Tensor:
+    basis = torch.eye(3 * size * size, dtype=torch.float64).view(-1, 3, size, size)
+    return op(basis).flatten(1).T  # column j = A(e_j)
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianBlur(1.0), lambda: SuperResolution(4)])
+def test_adjoint_is_the_transposed_matrix(make: Callable[[], Operator]) -> None:
+    # Gaussian blur at 16² has a 2-px reflect padding: the transpose folds the padded borders
+    # back onto the pixels they mirror, which the dense matrix of A encodes exactly.
+    op, size = make(), 16
+    matrix = _dense_matrix(op, size)
+    u = torch.randn(2, matrix.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    shaped = u.view(2, *op.measurement_shape((3, size, size)))
+    torch.testing.assert_close(op.adjoint(shaped).flatten(1), u @ matrix)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: GaussianBlur([0.6, 1.4]), lambda: RandomInpainting([0.2, 0.6]), lambda: SuperResolution(2)],
+)
+def test_adjoint_is_differentiable_in_its_input(make: Callable[[], Operator]) -> None:
+    op = make()
+    u = torch.randn(op(images(size=16, dtype=torch.float64)).shape, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(op.adjoint, (u,))
+
+
+def test_nonlinear_motion_blur_has_no_adjoint() -> None:
+    op = OPERATORS["motion-blur"]()
+    assert not op.linear
+    with pytest.raises(NotImplementedError, match="NonlinearMotionBlur is not linear.*no transpose"):
+        op.adjoint(images())
+
+
+def test_adjoint_rejects_a_batch_mismatch() -> None:
+    with pytest.raises(ValueError, match="holds 2 per-sample values but the batch has 3"):
+        GaussianBlur([0.5, 1.0]).adjoint(images(batch=3))
+
+
 # -- Gaussian blur --------------------------------------------------------------------------------
 def test_gaussian_blur_matches_scipy_on_delta_and_random_image() -> None:
     sigma = 2.0

@@ -19,7 +19,7 @@ from diffusers import AutoencoderKL, AutoencoderTiny, ModelMixin, VQModel
 from torch import nn
 
 from ._io import check_folder, load_strict, load_tensors, read_json, save_tensors, write_json
-from .taef2 import TAEF2
+from .taef2 import TAEF2, TAEF2_LICENSE
 
 
 class EncoderPath(nn.Module):
@@ -213,6 +213,7 @@ class TAEF2Autoencoder(Autoencoder):
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "config.json", {"_class_name": self.native_class, **self.model.config})
         save_tensors(self.model.state_dict(), path / "model.safetensors")
+        (path / "LICENSE").write_text(TAEF2_LICENSE)
 
     @classmethod
     def _load(cls, path: Path) -> Autoencoder:

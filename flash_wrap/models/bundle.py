@@ -136,10 +136,15 @@ class LatentDiffusion(nn.Module):
         return latents
 
     # -- the three maps --------------------------------------------------------------------
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, *, estimate: bool = False) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [0, 1] → scaled latents ``(B, *latent_shape)``
-        (deterministic: VQ pre-quantization, KL posterior mean)."""
-        check_images(images, "images", size=self._image_size)
+        (deterministic: VQ pre-quantization, KL posterior mean; differentiable).
+
+        ``estimate=True`` accepts images on the [0, 1] *scale* that may leave it, such as unclamped
+        decoder outputs that solvers re-encode (PSLD/GML-DPS gluing, ReSample's pixel solve);
+        only NaN/inf are rejected then.
+        """
+        check_images(images, "images", size=self._image_size, value_range=None if estimate else (0.0, 1.0))
         self._check_device(images, "images")
         raw = self.autoencoder.encode(images.to(self.dtype))
         return ((raw - self.latent_shift) * self.latent_scale).to(images.dtype)

@@ -131,3 +131,31 @@ def convert_taef2(encoder_pth: str | PathLike[str], decoder_pth: str | PathLike[
             raise ValueError(f"{file} does not hold a state dict (got {type(state).__name__})")
         load_strict(half, {k: v.float() for k, v in state.items()}, f"TAEF2 weights {file}")
     return model.float().eval()
+
+
+#: Written as ``LICENSE`` next to every saved copy of the weights (the MIT notice must travel with them).
+TAEF2_LICENSE = """TAEF2 weights (taef2_encoder.pth / taef2_decoder.pth from https://github.com/madebyollin/taesd,
+commit 5cccb12dc72074a4be35680c3b108548a7c69978), converted to safetensors by flash-wrap.
+
+MIT License
+
+Copyright (c) 2023 Ollin Boer Bohan
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""

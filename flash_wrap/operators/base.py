@@ -3,6 +3,8 @@
 An operator is a batch of forward models ``A_i`` with per-sample parameters, plus Gaussian
 measurement noise: ``y_i = A_i(x_i) + noise_std * n``. Images are ``(B, 3, H, W)`` in [0, 1];
 ``A`` is differentiable so solvers can back-propagate a data-consistency residual through it.
+Linear operators (``Operator.linear``) also apply the transpose ``Aᵀ`` of their noise-free map
+(:meth:`Operator.adjoint`), which PSLD needs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Operator(ABC):
     """
 
     task: ClassVar[str | None] = None
+    #: Whether the noise-free map ``x ↦ A(x)`` is linear; only linear operators have :meth:`adjoint`.
+    linear: ClassVar[bool] = False
 
     def __init__(self, noise_std: float = DEFAULT_NOISE_STD) -> None:
         if not isinstance(noise_std, (int, float)) or noise_std < 0 or noise_std != noise_std:
@@ -72,6 +76,41 @@ class Operator(ABC):
         """
         return y
 
+    def image_shape(self, measurement_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images whose measurement is ``(C, h, w)``: the inverse of
+        :meth:`measurement_shape` (same size by default)."""
+        return measurement_shape
+
+    def adjoint(self, u: torch.Tensor) -> torch.Tensor:
+        """``Aᵀ(u)``: the transpose of the noise-free forward map, in [0, 1] image units.
+
+        ``<A(x), u> = <x, Aᵀ(u)>`` for every sample, each with its own parameters. Differentiable
+        in ``u`` (its backward applies ``A``, since ``(Aᵀ)ᵀ = A``).
+
+        The default computes it as the exact vector-Jacobian product of :meth:`forward`, taken
+        at ``x = 0``: for a linear map the Jacobian *is* the map, so this is exactly ``Aᵀ`` (for
+        a Gaussian blur: the transposed depthwise convolution with the reflect-padded borders
+        folded back onto their mirrored pixels) with no hand-written transpose to get wrong.
+        Subclasses may override it with an explicit formula.
+
+        Args:
+            u: ``(B, C, h, w)`` shaped like a measurement.
+        Returns:
+            ``(B, 3, H, W)`` image-shaped, same device and dtype as ``u``.
+        Raises:
+            NotImplementedError: the operator is not linear (no transpose exists).
+        """
+        if not self.linear:
+            raise NotImplementedError(
+                f"{type(self).__name__} is not linear, so it has no transpose Aᵀ (adjoint); "
+                "solvers that need Aᵀ (e.g. PSLD) cannot use it"
+            )
+        if not isinstance(u, torch.Tensor) or u.dim() != 4:
+            raise ValueError(f"adjoint expects a (B, C, h, w) measurement tensor, got {getattr(u, 'shape', u)!r}")
+        check_batch(self.batch_size, u.shape[0], f"{type(self).__name__} parameters")
+        shape = (u.shape[0], *self.image_shape(tuple(u.shape[1:])))
+        return _Transpose.apply(u, self, shape)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
@@ -109,3 +148,23 @@ class Operator(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_size={self.batch_size}, noise_std={self.noise_std:g})"
+
+
+class _Transpose(torch.autograd.Function):
+    """``u ↦ Aᵀ(u)`` for a linear operator, as the vector-Jacobian product of ``A`` at 0.
+
+    Its own backward is ``A`` applied to the incoming gradient (the transpose of ``Aᵀ``), so no
+    double-backward of ``A`` is ever needed and the result is differentiable in ``u``.
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, operator: Operator, shape: tuple[int, ...]) -> torch.Tensor:
+        ctx.operator = operator
+        with torch.enable_grad():
+            x = torch.zeros(shape, device=u.device, dtype=u.dtype, requires_grad=True)
+            (transposed,) = torch.autograd.grad(operator.forward(x), x, grad_outputs=u.detach())
+        return transposed
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.operator.forward(grad), None, None

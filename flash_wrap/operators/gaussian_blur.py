@@ -37,7 +37,8 @@ class GaussianBlur(Operator):
     """Isotropic Gaussian blur, depthwise on RGB, with reflect padding; output has the input's size.
 
     The separable kernel matches ``scipy.ndimage.gaussian_filter(·, σ, truncate=truncate)`` (6.0 in
-    the official code, ALGORITHMS.md §6). Its radius is capped at the official 61×61 container,
+    the official code, ALGORITHMS.md §6). The map is linear and has a transpose (:meth:`adjoint`).
+    Its radius is capped at the official 61×61 container,
     ``round(30·H/256)`` px (rounded half up), and renormalized; at 256² and σ ≤ 3 the cap never
     binds.
 
@@ -49,6 +50,10 @@ class GaussianBlur(Operator):
     """
 
     task = "gaussian-blur"
+    #: Linear; :meth:`adjoint` is the exact vector-Jacobian product of :meth:`forward` (the
+    #: transposed depthwise convolution, with the reflect-padded borders folded back onto the
+    #: pixels they mirror), see :meth:`Operator.adjoint`.
+    linear = True
 
     def __init__(
         self,

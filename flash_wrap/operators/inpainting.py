@@ -53,6 +53,7 @@ class RandomInpainting(Operator):
     """
 
     task = "random-inpainting"
+    linear = True
 
     def __init__(
         self,
@@ -126,6 +127,10 @@ class RandomInpainting(Operator):
         if key not in self._cache:
             self._cache[key] = self.mask_for(x.shape[-2:]).to(device=x.device, dtype=x.dtype)
         return x * self._cache[key]
+
+    def adjoint(self, u: torch.Tensor) -> torch.Tensor:
+        """``Aᵀ(u) = m ⊙ u``: masking is a diagonal 0/1 map, hence self-adjoint (explicit formula)."""
+        return self.forward(u)
 
     def select(self, index: RowIndex) -> RandomInpainting:
         if self.mask is not None:

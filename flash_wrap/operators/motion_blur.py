@@ -105,6 +105,8 @@ class NonlinearMotionBlur(Operator):
     """
 
     task = "motion-blur"
+    #: The camera response makes the map nonlinear: no transpose, :meth:`adjoint` raises.
+    linear = False
 
     def __init__(
         self,

@@ -22,6 +22,9 @@ class SuperResolution(Operator):
     """
 
     task = "super-resolution"
+    #: Linear; :meth:`adjoint` (``(B,3,h,w)`` → ``(B,3,f·h,f·w)``) is the exact vector-Jacobian
+    #: product of the antialiased bicubic downsampling, see :meth:`Operator.adjoint`.
+    linear = True
 
     def __init__(self, factor: int = 4, noise_std: float = DEFAULT_NOISE_STD) -> None:
         super().__init__(noise_std)
@@ -54,6 +57,10 @@ class SuperResolution(Operator):
         size = self._low_res(*x.shape[-2:])
         work = x.to(working_dtype(x))
         return F.interpolate(work, size=size, mode="bicubic", align_corners=False, antialias=True).to(x.dtype)
+
+    def image_shape(self, measurement_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = measurement_shape
+        return (c, h * self.factor, w * self.factor)
 
     def to_image(self, y: torch.Tensor) -> torch.Tensor:
         """Bicubic upsampling (no antialias) of ``(B, 3, h, w)`` back to ``(B, 3, f·h, f·w)``;

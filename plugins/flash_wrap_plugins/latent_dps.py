@@ -17,9 +17,13 @@ import torch
 from flash_wrap import Solver, StepState, hookimpl
 
 
-def residual_norm(state: StepState, z0: torch.Tensor) -> torch.Tensor:
-    """``(b,)`` per-sample ‖y − A(D(ẑ0))‖₂ in [−1, 1] units; differentiable in ``z0``."""
-    residual = 2.0 * (state.y - state.operator(state.model.decode(z0)))
+def residual_norm(state: StepState, z0: torch.Tensor, decoded: torch.Tensor | None = None) -> torch.Tensor:
+    """``(b,)`` per-sample ‖y − A(D(ẑ0))‖₂ in [−1, 1] units; differentiable in ``z0``.
+
+    Decodes through ``state.decode`` (one counted decoder call per row) unless the caller passes
+    ``decoded = D(ẑ0)``, ``(b, 3, H, W)`` on the [0, 1] scale, that it already computed.
+    """
+    residual = 2.0 * (state.y - state.operator(state.decode(z0) if decoded is None else decoded))
     return residual.flatten(1).norm(dim=1)
 
 

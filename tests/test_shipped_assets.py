@@ -1,0 +1,68 @@
+"""The demo bundle and faces that ship inside the package (issue 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import flash_wrap
+from flash_wrap import Flash, LatentDiffusion
+from flash_wrap.demo import FACES_DIR, DEMO_TASKS, load_faces
+from flash_wrap.operators import get_task
+from flash_wrap.solvers import LatentDPS
+
+ASSETS = Path(flash_wrap.__file__).resolve().parent / "assets"
+DEMO = ASSETS / "demo"
+MAX_BYTES = 40 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def demo_model() -> LatentDiffusion:
+    return LatentDiffusion.from_pretrained("demo")
+
+
+def test_demo_bundle_is_small_and_safetensors_only() -> None:
+    files = [p for p in ASSETS.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    assert total <= MAX_BYTES, f"shipped assets are {total / 2**20:.1f} MiB, over the 40 MiB budget"
+    weights = [p for p in DEMO.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+    # the MIT notice travels with the TAEF2 weights; the model card records how they were made
+    assert "Ollin Boer Bohan" in (DEMO / "autoencoder" / "LICENSE").read_text()
+    card = (DEMO / "README.md").read_text()
+    assert "flash-wrap train-prior" in card and "flash-wrap train-severity" in card
+
+
+def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: LatentDiffusion) -> None:
+    index = json.loads((DEMO / "model_index.json").read_text())
+    assert demo_model.image_size == index["image_size"] == 64
+    assert demo_model.latent_shape == (32, 8, 8)
+    assert sorted(demo_model.severity_encoders) == sorted(DEMO_TASKS)
+    assert all(p.dtype == torch.float32 for p in demo_model.parameters())
+    for task in DEMO_TASKS:
+        tuned = index["solver_defaults"]["latent-dps"][task]["eta"]
+        assert LatentDPS(demo_model).hyperparameters(task)["eta"] == tuned
+
+
+def test_shipped_faces_match_their_attribution() -> None:
+    faces = sorted(FACES_DIR.glob("*.png"))
+    assert [f.name for f in faces] == ["00000.png", "00001.png", "00002.png"]
+    attribution = (FACES_DIR / "ATTRIBUTION.md").read_text()
+    for f in faces:
+        assert hashlib.sha256(f.read_bytes()).hexdigest() in attribution, f"{f.name} differs from ATTRIBUTION.md"
+
+
+def test_demo_model_reconstructs_a_shipped_face(demo_model: LatentDiffusion) -> None:
+    """A few Flash steps on a real face: the severity encoder alone already beats the blurry input."""
+    x = load_faces(FACES_DIR, demo_model.image_size, limit=1)
+    op = get_task("gaussian-blur").operator(torch.tensor([1.0]), demo_model.image_size)
+    y = op.measure(x, generator=torch.Generator().manual_seed(0))
+    out = Flash(LatentDPS(demo_model)).reconstruct(y, op, generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == (1, 3, 64, 64)
+    assert 0 < int(out.start_step) < 200 and int(out.nfe) == int(out.start_step)
+    error = (out.images - x).pow(2).mean()
+    assert error < (op.to_image(y) - x).pow(2).mean()
