@@ -32,6 +32,11 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _main_process() -> bool:
+    """Under torchrun / accelerate launch only rank 0 prints the summary."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _cmd_train_severity(args: argparse.Namespace) -> int:
     from .train.severity import SeverityTrainingConfig, train_severity
 
@@ -42,6 +47,8 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
         limit=args.limit, cpu=args.cpu, workers=args.workers, resume=not args.no_resume,
     )
     summary = train_severity(config)
+    if not _main_process():
+        return 0
     best = summary["best"]
     print(f"trained severity encoder for {args.task}: {summary['steps']} steps, "
           f"best validation loss {best['val_loss']:.5g} at step {best['step']}")
@@ -60,6 +67,8 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
         limit=args.limit, cpu=args.cpu, resume=not args.no_resume,
     )
     summary = train_prior(config)
+    if not _main_process():
+        return 0
     last = summary["history"][-1]["loss"] if summary["history"] else float("nan")
     print(f"trained prior: {summary['steps']} steps on {summary['latents']} latents, final loss {last:.4f}, "
           f"latent scale {summary['latent_scale']:.4f}")
@@ -109,10 +118,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit, batch_size=args.batch_size, device=args.device,
     )
     result = evaluate(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) != 0:  # under a launcher, only the main process reports
+    if not _main_process():
         return 0
     print(table(result))
     print(f"\nresults: {args.out}/results.json, {args.out}/images.csv and figures")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import BenchmarkConfig, benchmark, markdown
+
+    config = BenchmarkConfig(
+        config=args.config, solver=args.solver, batch_sizes=args.batch_size, steps=args.steps, starts=args.starts,
+        device=args.device, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing,
+        compile=args.compile, seed=args.seed,
+    )
+    print(markdown(benchmark(config, args.out)))
     return 0
 
 
@@ -157,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("benchmark", help="seconds per image, peak memory and mixed-batch efficiency: bare vs Flash")
+    p.add_argument("--config", default="demo",
+                   help="'demo', a bundle folder, or a random full-size model: full-ldm-vq4, sd-v1")
+    p.add_argument("--solver", default="latent-dps")
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 4], help="one or more batch sizes")
+    p.add_argument("--steps", type=int, help="DDIM grid length (default: the solver's own sampler)")
+    p.add_argument("--starts", type=int, nargs="+",
+                   help="impose Flash start indices, cycled over the batch (default: adaptive on trained "
+                        "models, 2/5/10/20%% of the grid on random ones)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the GPU if there is one)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="autocast dtype")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and decoder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the results as JSON here")
+    p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("compare", help="print the paper-style Markdown table of one or more eval results")
     p.add_argument("results", nargs="+", help="results folders written by flash-wrap eval")

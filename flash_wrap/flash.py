@@ -8,6 +8,8 @@ Flash changes *where* the solver starts and *from what*, nothing else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ._random import GeneratorArg
@@ -24,14 +26,20 @@ class Flash:
         solver: any :class:`flash_wrap.Solver` (built-in or from a plugin).
         c: noise-correction constant; default: the solver's value for the operator's task.
         fixed_start: if given, every sample starts at this grid index instead of the adaptive
-            one (the "FixedStart" ablation of ALGORITHMS.md §7; same encoder and correction).
+            one (the "FixedStart" ablation of ALGORITHMS.md §7; same encoder and correction),
+            or, given one index per sample (a sequence or ``(B,)`` tensor), each at its own
+            (used by the benchmark to impose a severity mix on untrained models).
     """
 
-    def __init__(self, solver: Solver, *, c: float | None = None, fixed_start: int | None = None) -> None:
+    def __init__(
+        self, solver: Solver, *, c: float | None = None, fixed_start: int | Sequence[int] | torch.Tensor | None = None
+    ) -> None:
         if not isinstance(solver, Solver):
             raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
-        if fixed_start is not None and not 0 <= fixed_start < solver.sampler.num_steps:
-            raise ValueError(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
+        if fixed_start is not None:
+            starts = torch.as_tensor(fixed_start).reshape(-1).tolist()
+            if not all(isinstance(k, int) and 0 <= k < solver.sampler.num_steps for k in starts):
+                raise ValueError(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
         self.solver = solver
         self.c = c
         self.fixed_start = fixed_start
@@ -73,8 +81,12 @@ class Flash:
             z_hat, variance = encoder(operator.to_image(y))
         if self.fixed_start is None:
             start = start_index(variance, sampler.snr)
-        else:
+        elif isinstance(self.fixed_start, int):
             start = torch.full_like(variance, self.fixed_start, dtype=torch.long)
+        else:
+            start = torch.as_tensor(self.fixed_start, dtype=torch.long, device=variance.device).reshape(-1)
+            if start.shape != variance.shape:
+                raise ValueError(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
         z_start = correct_noise(z_hat, variance, c, generator)
         latents, images, nfe, decoder_calls = solver.run_counted(
             z_start, start, y, operator, generator, params, progress

@@ -162,3 +162,19 @@ def test_training_runs_on_real_celeba_images(tmp_path):
         limit=24, val_images=4, checkpoint_every=2, cpu=True, output=str(tmp_path / "ckpt")), progress=False)
     assert np.isfinite(summary["best"]["val_loss"])
     assert "gaussian-blur" in LatentDiffusion.from_pretrained(bundle).severity_encoders
+
+
+def test_step_batches_shard_between_processes_without_overlap():
+    from flash_wrap.train.severity import StepBatches
+
+    single = list(StepBatches(50, 4, seed=3, first=0, total=6))
+    ranks = [list(StepBatches(50, 4, seed=3, first=0, total=6, rank=r, world=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 6  # every process runs every step
+    for step in range(6):
+        assert not set(ranks[0][step]) & set(ranks[1][step])  # disjoint images per step
+    # both processes together read what one process with twice the batch reads
+    double = list(StepBatches(50, 8, seed=3, first=0, total=6))
+    assert [a + b for a, b in zip(*ranks)] == double
+    assert single == list(StepBatches(50, 4, seed=3, first=0, total=6, rank=0, world=1))
+    resumed = list(StepBatches(50, 4, seed=3, first=2, total=6, rank=1, world=2))
+    assert resumed == ranks[1][2:]

@@ -7,21 +7,45 @@ the LDM VQ-f4 models use scale 1, shift 0). Images are ``(B, 3, H, W)`` in [0, 1
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from diffusers import DDPMScheduler
 from torch import nn
 
 from .._checks import check_images, check_tensor
 from ..severity.encoder import SeverityEncoder
 from ._validate import check_parts, check_task_name
-from .autoencoders import Autoencoder
+from ._io import check_folder, read_json
+from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import load_bundle, save_bundle, save_severity
 from .denoiser import Denoiser
 from .schedule_config import ldm_scheduler, schedule_tensors
 from .tiny import tiny_parts
+
+
+def _checkpoint(module: nn.Module, *args: Any) -> Any:
+    return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
+
+
+def _load_diffusers(part: str | Path | nn.Module, what: str) -> nn.Module:
+    """A diffusers model given as a module, or loaded from a local folder by its config's class."""
+    if isinstance(part, nn.Module):
+        return part
+    import diffusers
+
+    folder = Path(part)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{what}: {folder} is not a diffusers model folder (no config.json)")
+    check_folder(folder)  # safetensors only, checked before diffusers reads them; never pickles
+    name = read_json(folder / "config.json").get("_class_name")
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise ValueError(f"{folder / 'config.json'} names {name!r}, which is not a diffusers model class")
+    return cls.from_pretrained(str(folder), local_files_only=True)
 
 
 class LatentEncoder(nn.Module):
@@ -71,6 +95,8 @@ class LatentDiffusion(nn.Module):
         self._latent_shift = float(latent_shift)
         self._image_size = image_size
         self.severity_encoders = nn.ModuleDict()
+        #: dtype of ``torch.autocast`` around the networks, ``None`` = off (see :meth:`set_runtime`).
+        self.autocast_dtype: torch.dtype | None = None
         #: task → free-form dict saved in ``severity_encoders/<task>/config.json``.
         self.severity_metadata: dict[str, dict[str, Any]] = {}
         #: Hyper-parameters tuned for this model: ``{solver: {task: {name: value}}}``. They override
@@ -135,6 +161,53 @@ class LatentDiffusion(nn.Module):
         self._check_device(latents, name)
         return latents
 
+    # -- runtime options (GPU path) ---------------------------------------------------------
+    def set_runtime(
+        self,
+        *,
+        autocast: torch.dtype | str | None = None,
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+    ) -> LatentDiffusion:
+        """Speed and memory options; none changes what is computed beyond float rounding.
+
+        Args:
+            autocast: run the networks under ``torch.autocast`` in this dtype ("fp16"/"bf16",
+                or a torch dtype; ``None``/"fp32": off). Weights, latents, the schedule and every
+                update stay float32. bf16 covers the denoiser and the decoder; fp16 only the
+                denoiser, because gradients through the decoder (Latent-DPS) can overflow in fp16.
+            gradient_checkpointing: recompute UNet and decoder activations during the
+                data-consistency backward pass instead of storing them (less memory, about one
+                extra forward pass of time).
+            compile: ``torch.compile`` the denoiser and the decoder in place (first calls are slow).
+        Returns ``self``.
+        """
+        names = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
+                 "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+        if isinstance(autocast, str):
+            if autocast not in names:
+                raise ValueError(f"autocast must be one of {sorted(names)} or a torch dtype, got {autocast!r}")
+            autocast = names[autocast]
+        if autocast not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"autocast dtype must be float16 or bfloat16, got {autocast}")
+        self.autocast_dtype = None if autocast == torch.float32 else autocast
+        for module in (self.denoiser.unet, self.autoencoder):
+            for sub in module.modules():
+                if hasattr(sub, "gradient_checkpointing") and isinstance(sub.gradient_checkpointing, bool):
+                    # diffusers blocks read ``_gradient_checkpointing_func``; TAEF2 reads only the flag
+                    sub._gradient_checkpointing_func = _checkpoint
+                    sub.gradient_checkpointing = gradient_checkpointing
+        if compile:
+            self.denoiser.unet.compile()
+            self.autoencoder.compile()
+        return self
+
+    def _autocast(self, part: str) -> contextlib.AbstractContextManager:
+        dtype = self.autocast_dtype
+        if dtype is None or (part == "decoder" and dtype == torch.float16):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
     # -- the three maps --------------------------------------------------------------------
     def encode(self, images: torch.Tensor, *, estimate: bool = False) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [0, 1] → scaled latents ``(B, *latent_shape)``
@@ -154,7 +227,9 @@ class LatentDiffusion(nn.Module):
         unclamped and differentiable (VQ: straight-through quantization)."""
         self._check_latents(latents)
         raw = latents.to(self.dtype) / self.latent_scale + self.latent_shift
-        return self.autoencoder.decode(raw).to(latents.dtype)
+        with self._autocast("decoder"):
+            images = self.autoencoder.decode(raw)
+        return images.to(latents.dtype)
 
     def predict_noise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """ε_θ(z_t, t): noisy scaled latents ``(B, *latent_shape)`` and integer timesteps
@@ -171,7 +246,9 @@ class LatentDiffusion(nn.Module):
         lo, hi = (int(timesteps.min()), int(timesteps.max())) if batch else (0, 0)
         if lo < 0 or hi >= self.num_train_timesteps:
             raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
-        return self.denoiser(latents.to(self.dtype), timesteps).to(latents.dtype)
+        with self._autocast("denoiser"):
+            eps = self.denoiser(latents.to(self.dtype), timesteps)
+        return eps.to(latents.dtype)
 
     # -- severity encoders -----------------------------------------------------------------
     def make_severity_encoder(self) -> SeverityEncoder:
@@ -236,6 +313,45 @@ class LatentDiffusion(nn.Module):
         model = load_bundle(cls, path)
         model.requires_grad_(False).eval()
         return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
+
+    @classmethod
+    def from_diffusers(
+        cls,
+        autoencoder: str | Path | nn.Module,
+        unet: str | Path | nn.Module,
+        *,
+        image_size: int,
+        scheduler: str | Path | DDPMScheduler | None = None,
+        latent_scale: float = 1.0,
+        latent_shift: float = 0.0,
+        empty_conditioning: torch.Tensor | None = None,
+    ) -> LatentDiffusion:
+        """Build a bundle from diffusers models or local diffusers folders (never the network).
+
+        Args:
+            autoencoder: a ``VQModel``, ``AutoencoderKL`` or ``AutoencoderTiny``, or a folder
+                saved by its ``save_pretrained`` (the class is read from its ``config.json``).
+            unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (used with a fixed empty
+                conditioning, zeros by default), or a folder holding one.
+            image_size: side of the square images the model works on.
+            scheduler: a ``DDPMScheduler`` or a folder with ``scheduler_config.json``; default
+                the LDM schedule (:func:`ldm_scheduler`).
+            latent_scale, latent_shift: ``z = (raw − shift) · scale`` (SD v1: 0.18215).
+
+        Returned in eval mode with frozen parameters; add severity encoders with
+        ``flash-wrap train-severity`` after ``save_pretrained``.
+        """
+        ae = autoencoder_from_diffusers(_load_diffusers(autoencoder, "autoencoder"))
+        denoiser = Denoiser(_load_diffusers(unet, "unet"), empty_conditioning)
+        if scheduler is None:
+            scheduler = ldm_scheduler()
+        elif not isinstance(scheduler, DDPMScheduler):
+            if not (Path(scheduler) / "scheduler_config.json").is_file():
+                raise FileNotFoundError(f"scheduler: no scheduler_config.json in {scheduler}")
+            scheduler = DDPMScheduler.from_pretrained(str(scheduler))
+        model = cls(ae, denoiser, scheduler, image_size=image_size, latent_scale=latent_scale,
+                    latent_shift=latent_shift)
+        return model.requires_grad_(False).eval()
 
     @classmethod
     def tiny_random(

@@ -12,6 +12,7 @@ from os import PathLike
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint_sequential
 from torch import nn
 
 from ._io import load_strict
@@ -113,8 +114,14 @@ class TAEF2(nn.Module):
         """``(B, 3, H, W)`` images in [0, 1] → ``(B, C, H/f, W/f)`` latents (std about 1)."""
         return self.encoder(x)
 
+    #: Recompute the decoder's activations in the backward pass, in 4 segments (set by
+    #: ``LatentDiffusion.set_runtime(gradient_checkpointing=True)``).
+    gradient_checkpointing: bool = False
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` latents → ``(B, 3, h·f, w·f)`` images, nominally [0, 1], unclamped."""
+        if self.gradient_checkpointing and torch.is_grad_enabled() and z.requires_grad:
+            return checkpoint_sequential(self.decoder, 4, z, use_reentrant=False)
         return self.decoder(z)
 
 

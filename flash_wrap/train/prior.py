@@ -146,7 +146,8 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     if config.unet not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {config.unet!r}; choose one of {', '.join(UNET_PRESETS)}")
     accelerator = Accelerator(cpu=config.cpu)
-    raw = _cached_latents(config, autoencoder, files, progress)
+    with accelerator.main_process_first():  # one process encodes and caches, the others read the cache
+        raw = _cached_latents(config, autoencoder, files, progress)
     scale = 1.0 / float(raw.std())
     latents = raw * scale
     scheduler = ldm_scheduler()
@@ -172,12 +173,14 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
 
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.to(accelerator.device)
-    batches = StepBatches(len(latents), config.batch_size, config.seed, first, config.steps)
+    batches = StepBatches(len(latents), config.batch_size, config.seed, first, config.steps,
+                          rank=accelerator.process_index, world=accelerator.num_processes)
+    noise_seed = config.seed + 1_000_003 * accelerator.process_index  # own noise per process
     bar = tqdm(total=config.steps, initial=first, desc="train-prior",
                disable=not accelerator.is_main_process or _disable(progress))
     running = None
     for step, indices in enumerate(batches, start=first):
-        z_t, t, noise = _step_batch(latents, indices, config.seed, step, alphas_cumprod)
+        z_t, t, noise = _step_batch(latents, indices, noise_seed, step, alphas_cumprod)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_at(step)
         pred = unet(z_t.to(accelerator.device), t.to(accelerator.device)).sample

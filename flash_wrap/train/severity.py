@@ -59,17 +59,23 @@ class SeverityTrainingConfig:
 
 class StepBatches(Sampler[list[int]]):
     """Batches of dataset indices for steps ``first..total-1``: epoch ``e`` is a permutation seeded
-    by ``seed + e`` read in consecutive chunks, so step ``k``'s batch never depends on a resume."""
+    by ``seed + e`` read in consecutive chunks, so step ``k``'s batch never depends on a resume.
 
-    def __init__(self, n: int, batch_size: int, seed: int, first: int, total: int) -> None:
+    With ``world`` processes, process ``rank`` takes chunk ``k·world + rank`` at step ``k``: the
+    processes see disjoint images, every one runs all steps, and the effective batch is
+    ``batch_size · world`` (one process reads exactly the chunks it read before)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, first: int, total: int, *, rank: int = 0,
+                 world: int = 1) -> None:
         self.n, self.batch_size, self.seed, self.first, self.total = n, batch_size, seed, first, total
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return max(self.total - self.first, 0)
 
     def __iter__(self):
         for step in range(self.first, self.total):
-            start = step * self.batch_size
+            start = (step * self.world + self.rank) * self.batch_size
             yield [self._at(i) for i in range(start, start + self.batch_size)]
 
     def _at(self, position: int) -> int:
@@ -127,15 +133,18 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         log.info("resuming from %s (step %d)", previous, first)
 
     dataset = ImageFolder(config.data, size, files=train_files)
-    batches = StepBatches(len(dataset), config.batch_size, config.seed, first, config.steps)
+    batches = StepBatches(len(dataset), config.batch_size, config.seed, first, config.steps,
+                          rank=accelerator.process_index, world=accelerator.num_processes)
+    # not passed through accelerator.prepare: it would split the steps between the processes
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.workers)
-    encoder, optimizer, loader = accelerator.prepare(encoder, optimizer, loader)
+    encoder, optimizer = accelerator.prepare(encoder, optimizer)
     rank_seed = config.seed * 7919 + accelerator.process_index
 
     bar = tqdm(total=config.steps, initial=first, desc=f"train-severity {config.task}",
                disable=not accelerator.is_main_process or (None if progress is None else not progress))
     running = None
     for step, x in enumerate(loader, start=first):
+        x = x.to(accelerator.device)
         y_image = _degrade(task, x, size, rank_seed * 1_000_003 + step, config.noise_std)
         terms = severity_loss(encoder, model, x, y_image,
                               lambda_sigma=config.lambda_sigma, lambda_image=config.lambda_image)
