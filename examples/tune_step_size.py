@@ -17,6 +17,7 @@ import torch
 from flash_wrap import Flash, LatentDiffusion
 from flash_wrap.data import list_images, load_image
 from flash_wrap.metrics import psnr
+from flash_wrap.models.bundle_io import DEMO_PATH
 from flash_wrap.operators import get_task
 from flash_wrap.solvers import get_solver
 
@@ -52,7 +53,7 @@ def main() -> None:
     best = max(results, key=results.get)
     print(f"best eta for {args.solver} on {args.task}: {best:g}")
     if args.write:
-        index_file = Path(args.model) / "model_index.json"
+        index_file = (DEMO_PATH if args.model == "demo" else Path(args.model)) / "model_index.json"
         index = json.loads(index_file.read_text())
         index.setdefault("solver_defaults", {}).setdefault(args.solver, {}).setdefault(args.task, {})["eta"] = best
         index_file.write_text(json.dumps(index, indent=2))

@@ -105,6 +105,21 @@ def test_a_sample_alone_equals_the_sample_batched(tiny_model):
         torch.testing.assert_close(alone.images[0], together.images[i], atol=1e-5, rtol=1e-5)
 
 
+def test_a_sample_alone_equals_the_sample_batched_with_full_data_consistency_in_float64(tiny_model):
+    # The same comparison with the default η over whole trajectories, in float64: rounding is then
+    # ~1e-14, so any coupling between batch mates (shared norms, shared noise) would show.
+    model = tiny_model.double()
+    y, op = _two_severities()
+    y = y.double()
+    flash = Flash(LatentDPS(model))
+    together = flash.reconstruct(y[:2], op.select([0, 1]), generator=_gens(10, 11), progress=False)
+    assert together.start_step[1] - together.start_step[0] > 100
+    for i in range(2):
+        alone = flash.reconstruct(y[i : i + 1], op.select([i]), generator=_gens(10 + i), progress=False)
+        assert alone.nfe.tolist() == [together.nfe[i].item()]
+        torch.testing.assert_close(alone.latents[0], together.latents[i], atol=1e-9, rtol=1e-9)
+
+
 def _state(model, solver, z, y, op, k, generator):
     index = torch.full((z.shape[0],), k)
     return StepState(

@@ -1,0 +1,14 @@
+"""flash-wrap-ddnm: a third-party flash-wrap solver plugin (latent DDNM).
+
+flash-wrap finds it through the ``flash_wrap`` entry-point group declared in this package's
+``pyproject.toml``; importing this package is never needed to use the solver::
+
+    from flash_wrap import Flash
+    from flash_wrap.solvers import LatentDDNM      # or flash_wrap.get_solver("latent-ddnm")
+
+    out = Flash(LatentDDNM(model)).reconstruct(y, operator, generator=generator)
+"""
+
+from .solver import LatentDDNM, conjugate_gradient, null_space_correction, pseudo_inverse
+
+__all__ = ["LatentDDNM", "conjugate_gradient", "null_space_correction", "pseudo_inverse"]

@@ -1,0 +1,146 @@
+"""A third-party solver package, installed for real: ``examples/third_party_solver`` (distribution
+``flash-wrap-ddnm``, solver ``latent-ddnm``) adds a solver through the ``flash_wrap`` entry-point
+group alone, without touching flash-wrap.
+
+The package is built by pip from a copy of its folder and installed into a temporary ``--target``
+folder, offline (``--no-index --no-build-isolation``: the build backend is the environment's own
+setuptools). Only where that is impossible (no setuptools in the environment, e.g. a fresh
+Python ≥ 3.12 venv) does pip fall back to an isolated build, which fetches setuptools from the
+package index like ``pip install -e .`` of flash-wrap itself did. The environment is never
+modified: the target folder is only put on ``PYTHONPATH`` of the subprocesses that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "examples" / "third_party_solver"
+ORIGIN = "from flash-wrap-ddnm 0.1.0, entry point latent-ddnm = flash_wrap_ddnm.solver"
+
+
+def _pip_install(source: Path, target: Path) -> None:
+    command = [
+        sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+        "--no-input", "--target", str(target), str(source),
+    ]
+    offline = command[:4] + ["--no-index", "--no-build-isolation"] + command[4:]
+    isolated = command[:4] + ["--retries", "1", "--timeout", "15"] + command[4:]  # fail fast without a network
+    failures = []
+    for attempt in (offline, isolated):
+        shutil.rmtree(target, ignore_errors=True)
+        done = subprocess.run(attempt, capture_output=True, text=True, timeout=300, cwd=source.parent)
+        if done.returncode == 0:
+            return
+        failures.append(f"$ {' '.join(attempt)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    pytest.fail("pip could not install examples/third_party_solver:\n\n" + "\n\n".join(failures))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    """Install the package into a temporary target; returns the ``subprocess.run`` keyword
+    arguments (cwd, env) of a process that sees it."""
+    work = tmp_path_factory.mktemp("third_party_solver")
+    source = work / "flash-wrap-ddnm"  # a copy: pip's in-tree build writes build/ and *.egg-info
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*cache"))
+    target = work / "site-packages"
+    _pip_install(source, target)
+    assert (target / "flash_wrap_ddnm" / "solver.py").is_file()
+    run_dir = work / "run"  # an empty working directory: nothing importable from the source tree
+    run_dir.mkdir()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH", "")) if p)
+    env.update(OMP_NUM_THREADS="1", FLASH_WRAP_STRICT_PLUGINS="1", PYTHONDONTWRITEBYTECODE="1")
+    return {"cwd": run_dir, "env": env, "target": target, "source": source}
+
+
+def _run(args: list[str], installed: dict, timeout: int = 180) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        args, cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def test_cli_lists_the_solver_from_the_third_party_distribution(installed):
+    script = Path(sys.executable).with_name("flash-wrap")
+    cli = [str(script)] if script.is_file() else [sys.executable, "-m", "flash_wrap"]
+    out = _run([*cli, "solvers", "--details"], installed).stdout
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("latent-ddnm "))
+    assert "Latent DDNM" in lines[at]
+    assert lines[at + 1].strip() == ORIGIN
+    assert "ddim" in lines[at + 2] and "ICLR 2023" in lines[at + 2]  # --details: sampler, reference
+    assert "random-inpainting: c=1.2, delta=0.05, lam=1, cg_iters=10" in out
+    assert "BROKEN" not in out
+    for builtin in ("latent-dps", "psld", "gml-dps", "resample"):  # the built-ins still load
+        assert any(line.startswith(builtin + " ") for line in lines)
+
+
+FLASH_RUN = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    import flash_wrap.solvers
+    from flash_wrap import Flash, LatentDiffusion
+    from flash_wrap.operators import RandomInpainting
+    from flash_wrap.plugins import get_registry
+    from flash_wrap.severity import SeverityEncoder
+
+    class BrightnessSeverity(SeverityEncoder):
+        # v = 1.5 * mean(y): the two samples below get different start steps
+        def __init__(self, model):
+            super().__init__(model.make_severity_encoder().backbone, model.latent_channels)
+        def forward(self, y_image):
+            z_hat, _ = super().forward(y_image)
+            return z_hat, 1.5 * y_image.flatten(1).mean(dim=1).clamp_min(0)
+
+    model = LatentDiffusion.tiny_random("vq", image_size=32, seed=0)
+    model.add_severity_encoder("random-inpainting", BrightnessSeverity(model))
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(2, 3, 4, 4, generator=g)
+    x = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+    x = (0.2 * x + torch.tensor([0.2, 0.6]).view(-1, 1, 1, 1) - 0.1).clamp(0, 1)
+    op = RandomInpainting([0.7, 0.8])                          # per-sample parameters
+    y = op.measure(x, generator=torch.Generator().manual_seed(1))
+
+    Solver = flash_wrap.solvers.LatentDDNM                      # resolved through the registry
+    gens = [torch.Generator().manual_seed(s) for s in (2, 3)]
+    out = Flash(Solver(model)).reconstruct(y, op, generator=gens, progress=False)
+    print(json.dumps({
+        "module_file": sys.modules[Solver.__module__].__file__,
+        "origin": get_registry().solvers["latent-ddnm"].origin,
+        "solver": out.solver, "sampler": out.sampler, "steps": out.steps,
+        "start_step": out.start_step.tolist(), "nfe": out.nfe.tolist(),
+        "decoder_calls": out.decoder_calls.tolist(),
+        "finite": bool(torch.isfinite(out.images).all()),
+        "min": float(out.images.min()), "max": float(out.images.max()),
+    }))
+    """
+)
+
+
+def test_flash_wraps_the_installed_solver(installed):
+    result = json.loads(_run([sys.executable, "-c", FLASH_RUN], installed).stdout.strip().splitlines()[-1])
+    assert Path(result["module_file"]).resolve().is_relative_to(installed["target"].resolve())
+    assert result["origin"] == ORIGIN.removeprefix("from ")
+    assert (result["solver"], result["sampler"], result["steps"]) == ("latent-ddnm", "ddim", 100)
+    start = result["start_step"]
+    assert start[0] != start[1] and min(start) > 0  # a batch whose rows join at different steps
+    assert result["nfe"] == start  # one denoiser call per step from each sample's start
+    assert result["decoder_calls"] == start  # one counted decode per step
+    assert result["finite"] and 0.0 <= result["min"] <= result["max"] <= 1.0
+
+
+def test_the_package_own_tests_pass_against_the_installed_package(installed):
+    tests = installed["source"] / "tests"
+    done = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)], installed, timeout=300)
+    assert " passed" in done.stdout and "failed" not in done.stdout
