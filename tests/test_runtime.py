@@ -78,7 +78,7 @@ def test_from_diffusers_folders(tmp_path):
     again = LatentDiffusion.from_pretrained(tmp_path / "bundle")
     z = torch.randn(1, 3, 8, 8)
     torch.testing.assert_close(again.decode(z), model.decode(z))
-    with pytest.raises(FileNotFoundError, match="not a diffusers model folder"):
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
         LatentDiffusion.from_diffusers(tmp_path / "missing", tmp_path / "unet", image_size=32)
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "config.json").write_text('{"_class_name": "VQModel"}')

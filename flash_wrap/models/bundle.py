@@ -19,7 +19,6 @@ from torch import nn
 from .._checks import check_images, check_tensor
 from ..severity.encoder import SeverityEncoder
 from ._validate import check_parts, check_task_name
-from ._io import check_folder, read_json
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import load_bundle, save_bundle, save_severity
 from .denoiser import Denoiser
@@ -31,21 +30,11 @@ def _checkpoint(module: nn.Module, *args: Any) -> Any:
     return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
 
 
-def _load_diffusers(part: str | Path | nn.Module, what: str) -> nn.Module:
-    """A diffusers model given as a module, or loaded from a local folder by its config's class."""
-    if isinstance(part, nn.Module):
-        return part
-    import diffusers
-
-    folder = Path(part)
+def _model_folder(path: str | Path, what: str) -> Path:
+    folder = Path(path)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{what}: {folder} is not a diffusers model folder (no config.json)")
-    check_folder(folder)  # safetensors only, checked before diffusers reads them; never pickles
-    name = read_json(folder / "config.json").get("_class_name")
-    cls = getattr(diffusers, str(name), None)
-    if cls is None or not hasattr(cls, "from_pretrained"):
-        raise ValueError(f"{folder / 'config.json'} names {name!r}, which is not a diffusers model class")
-    return cls.from_pretrained(str(folder), local_files_only=True)
+        raise FileNotFoundError(f"{what}: {folder} is not a model folder (no config.json)")
+    return folder
 
 
 class LatentEncoder(nn.Module):
@@ -329,8 +318,9 @@ class LatentDiffusion(nn.Module):
         """Build a bundle from diffusers models or local diffusers folders (never the network).
 
         Args:
-            autoencoder: a ``VQModel``, ``AutoencoderKL`` or ``AutoencoderTiny``, or a folder
-                saved by its ``save_pretrained`` (the class is read from its ``config.json``).
+            autoencoder: a ``VQModel``, ``AutoencoderKL`` or ``AutoencoderTiny`` (or one of our
+                adapters, e.g. TAEF2), or a folder saved by ``save_pretrained`` (the class is read
+                from its ``config.json``; safetensors weights only).
             unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (used with a fixed empty
                 conditioning, zeros by default), or a folder holding one.
             image_size: side of the square images the model works on.
@@ -341,8 +331,16 @@ class LatentDiffusion(nn.Module):
         Returned in eval mode with frozen parameters; add severity encoders with
         ``flash-wrap train-severity`` after ``save_pretrained``.
         """
-        ae = autoencoder_from_diffusers(_load_diffusers(autoencoder, "autoencoder"))
-        denoiser = Denoiser(_load_diffusers(unet, "unet"), empty_conditioning)
+        if isinstance(autoencoder, nn.Module):
+            ae = autoencoder if isinstance(autoencoder, Autoencoder) else autoencoder_from_diffusers(autoencoder)
+        else:
+            ae = Autoencoder.from_pretrained(_model_folder(autoencoder, "autoencoder"))
+        if isinstance(unet, nn.Module):
+            denoiser = Denoiser(unet, empty_conditioning)
+        else:
+            denoiser = Denoiser.from_pretrained(_model_folder(unet, "unet"))
+            if empty_conditioning is not None:
+                denoiser = Denoiser(denoiser.unet, empty_conditioning)
         if scheduler is None:
             scheduler = ldm_scheduler()
         elif not isinstance(scheduler, DDPMScheduler):
