@@ -192,6 +192,25 @@ def test_a_sample_alone_equals_the_sample_batched(tiny_model):
         torch.testing.assert_close(alone[0], batched[i], atol=1e-4, rtol=1e-4)
 
 
+def test_a_sample_alone_equals_the_sample_batched_with_full_iterations_in_float64(tiny_model):
+    # The full 100-iteration solves over whole trajectories, in float64: rounding is ~1e-16, so
+    # Adam's amplification stays far below 1e-5 unless batch mates really interact.
+    model = tiny_model.double()
+    y, op = _problem()
+    y = y.double()
+    solver = ReSample(model, steps=25)
+    z = torch.randn(3, *model.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    start = torch.tensor([5, 25, 12])
+    params = solver.hyperparameters("gaussian-blur")
+    together = solver.run_counted(z, start, y, op, _gens(10, 11, 12), params, progress=False)
+    assert together[3].max() > 25  # the optimisation really iterated
+    for i in range(3):
+        alone = solver.run_counted(z[i : i + 1], start[i : i + 1], y[i : i + 1], op.select([i]), _gens(10 + i),
+                                   params, progress=False)
+        assert alone[2].tolist() == [together[2][i]] and alone[3].tolist() == [together[3][i]]
+        torch.testing.assert_close(alone[0][0], together[0][i], atol=1e-5, rtol=1e-5)
+
+
 def test_same_generator_is_bit_identical(tiny_model):
     y, op = _problem()
     flash = Flash(ReSample(tiny_model, steps=50, iterations=5))
