@@ -37,6 +37,8 @@ def summarize(records: list[dict]) -> dict[str, dict[str, Any]]:
             **{metric: _mean([r[metric][m] for r in records]) for metric in METRICS},
             "nfe_mean": float(statistics.fmean(nfe)),
             "nfe_std": float(statistics.pstdev(nfe)),
+            # decoder forward passes inside the solver steps (ReSample's optimisation, DPS gradients)
+            "decoder_calls_mean": _mean([r.get("decoder_calls", {}).get(m) for r in records]),
             "seconds_total": seconds,
             "seconds_per_image": seconds / len(records),
         }
@@ -59,13 +61,14 @@ def severity_summary(records: list[dict]) -> dict[str, float | None]:
 def write_csv(records: list[dict], path: Path) -> None:
     methods = list(records[0]["psnr"]) if records else []
     columns = ["name", "severity", "severity_physical", "sigma_hat", "start_step", "ordering_accuracy"]
-    columns += [f"{metric}_{m}" for m in methods for metric in (*METRICS, "nfe", "seconds")]
+    per_method = (*METRICS, "nfe", "decoder_calls", "seconds")
+    columns += [f"{metric}_{m}" for m in methods for metric in per_method]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in records:
             row = [r[c] for c in columns[:6]]
-            row += [r[metric][m] for m in methods for metric in (*METRICS, "nfe", "seconds")]
+            row += [r.get(metric, {}).get(m) for m in methods for metric in per_method]
             writer.writerow(row)
 
 

@@ -140,6 +140,7 @@ class Evaluator:
 
         images = {m: r.images for m, r in runs.items()} | {"autoencoder": ae_images}
         nfe = {m: r.nfe.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
+        decoder_calls = {m: r.decoder_calls.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
         seconds["autoencoder"] = 0.0
         scores = {m: self._scores(img, x) for m, img in images.items()}
         oa = self._ordering(x, names)
@@ -154,6 +155,7 @@ class Evaluator:
                 "start_step": int(flash.start_step[i]),
                 "ordering_accuracy": oa[i],
                 "nfe": {m: nfe[m][i] for m in images},
+                "decoder_calls": {m: decoder_calls[m][i] for m in images},
                 "seconds": {m: seconds[m] / len(names) for m in images},
                 **{metric: {m: scores[m][metric][i] for m in images} for metric in ("psnr", "ssim", "lpips")},
             })

@@ -49,6 +49,8 @@ def test_results_schema_and_files(setup, quiet_lpips):
     record = result["images"][0]
     assert set(record) >= {"name", "severity", "sigma_hat", "start_step", "nfe", "psnr", "ssim", "lpips"}
     assert record["nfe"]["flash"] == record["start_step"]
+    assert record["decoder_calls"]["flash"] == record["start_step"]  # Latent-DPS decodes once per step
+    assert result["methods"]["baseline"]["decoder_calls_mean"] == 6
     lo, hi = 0.0, 1.0
     assert all(lo <= r["severity"] <= hi for r in result["images"])
     out = tmp_path / "out"
