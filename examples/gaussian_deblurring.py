@@ -29,7 +29,7 @@ import torch
 
 from flash_wrap import Flash, LatentDiffusion
 from flash_wrap.metrics import psnr
-from flash_wrap.operators import GaussianBlur
+from flash_wrap.operators import get_task
 from flash_wrap.solvers import get_solver
 
 from _common import load_faces, parse_args, print_summary, print_table, sampler_name, save_figure, severity_panel
@@ -47,8 +47,9 @@ def main() -> None:
     n = 2 if args.quick else 6
     clean = faces[torch.arange(n) % len(faces)]
     levels = torch.linspace(0, 1, n)
-    sigma = (0.3 + 2.7 * levels) * size / 256                  # px, the task's range at this resolution
-    operator = GaussianBlur(sigma=sigma, noise_std=0.05)
+    task = get_task("gaussian-blur")                           # the task's σ range, scaled to this resolution
+    operator = task.operator(levels, size, noise_std=0.05)     # a GaussianBlur with one σ per image
+    sigma = operator.severity                                  # px
     y = operator.measure(clean, generator=torch.Generator().manual_seed(args.seed))
 
     # 3. The solver, bare (baseline) and wrapped in Flash, on the same grid.
@@ -67,10 +68,11 @@ def main() -> None:
     # 4. The severity encoder alone on a dense σ sweep (no diffusion, cheap): does σ̂ follow σ?
     encoder = model.severity_encoder("gaussian-blur")
     dense = torch.linspace(0, 1, 3 if args.quick else 11)
-    dense_sigma = (0.3 + 2.7 * dense) * size / 256
+    dense_operator = task.operator(dense, size)
+    dense_sigma = dense_operator.severity
     with torch.no_grad():
         sweep = torch.stack([
-            encoder(GaussianBlur(dense_sigma).measure(face.expand(len(dense), -1, -1, -1),
+            encoder(dense_operator.measure(face.expand(len(dense), -1, -1, -1),
                                                       generator=torch.Generator().manual_seed(args.seed)))[1]
             for face in faces
         ]).mean(dim=0)

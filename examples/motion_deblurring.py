@@ -28,7 +28,7 @@ import torch
 
 from flash_wrap import Flash, LatentDiffusion
 from flash_wrap.metrics import psnr
-from flash_wrap.operators import NonlinearMotionBlur
+from flash_wrap.operators import get_task
 from flash_wrap.solvers import PSLD, get_solver
 
 from _common import load_faces, parse_args, print_summary, print_table, sampler_name, save_figure, severity_panel
@@ -46,9 +46,9 @@ def main() -> None:
     n = 2 if args.quick else 6
     clean = faces[torch.arange(n) % len(faces)]
     levels = torch.linspace(0, 1, n)
-    length = (2 + 30 * levels) * size / 256                    # px
-    turning = 1.5 + 2.0 * levels                               # rad
-    operator = NonlinearMotionBlur(length, turning, seed=torch.arange(n) + args.seed, noise_std=0.05)
+    # the `motion-blur` task's operator for these levels: a NonlinearMotionBlur in this image's pixels
+    operator = get_task("motion-blur").operator(levels, size, seed=torch.arange(n) + args.seed, noise_std=0.05)
+    length, turning = operator.severity, operator.turning.expand(n)   # px, rad
     y = operator.measure(clean, generator=torch.Generator().manual_seed(args.seed))
     kernels = operator.kernels(size)                           # (B, k, k), each sums to 1
 
