@@ -44,7 +44,7 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
         model=args.model, task=args.task, data=args.data, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, lambda_sigma=args.lambda_sigma, lambda_image=args.lambda_image, seed=args.seed,
         val_images=args.val_images, checkpoint_every=args.checkpoint_every, output=args.output,
-        limit=args.limit, cpu=args.cpu, workers=args.workers, resume=not args.no_resume,
+        limit=args.limit, cpu=args.cpu, workers=args.workers, resume=not args.no_resume, init_from=args.init_from,
     )
     summary = train_severity(config)
     if not _main_process():
@@ -64,7 +64,7 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
         output=args.output, data=args.data, autoencoder=args.autoencoder, image_size=args.image_size,
         unet=args.unet, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay, mirror=not args.no_mirror, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        limit=args.limit, cpu=args.cpu, resume=not args.no_resume,
+        limit=args.limit, cpu=args.cpu, resume=not args.no_resume, init_from=args.init_from,
     )
     summary = train_prior(config)
     if not _main_process():
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--init-from", help="start from this bundle's encoder for the task ('demo' or a folder; "
+                   "same autoencoder and latent scale), e.g. to fine-tune at a higher resolution")
     p.set_defaults(func=_cmd_train_severity)
 
     p = sub.add_parser("train-prior", help="train a latent DDPM prior on an image folder and save a model bundle")
@@ -241,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--init-from", help="start from this bundle's UNet weights and keep its latent scale "
+                   "('demo' or a folder; same preset and autoencoder), e.g. to fine-tune at a higher resolution")
     p.set_defaults(func=_cmd_train_prior)
 
     p = sub.add_parser("export", help="copy a bundle without its training files, optionally in float16")

@@ -178,3 +178,37 @@ def test_step_batches_shard_between_processes_without_overlap():
     assert single == list(StepBatches(50, 4, seed=3, first=0, total=6, rank=0, world=1))
     resumed = list(StepBatches(50, 4, seed=3, first=2, total=6, rank=1, world=2))
     assert resumed == ranks[1][2:]
+
+
+def test_training_can_start_from_another_bundles_encoder(bundle, image_folder, tmp_path):
+    """``init_from``: fine-tune the parent's encoder for the task, e.g. at a higher resolution."""
+    parent_dir = tmp_path / "parent"
+    parent = LatentDiffusion.from_pretrained(bundle)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        trained = parent.make_severity_encoder()
+        for p in trained.parameters():
+            p.data.add_(torch.randn_like(p))  # distinct from any fresh encoder
+    parent.add_severity_encoder("gaussian-blur", trained)
+    parent.save_pretrained(parent_dir)
+    child_dir = tmp_path / "child"
+    LatentDiffusion(parent.autoencoder, parent.denoiser, parent.scheduler, image_size=48,
+                    latent_scale=parent.latent_scale).save_pretrained(child_dir)
+    config = _config(child_dir, image_folder, tmp_path / "ckpt", 1)
+    config.init_from, config.lr = str(parent_dir), 0.0  # lr 0: the result must equal the parent's encoder
+    train_severity(config, progress=False)
+    child = LatentDiffusion.from_pretrained(child_dir)
+    assert child.image_size == 48
+    got, want = child.severity_encoder("gaussian-blur").state_dict(), trained.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+    config.task = "motion-blur"  # the parent has no encoder for it
+    with pytest.raises(ValueError, match="no severity encoder for 'motion-blur'"):
+        train_severity(config, progress=False)
+    other = tmp_path / "other-scale"
+    LatentDiffusion(parent.autoencoder, parent.denoiser, parent.scheduler, image_size=32,
+                    latent_scale=2 * parent.latent_scale).save_pretrained(other)
+    bad = _config(other, image_folder, tmp_path / "ckpt2", 1)
+    bad.init_from = str(parent_dir)
+    with pytest.raises(ValueError, match="other units"):
+        train_severity(bad, progress=False)

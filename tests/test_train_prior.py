@@ -98,3 +98,40 @@ def test_cli_export_writes_a_half_precision_copy(tmp_path):
     assert "gaussian-blur" in loaded.severity_encoders
     x = torch.rand(1, 3, 32, 32)
     torch.testing.assert_close(loaded.encode(x), model.encode(x), atol=2e-2, rtol=2e-2)
+
+
+def test_prior_fine_tunes_from_a_parent_at_a_new_resolution(tmp_path, faces, autoencoder_dir):
+    """``init_from``: the run starts from the parent's UNet weights and keeps its latent units."""
+    train_prior(_config(tmp_path / "parent", faces, autoencoder_dir, 2), progress=False)
+    parent = LatentDiffusion.from_pretrained(tmp_path / "parent")
+    config = _config(tmp_path / "child", faces, autoencoder_dir, 2, init_from=str(tmp_path / "parent"))
+    config.image_size, config.lr = 48, 0.0  # lr 0: the child's weights must be exactly the parent's
+    train_prior(config, progress=False)
+    child = LatentDiffusion.from_pretrained(tmp_path / "child")
+    assert child.image_size == 48 and child.latent_shape == (4, 12, 12)
+    assert child.latent_scale == parent.latent_scale
+    raw = encode_images(load_autoencoder(autoencoder_dir), sorted(faces.iterdir()), 48, mirror=True)
+    assert child.latent_scale != pytest.approx(1 / float(raw.std()), rel=1e-3)  # not recomputed
+    for (name, a), (_, b) in zip(parent.denoiser.unet.named_parameters(), child.denoiser.unet.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # without init_from, the same run starts from a fresh random UNet
+    fresh = _config(tmp_path / "fresh", faces, autoencoder_dir, 2, seed=5)
+    fresh.image_size, fresh.lr = 48, 0.0
+    train_prior(fresh, progress=False)
+    other = next(LatentDiffusion.from_pretrained(tmp_path / "fresh").denoiser.unet.parameters())
+    assert not torch.equal(other, next(parent.denoiser.unet.parameters()))
+
+
+def test_prior_fine_tuning_rejects_a_mismatched_parent_before_training(tmp_path, faces, autoencoder_dir):
+    train_prior(_config(tmp_path / "parent", faces, autoencoder_dir, 2), progress=False)
+    config = _config(tmp_path / "child", faces, autoencoder_dir, 2, init_from=str(tmp_path / "parent"))
+    config.unet = "small"
+    with pytest.raises(ValueError, match="does not match preset 'small'"):
+        train_prior(config, progress=False)
+    assert not (tmp_path / "child" / "training").exists()  # rejected before encoding the data
+    other_ae = tmp_path / "ae8"
+    TAEF2Autoencoder(TAEF2(latent_channels=8, channels=8, pool_channels=16, pool_groups=4,
+                           num_downsamples=2)).save_pretrained(other_ae)
+    config = _config(tmp_path / "child2", faces, other_ae, 2, init_from=str(tmp_path / "parent"))
+    with pytest.raises(ValueError, match="8 channels"):
+        train_prior(config, progress=False)

@@ -64,6 +64,9 @@ class PriorTrainingConfig:
     limit: int | None = None
     cpu: bool = False
     resume: bool = True
+    #: a bundle ("demo" or a folder) whose UNet weights and latent scale start the run: fine-tuning,
+    #: e.g. at a higher resolution than the parent was trained at (same preset, same autoencoder).
+    init_from: str | None = None
 
 
 def load_autoencoder(spec: str | Path) -> Autoencoder:
@@ -134,6 +137,33 @@ def _step_batch(latents: torch.Tensor, indices: list[int], seed: int, step: int,
     return a.sqrt() * z0 + (1 - a).sqrt() * noise, t, noise
 
 
+def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> LatentDiffusion:
+    """The ``init_from`` bundle, checked against this run's autoencoder before any training."""
+    parent = LatentDiffusion.from_pretrained(config.init_from)
+    if parent.autoencoder.kind != autoencoder.kind or parent.latent_channels != autoencoder.latent_channels:
+        raise ValueError(
+            f"--init-from {config.init_from}: its autoencoder ({parent.autoencoder.kind}, "
+            f"{parent.latent_channels} latent channels) is not this run's ({autoencoder.kind}, "
+            f"{autoencoder.latent_channels} channels)"
+        )
+    if parent.latent_shift != 0.0:
+        raise ValueError(f"--init-from {config.init_from}: bundles with a latent shift are not supported")
+    return parent
+
+
+def _copy_unet_weights(parent: LatentDiffusion, unet: UNet2DModel, config: PriorTrainingConfig) -> None:
+    """Load the parent's UNet weights into the freshly built ``unet`` (shapes must match exactly)."""
+    source = parent.denoiser.unet.state_dict()
+    target = unet.state_dict()
+    mismatched = sorted(k for k in target if k not in source or source[k].shape != target[k].shape)
+    if mismatched or len(source) != len(target):
+        raise ValueError(
+            f"--init-from {config.init_from}: its UNet does not match preset {config.unet!r} "
+            f"({len(mismatched)} of {len(target)} tensors differ, e.g. {mismatched[:3]})"
+        )
+    unet.load_state_dict({k: v.detach().float().cpu() for k, v in source.items()})
+
+
 def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) -> dict:
     """Train (or resume), then write the bundle with EMA weights to ``config.output``."""
     if config.image_size <= 0 or config.steps <= 0 or config.batch_size <= 0:
@@ -145,17 +175,24 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
                          f"downsampling {autoencoder.downsample_factor}")
     if config.unet not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {config.unet!r}; choose one of {', '.join(UNET_PRESETS)}")
+    parent = _load_parent(config, autoencoder) if config.init_from else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        unet = build_unet(config.unet, autoencoder.latent_channels, config.image_size // autoencoder.downsample_factor)
+    if parent is not None:  # checked before the (long) encoding pass
+        _copy_unet_weights(parent, unet, config)
     accelerator = Accelerator(cpu=config.cpu)
     with accelerator.main_process_first():  # one process encodes and caches, the others read the cache
         raw = _cached_latents(config, autoencoder, files, progress)
-    scale = 1.0 / float(raw.std())
+    # a fine-tuned prior keeps its parent's latent units, so the parent's weights stay meaningful
+    scale = parent.latent_scale if parent is not None else 1.0 / float(raw.std())
     latents = raw * scale
+    if parent is not None:
+        log.info("fine-tuning from %s: latent scale %.5f kept (latent std on this data %.4f)",
+                 config.init_from, scale, float(latents.std()))
     scheduler = ldm_scheduler()
     alphas_cumprod = scheduler.alphas_cumprod.float()
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        unet = build_unet(config.unet, autoencoder.latent_channels, latents.shape[-1])
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
     lr_at = lambda step: min(1.0, (step + 1) / max(config.warmup_steps, 1))  # noqa: E731
@@ -196,6 +233,7 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
             history.append({"step": done, "loss": running})
+            log.info("train-prior step %d/%d: loss %.4f", done, config.steps, running)
             if accelerator.is_main_process:
                 state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step}
                 shadow = {str(i): p for i, p in enumerate(ema.shadow_params)}

@@ -51,6 +51,9 @@ class SeverityTrainingConfig:
     cpu: bool = False
     workers: int = 0
     resume: bool = True
+    #: a bundle ("demo" or a folder) whose encoder for the same task starts the run (fine-tuning,
+    #: e.g. at a higher resolution); it must share the model's autoencoder and latent scale.
+    init_from: str | None = None
     extra: dict = field(default_factory=dict)
 
     def checkpoint_dir(self) -> Path:
@@ -119,7 +122,10 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     model.to(accelerator.device).requires_grad_(False).eval()
     with torch.random.fork_rng(devices=[]):  # seed the new variance head without touching global state
         torch.manual_seed(config.seed)
-        encoder = model.make_severity_encoder().to(accelerator.device).train()
+        encoder = model.make_severity_encoder()
+    if config.init_from:
+        _load_parent_encoder(encoder, model, config)
+    encoder = encoder.to(accelerator.device).train()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
 
     ckpt_dir = config.checkpoint_dir()
@@ -159,6 +165,8 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         if done % config.checkpoint_every == 0 or done == config.steps:
             val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
             history.append({"step": done, "train_loss": running, **val})
+            log.info("train-severity %s step %d/%d: train loss %.4f, val loss %.4f", config.task, done,
+                     config.steps, running, val["val_loss"])
             if val["val_loss"] < best["val_loss"]:
                 best = {"val_loss": val["val_loss"], "step": done}
                 if accelerator.is_main_process:
@@ -189,6 +197,23 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> None:
+    """Copy the ``init_from`` bundle's encoder for ``config.task`` into ``encoder`` (checked first)."""
+    parent = LatentDiffusion.from_pretrained(config.init_from)
+    if config.task not in parent.severity_encoders:
+        raise ValueError(f"--init-from {config.init_from} has no severity encoder for {config.task!r} "
+                         f"(it has: {', '.join(parent.severity_encoders) or 'none'})")
+    if parent.autoencoder.kind != model.autoencoder.kind or not math.isclose(
+        parent.latent_scale, model.latent_scale, rel_tol=1e-6
+    ) or parent.latent_shift != model.latent_shift:
+        raise ValueError(
+            f"--init-from {config.init_from}: its latents ({parent.autoencoder.kind}, scale "
+            f"{parent.latent_scale:.6g}) differ from the model's ({model.autoencoder.kind}, scale "
+            f"{model.latent_scale:.6g}); its encoder would predict latents in other units"
+        )
+    encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
 
 
 def _save_best(encoder: torch.nn.Module, folder: Path) -> None:
