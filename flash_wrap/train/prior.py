@@ -152,16 +152,12 @@ def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> Laten
 
 
 def _copy_unet_weights(parent: LatentDiffusion, unet: UNet2DModel, config: PriorTrainingConfig) -> None:
-    """Load the parent's UNet weights into the freshly built ``unet`` (shapes must match exactly)."""
-    source = parent.denoiser.unet.state_dict()
-    target = unet.state_dict()
-    mismatched = sorted(k for k in target if k not in source or source[k].shape != target[k].shape)
-    if mismatched or len(source) != len(target):
-        raise ValueError(
-            f"--init-from {config.init_from}: its UNet does not match preset {config.unet!r} "
-            f"({len(mismatched)} of {len(target)} tensors differ, e.g. {mismatched[:3]})"
-        )
-    unet.load_state_dict({k: v.detach().float().cpu() for k, v in source.items()})
+    """Load the parent's UNet weights into the freshly built ``unet`` (names and shapes must match)."""
+    try:
+        unet.load_state_dict(parent.denoiser.unet.state_dict())
+    except RuntimeError as err:  # torch's strict check: missing/unexpected keys or shape mismatches
+        raise ValueError(f"--init-from {config.init_from}: its UNet does not match preset {config.unet!r}: "
+                         f"{str(err).splitlines()[-1].strip()}") from err
 
 
 def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) -> dict:
@@ -179,15 +175,17 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         unet = build_unet(config.unet, autoencoder.latent_channels, config.image_size // autoencoder.downsample_factor)
+    parent_scale = None
     if parent is not None:  # checked before the (long) encoding pass
         _copy_unet_weights(parent, unet, config)
+        parent_scale, parent = parent.latent_scale, None  # keep only what training needs
     accelerator = Accelerator(cpu=config.cpu)
     with accelerator.main_process_first():  # one process encodes and caches, the others read the cache
         raw = _cached_latents(config, autoencoder, files, progress)
     # a fine-tuned prior keeps its parent's latent units, so the parent's weights stay meaningful
-    scale = parent.latent_scale if parent is not None else 1.0 / float(raw.std())
+    scale = parent_scale if parent_scale is not None else 1.0 / float(raw.std())
     latents = raw * scale
-    if parent is not None:
+    if parent_scale is not None:
         log.info("fine-tuning from %s: latent scale %.5f kept (latent std on this data %.4f)",
                  config.init_from, scale, float(latents.std()))
     scheduler = ldm_scheduler()

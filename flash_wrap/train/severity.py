@@ -213,7 +213,11 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
             f"{parent.latent_scale:.6g}) differ from the model's ({model.autoencoder.kind}, scale "
             f"{model.latent_scale:.6g}); its encoder would predict latents in other units"
         )
-    encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
+    try:
+        encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
+    except RuntimeError as err:  # e.g. the same kind of autoencoder with other channel counts
+        raise ValueError(f"--init-from {config.init_from}: its {config.task} encoder does not fit this model: "
+                         f"{str(err).splitlines()[-1].strip()}") from err
 
 
 def _save_best(encoder: torch.nn.Module, folder: Path) -> None:
