@@ -189,7 +189,7 @@ def test_training_can_start_from_another_bundles_encoder(bundle, image_folder, t
         trained = parent.make_severity_encoder()
         for p in trained.parameters():
             p.data.add_(torch.randn_like(p))  # distinct from any fresh encoder
-    parent.add_severity_encoder("gaussian-blur", trained)
+    parent.add_severity_encoder("gaussian-blur", trained, metadata={"training": {"steps": 7}})
     parent.save_pretrained(parent_dir)
     child_dir = tmp_path / "child"
     LatentDiffusion(parent.autoencoder, parent.denoiser, parent.scheduler, image_size=48,
@@ -201,6 +201,9 @@ def test_training_can_start_from_another_bundles_encoder(bundle, image_folder, t
     assert child.image_size == 48
     got, want = child.severity_encoder("gaussian-blur").state_dict(), trained.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    record = child.severity_metadata["gaussian-blur"]  # the lineage is kept next to the child's own record
+    assert record["parent"] == {"init_from": str(parent_dir), "training": {"steps": 7}}
+    assert record["training"]["init_from"] == str(parent_dir)
 
     config.task = "motion-blur"  # the parent has no encoder for it
     with pytest.raises(ValueError, match="no severity encoder for 'motion-blur'"):

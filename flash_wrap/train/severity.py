@@ -123,8 +123,7 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     with torch.random.fork_rng(devices=[]):  # seed the new variance head without touching global state
         torch.manual_seed(config.seed)
         encoder = model.make_severity_encoder()
-    if config.init_from:
-        _load_parent_encoder(encoder, model, config)
+    parent_record = _load_parent_encoder(encoder, model, config) if config.init_from else None
     encoder = encoder.to(accelerator.device).train()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
 
@@ -191,6 +190,8 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
             best_encoder.load_state_dict(accelerator.unwrap_model(encoder).state_dict())
         metadata = {"training": {**asdict(config), "best_step": best["step"], "best_val_loss": best["val_loss"]},
                     "history": history}
+        if parent_record is not None:  # keep the lineage: how the starting weights were trained
+            metadata["parent"] = {"init_from": str(config.init_from), **parent_record}
         model.add_severity_encoder(config.task, best_encoder)
         model.save_severity_encoder(config.model, config.task, metadata=json.loads(json.dumps(metadata)))
         summary["written_to"] = str(Path(config.model) / "severity_encoders" / config.task)
@@ -199,8 +200,11 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     return summary
 
 
-def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> None:
-    """Copy the ``init_from`` bundle's encoder for ``config.task`` into ``encoder`` (checked first)."""
+def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:
+    """Copy the ``init_from`` bundle's encoder for ``config.task`` into ``encoder`` (checked first).
+
+    Returns the parent encoder's stored metadata (its training record), to be kept with the child's.
+    """
     parent = LatentDiffusion.from_pretrained(config.init_from)
     if config.task not in parent.severity_encoders:
         raise ValueError(f"--init-from {config.init_from} has no severity encoder for {config.task!r} "
@@ -218,6 +222,7 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
     except RuntimeError as err:  # e.g. the same kind of autoencoder with other channel counts
         raise ValueError(f"--init-from {config.init_from}: its {config.task} encoder does not fit this model: "
                          f"{str(err).splitlines()[-1].strip()}") from err
+    return dict(parent.severity_metadata.get(config.task, {}))
 
 
 def _save_best(encoder: torch.nn.Module, folder: Path) -> None:
