@@ -52,6 +52,7 @@ class BenchmarkConfig:
     dtype: str = "fp32"
     gradient_checkpointing: bool = False
     compile: bool = False
+    channels_last: bool = False
     seed: int = 0
 
 
@@ -132,7 +133,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, trained = build_model(config.config, device)
     model.set_runtime(autocast=config.dtype, gradient_checkpointing=config.gradient_checkpointing,
-                      compile=config.compile)
+                      compile=config.compile, channels_last=config.channels_last)
     cls = get_solver(config.solver)
     solver = cls(model, sampler="ddim", steps=config.steps) if config.steps else cls(model)
     grid = solver.sampler.num_steps
@@ -193,9 +194,12 @@ def _device_name(device: torch.device) -> str:
 def markdown(result: dict) -> str:
     """The benchmark as a Markdown table (one row per batch size)."""
     cfg = result["config"]
+    options = "".join(f", {name}" for name, key in (("gradient checkpointing", "gradient_checkpointing"),
+                                                     ("compiled", "compile"), ("channels-last", "channels_last"))
+                      if cfg.get(key))
     head = (f"{cfg['solver']} on `{cfg['config']}` ({result['image_size']}² images, latents "
             f"{'×'.join(map(str, result['latent_shape']))}), {result['sampler'].upper()}-{result['steps']}, "
-            f"{cfg['dtype']}, {result['device']}, torch {result['torch']}, {result['date']}; "
+            f"{cfg['dtype']}{options}, {result['device']}, torch {result['torch']}, {result['date']}; "
             f"Flash starts: {result['starts']}\n\n")
     lines = ["| batch | bare s/img | Flash s/img | speed-up | NFE bare / Flash | bare peak MB | Flash peak MB "
              "| mixed-batch efficiency |", "|---|---|---|---|---|---|---|---|"]

@@ -131,7 +131,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     config = BenchmarkConfig(
         config=args.config, solver=args.solver, batch_sizes=args.batch_size, steps=args.steps, starts=args.starts,
         device=args.device, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing,
-        compile=args.compile, seed=args.seed,
+        compile=args.compile, channels_last=args.channels_last, seed=args.seed,
     )
     print(markdown(benchmark(config, args.out)))
     return 0
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="autocast dtype")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and decoder")
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights and activations (faster convolutions)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the results as JSON here")
     p.set_defaults(func=_cmd_benchmark)

@@ -53,6 +53,9 @@ def test_benchmark_reports_bare_and_flash_side_by_side(tiny_bundle, tmp_path):
         assert row["baseline"]["peak_memory_mb"] >= 0
     table = markdown(result)
     assert table.count("\n| ") == 3 and "mixed-batch efficiency" in table and "DDIM-12" in table
+    assert "channels-last" not in table
+    config.channels_last, config.batch_sizes = True, [2]
+    assert "fp32, channels-last," in markdown(benchmark(config, progress=False))
 
 
 def test_benchmark_cli_rejects_bad_starts(tiny_bundle, capsys):

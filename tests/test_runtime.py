@@ -37,6 +37,21 @@ def test_gradient_checkpointing_changes_memory_not_results(kind):
     assert _checkpointed_modules(model) == 0
 
 
+@pytest.mark.parametrize("kind", ["vq", "kl", "tiny", "taef2"])
+def test_channels_last_changes_layout_not_results(kind):
+    model = LatentDiffusion.tiny_random(kind, image_size=32)
+    plain = _value_and_grad(model)
+    model.set_runtime(channels_last=True)
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x, grad = _value_and_grad(model)
+    assert x.is_contiguous()  # callers still get outputs in the standard layout
+    for a, b in zip(plain, (x, grad)):  # equal up to float rounding (other kernels, other summation order)
+        assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+    model.set_runtime()  # every option back to its default, the layout included
+    assert all(w.is_contiguous() for w in convs if w.shape[-1] > 1)
+
+
 def test_bf16_autocast_stays_close_and_keeps_float32_outputs():
     model = LatentDiffusion.tiny_random("taef2", image_size=32)
     x32, g32 = _value_and_grad(model)

@@ -86,6 +86,7 @@ class LatentDiffusion(nn.Module):
         self.severity_encoders = nn.ModuleDict()
         #: dtype of ``torch.autocast`` around the networks, ``None`` = off (see :meth:`set_runtime`).
         self.autocast_dtype: torch.dtype | None = None
+        self.memory_format: torch.memory_format = torch.contiguous_format
         #: task → free-form dict saved in ``severity_encoders/<task>/config.json``.
         self.severity_metadata: dict[str, dict[str, Any]] = {}
         #: Hyper-parameters tuned for this model: ``{solver: {task: {name: value}}}``. They override
@@ -157,6 +158,7 @@ class LatentDiffusion(nn.Module):
         autocast: torch.dtype | str | None = None,
         gradient_checkpointing: bool = False,
         compile: bool = False,
+        channels_last: bool = False,
     ) -> LatentDiffusion:
         """Speed and memory options; none changes what is computed beyond float rounding.
 
@@ -169,6 +171,10 @@ class LatentDiffusion(nn.Module):
                 data-consistency backward pass instead of storing them (less memory, about one
                 extra forward pass of time).
             compile: ``torch.compile`` the denoiser and the decoder in place (first calls are slow).
+            channels_last: store the denoiser's and the autoencoder's convolution weights, and feed
+                them activations, in NHWC order; about 20 % faster per Latent-DPS step on CPU
+                (oneDNN) and usually on GPU. Outputs of :meth:`decode` and :meth:`predict_noise`
+                keep the standard layout (gradients flowing back to their inputs may be NHWC).
         Returns ``self``.
         """
         names = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
@@ -186,6 +192,9 @@ class LatentDiffusion(nn.Module):
                     # diffusers blocks read ``_gradient_checkpointing_func``; TAEF2 reads only the flag
                     sub._gradient_checkpointing_func = _checkpoint
                     sub.gradient_checkpointing = gradient_checkpointing
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for module in (self.denoiser.unet, self.autoencoder):
+            module.to(memory_format=self.memory_format)
         if compile:
             self.denoiser.unet.compile()
             self.autoencoder.compile()
@@ -217,8 +226,8 @@ class LatentDiffusion(nn.Module):
         self._check_latents(latents)
         raw = latents.to(self.dtype) / self.latent_scale + self.latent_shift
         with self._autocast("decoder"):
-            images = self.autoencoder.decode(raw)
-        return images.to(latents.dtype)
+            images = self.autoencoder.decode(raw.contiguous(memory_format=self.memory_format))
+        return images.to(latents.dtype).contiguous()
 
     def predict_noise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """ε_θ(z_t, t): noisy scaled latents ``(B, *latent_shape)`` and integer timesteps
@@ -236,8 +245,8 @@ class LatentDiffusion(nn.Module):
         if lo < 0 or hi >= self.num_train_timesteps:
             raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
         with self._autocast("denoiser"):
-            eps = self.denoiser(latents.to(self.dtype), timesteps)
-        return eps.to(latents.dtype)
+            eps = self.denoiser(latents.to(self.dtype).contiguous(memory_format=self.memory_format), timesteps)
+        return eps.to(latents.dtype).contiguous()
 
     # -- severity encoders -----------------------------------------------------------------
     def make_severity_encoder(self) -> SeverityEncoder:
