@@ -11,8 +11,8 @@ noise level matches: the more severe the blur, the earlier the start and the mor
 The blur σ spans the `gaussian-blur` task (README, "Operators and tasks"): σ = (0.3 + 2.7 t)·H/256
 pixels for t ∈ [0, 1], i.e. 0.075 to 0.75 px on the 64×64 demo model, with measurement noise
 σ_y = 0.05. At this size the whole range is mild and the error is dominated by the noise and the
-autoencoder, so on the demo model σ̂ only rises from about 0.08 to 0.10 and the start moves by
-about one step of the 100-step grid; the side panel shows σ̂ on a dense σ sweep.
+autoencoder, so on the demo model σ̂ only rises from about 0.077 to 0.11 and the start moves by
+two steps of the 100-step grid (4 to 6); the side panel shows σ̂ on a dense σ sweep.
 
 Baseline: the bare solver over a DDIM grid of --steps (100) steps, as in `flash-wrap demo`, so the
 example fits in under two minutes on a CPU; Flash runs on the same grid. (The solver's own
