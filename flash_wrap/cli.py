@@ -115,7 +115,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         data=args.data, task=args.task, solver=args.solver, out=args.out, model=args.model, steps=args.steps,
         scheduler=args.scheduler, baseline=args.baseline, fixed_start=args.fixed_start or [],
         severity_range=tuple(args.severity_range) if args.severity_range else None, seed=args.seed,
-        limit=args.limit, batch_size=args.batch_size, device=args.device,
+        limit=args.limit, batch_size=args.batch_size, device=args.device, channels_last=args.channels_last,
     )
     result = evaluate(config, resume=args.resume)
     if not _main_process():
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC convolutions: ~20%% faster on CPU, same results up to float rounding")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.set_defaults(func=_cmd_eval)

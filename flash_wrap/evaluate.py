@@ -63,11 +63,13 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 4
     device: str | None = None
+    channels_last: bool = False
 
     def comparable(self) -> dict:
-        """The settings a resumed run must share with the original one."""
+        """The settings a resumed run must share with the original one (not the speed-only ones)."""
         keep = asdict(self)
         keep.pop("out")
+        keep.pop("channels_last")
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None
         return keep
 
@@ -91,6 +93,7 @@ class Evaluator:
         # one device per process under a launcher; otherwise what was asked (default: GPU if any)
         device = self.state.device if self.state.num_processes > 1 or config.device is None else config.device
         self.model = LatentDiffusion.from_pretrained(config.model, device=device)
+        self.model.set_runtime(channels_last=config.channels_last)
         self.model.severity_encoder(config.task)  # fail now, not after loading the data
         cls = get_solver(config.solver)
         kind = config.scheduler or ("ddim" if config.steps and config.steps < self.model.num_train_timesteps else None)

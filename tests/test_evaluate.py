@@ -90,6 +90,18 @@ def test_interrupted_then_resumed_equals_uninterrupted(setup, quiet_lpips, monke
     assert strip(resumed["images"]) == strip(whole["images"])
 
 
+def test_channels_last_is_a_speed_option_only(setup, quiet_lpips):
+    tmp_path, images = setup
+    plain = evaluate(_config(tmp_path, images, "plain", limit=2), progress=False)
+    fast = evaluate(_config(tmp_path, images, "fast", limit=2, channels_last=True), progress=False)
+    for a, b in zip(plain["images"], fast["images"]):
+        assert a["name"] == b["name"] and a["nfe"] == b["nfe"]
+        for method in ("flash", "baseline", "autoencoder"):
+            assert b["psnr"][method] == pytest.approx(a["psnr"][method], abs=1e-3)
+    # resuming with the other layout is allowed: it changes nothing but float rounding
+    evaluate(_config(tmp_path, images, "plain", limit=2, channels_last=True), resume=True, progress=False)
+
+
 def test_resume_refuses_other_settings_and_fresh_run_refuses_old_results(setup, quiet_lpips):
     tmp_path, images = setup
     evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2), progress=False)
