@@ -36,16 +36,14 @@ import time
 from pathlib import Path
 
 import torch
+from _common import FACES_DIR, load_faces, parse_args, print_summary, print_table, save_figure
 from diffusers import UNet2DModel, VQModel
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.metrics import psnr
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.metrics import psnr
+from flash_wrap.apps.training.severity import SeverityTrainingConfig, train_severity
 from flash_wrap.models import Autoencoder, Denoiser
 from flash_wrap.operators import get_task
-from flash_wrap.solvers import get_solver
-from flash_wrap.train.severity import SeverityTrainingConfig, train_severity
-
-from _common import FACES_DIR, load_faces, parse_args, print_summary, print_table, sampler_name, save_figure
 
 
 def make_tiny_diffusers_models(folder: Path, image_size: int = 32) -> tuple[Path, Path]:
@@ -145,10 +143,7 @@ def main() -> None:
 
         solver_class = get_solver(args.solver)
         overrides = {} if args.eta is None else {"eta": args.eta}
-        if args.steps:
-            solver = solver_class(model, sampler="ddim", steps=args.steps, ddim_eta=1.0, **overrides)
-        else:
-            solver = solver_class(model, **overrides)
+        solver = solver_class(model, steps=args.steps or None, **overrides)  # the one grid rule
         generators = lambda: [torch.Generator().manual_seed(args.seed + 1 + i) for i in range(n)]  # noqa: E731
         start = time.perf_counter()
         baseline = solver.reconstruct(y, operator, generator=generators())
@@ -161,7 +156,7 @@ def main() -> None:
         degraded_psnr = psnr(degraded, clean)
         baseline_psnr = psnr(baseline.images, clean)
         flash_psnr = psnr(flash.images, clean)
-        print(f"{args.solver}, {sampler_name(args.steps)}; {args.task} on your model ({model.image_size}² images)")
+        print(f"{args.solver}, {solver.grid.label()}; {args.task} on your model ({model.image_size}² images)")
         print_table(
             ["image", "level t", "severity", "σ̂", "start", "NFE baseline", "NFE Flash",
              "PSNR degraded", "PSNR baseline", "PSNR Flash"],
@@ -174,7 +169,7 @@ def main() -> None:
         figure = save_figure(
             args.out,
             f"Your model ({autoencoder.kind} + {denoiser.kind}, severity encoder trained {train_steps} steps), "
-            f"{args.task};\n{args.solver} ({sampler_name(args.steps)}) bare vs Flash, σ_y = {operator.noise_std}",
+            f"{args.task};\n{args.solver} ({solver.grid.label()}) bare vs Flash, σ_y = {operator.noise_std}",
             [
                 ("clean", clean, [f"t = {float(t):.2f}" for t in levels]),
                 ("degraded", degraded, [f"{float(v):.1f} dB" for v in degraded_psnr]),

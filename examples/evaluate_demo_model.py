@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.data import list_images, load_image
-from flash_wrap.metrics import ordering_accuracy, psnr, spearman
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.images import list_images, load_image
+from flash_wrap.apps.metrics import ordering_accuracy, psnr, spearman
 from flash_wrap.operators import GaussianBlur, get_task
-from flash_wrap.solvers import LatentDPS
 
 
 def severity_check(model: LatentDiffusion, faces: torch.Tensor, seeds: int = 3, draws: int = 10) -> dict:
@@ -59,7 +58,7 @@ def deblur_check(model: LatentDiffusion, faces: torch.Tensor, seed: int = 0, pro
                              level_range=task.eval_range)
     y = op.measure(faces, generator=torch.Generator().manual_seed(seed + 1))
     gens = lambda: [torch.Generator().manual_seed(seed + 100 + i) for i in range(faces.shape[0])]  # noqa: E731
-    solver = LatentDPS(model)
+    solver = get_solver("latent-dps")(model)
     rows = {}
     start = time.perf_counter()
     flash = Flash(solver).reconstruct(y, op, generator=gens(), progress=progress)

@@ -25,13 +25,11 @@ import sys
 import time
 
 import torch
+from _common import load_faces, parse_args, print_summary, print_table, save_figure, severity_panel
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.metrics import psnr
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.metrics import psnr
 from flash_wrap.operators import get_task
-from flash_wrap.solvers import PSLD, get_solver
-
-from _common import load_faces, parse_args, print_summary, print_table, sampler_name, save_figure, severity_panel
 
 
 def main() -> None:
@@ -54,13 +52,13 @@ def main() -> None:
 
     # PSLD needs Aᵀ: it checks the operator before any work and says why it cannot run.
     try:
-        PSLD(model).reconstruct(y, operator)
+        get_solver("psld")(model).reconstruct(y, operator)
     except ValueError as err:
         print(f"PSLD on this operator: {err}\n")
 
     # 3. The solver, bare (baseline) and wrapped in Flash, on the same grid.
-    solver_class = get_solver(args.solver)                     # e.g. flash_wrap.solvers.LatentDPS
-    solver = solver_class(model, sampler="ddim", steps=args.steps, ddim_eta=1.0) if args.steps else solver_class(model)
+    solver_class = get_solver(args.solver)                     # e.g. the Latent-DPS class
+    solver = solver_class(model, steps=args.steps or None)  # fewer steps than T: DDIM with the solver's own η
     try:
         solver.check_operator(operator)
     except ValueError as err:
@@ -78,7 +76,7 @@ def main() -> None:
     degraded_psnr = psnr(y.clamp(0, 1), clean)
     baseline_psnr = psnr(baseline.images, clean)
     flash_psnr = psnr(flash.images, clean)
-    print(f"{args.solver}, {sampler_name(args.steps)}; nonlinear motion blur (learning-free substitute), "
+    print(f"{args.solver}, {solver.grid.label()}; nonlinear motion blur (learning-free substitute), "
           f"σ_y = {operator.noise_std}, {size}×{size} demo model")
     print_table(
         ["image", "path length (px)", "σ̂", "start", "NFE baseline", "NFE Flash",
@@ -93,7 +91,7 @@ def main() -> None:
     figure = save_figure(
         args.out,
         f"Nonlinear motion deblurring (learning-free substitute kernel; PSLD cannot run it);\n"
-        f"{args.solver} ({sampler_name(args.steps)}) bare vs Flash, σ_y = 0.05",
+        f"{args.solver} ({solver.grid.label()}) bare vs Flash, σ_y = 0.05",
         [
             ("clean", clean, [f"length {float(v):.1f} px" for v in length]),
             (f"kernel {kernels.shape[-1]}²", shown_kernels, [f"turning {float(v):.1f} rad" for v in turning]),

@@ -20,13 +20,11 @@ from __future__ import annotations
 import time
 
 import torch
+from _common import load_faces, parse_args, print_summary, print_table, save_figure, severity_panel
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.metrics import psnr
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.metrics import psnr
 from flash_wrap.operators import RandomInpainting
-from flash_wrap.solvers import get_solver
-
-from _common import load_faces, parse_args, print_summary, print_table, sampler_name, save_figure, severity_panel
 
 
 def main() -> None:
@@ -46,8 +44,8 @@ def main() -> None:
     y = operator.measure(clean, generator=torch.Generator().manual_seed(args.seed))
 
     # 3. The solver, bare (baseline) and wrapped in Flash, on the same grid.
-    solver_class = get_solver(args.solver)                     # e.g. flash_wrap.solvers.LatentDPS
-    solver = solver_class(model, sampler="ddim", steps=args.steps, ddim_eta=1.0) if args.steps else solver_class(model)
+    solver_class = get_solver(args.solver)                     # e.g. the Latent-DPS class
+    solver = solver_class(model, steps=args.steps or None)  # fewer steps than T: DDIM with the solver's own η
     generators = lambda: [torch.Generator().manual_seed(args.seed + 1 + i) for i in range(n)]  # noqa: E731
 
     start = time.perf_counter()
@@ -71,7 +69,7 @@ def main() -> None:
     degraded_psnr = psnr(y.clamp(0, 1), clean)
     baseline_psnr = psnr(baseline.images, clean)
     flash_psnr = psnr(flash.images, clean)
-    print(f"{args.solver}, {sampler_name(args.steps)}; random inpainting, σ_y = {operator.noise_std}, "
+    print(f"{args.solver}, {solver.grid.label()}; random inpainting, σ_y = {operator.noise_std}, "
           f"{size}×{size} demo model")
     print_table(
         ["image", "face", "missing", "σ̂", "start", "NFE baseline", "NFE Flash",
@@ -85,7 +83,7 @@ def main() -> None:
 
     figure = save_figure(
         args.out,
-        f"Random inpainting, 70-80 % missing; {args.solver} ({sampler_name(args.steps)}) bare vs Flash, σ_y = 0.05",
+        f"Random inpainting, 70-80 % missing; {args.solver} ({solver.grid.label()}) bare vs Flash, σ_y = 0.05",
         [
             ("clean", clean, [f"{float(m):.0%} missing" for m in missing]),
             ("masked + noise", y, [f"{float(v):.1f} dB" for v in degraded_psnr]),

@@ -20,13 +20,11 @@ from __future__ import annotations
 import time
 
 import torch
+from _common import load_faces, parse_args, print_summary, print_table, save_figure
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.metrics import psnr, ssim
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.metrics import psnr, ssim
 from flash_wrap.operators import SuperResolution
-from flash_wrap.solvers import get_solver
-
-from _common import load_faces, parse_args, print_summary, print_table, sampler_name, save_figure
 
 
 def main() -> None:
@@ -44,8 +42,8 @@ def main() -> None:
     bicubic = operator.to_image(y).clamp(0, 1)                 # (B, 3, 64, 64): the classical reference
 
     # 3. The solver, bare (baseline) and wrapped in Flash, on the same grid.
-    solver_class = get_solver(args.solver)                     # e.g. flash_wrap.solvers.LatentDPS
-    solver = solver_class(model, sampler="ddim", steps=args.steps, ddim_eta=1.0) if args.steps else solver_class(model)
+    solver_class = get_solver(args.solver)                     # e.g. the Latent-DPS class
+    solver = solver_class(model, steps=args.steps or None)  # fewer steps than T: DDIM with the solver's own η
     generators = lambda: [torch.Generator().manual_seed(args.seed + 1 + i) for i in range(n)]  # noqa: E731
 
     start = time.perf_counter()
@@ -61,7 +59,7 @@ def main() -> None:
     flash_psnr = psnr(flash.images, clean)
     ssims = {name: ssim(images, clean) for name, images in
              (("bicubic", bicubic), ("baseline", baseline.images), ("Flash", flash.images))}
-    print(f"{args.solver}, {sampler_name(args.steps)}; 4x super-resolution {size // 4}² → {size}², "
+    print(f"{args.solver}, {solver.grid.label()}; 4x super-resolution {size // 4}² → {size}², "
           f"σ_y = {operator.noise_std}, demo model")
     print_table(
         ["image", "σ̂", "start", "NFE baseline", "NFE Flash", "PSNR bicubic", "PSNR baseline", "PSNR Flash",
@@ -75,7 +73,7 @@ def main() -> None:
 
     figure = save_figure(
         args.out,
-        f"4× super-resolution; {args.solver} ({sampler_name(args.steps)}) bare vs Flash, σ_y = 0.05",
+        f"4× super-resolution; {args.solver} ({solver.grid.label()}) bare vs Flash, σ_y = 0.05",
         [
             ("clean", clean, [f"face {i}" for i in range(n)]),
             (f"measured {size // 4}×{size // 4}", y, ["input y" for _ in range(n)]),

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 
-from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.data import list_images, load_image
-from flash_wrap.metrics import psnr
+from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.images import list_images, load_image
+from flash_wrap.apps.metrics import psnr
 from flash_wrap.models.bundle_io import DEMO_PATH
 from flash_wrap.operators import get_task
-from flash_wrap.solvers import get_solver
 
 
 def score(model, solver_name, task_name, images, eta, seed=0) -> float:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ._random import GeneratorArg
 from .operators import Operator
 from .result import Reconstruction
+from .rng import GeneratorArg
+from .runner import StepCallback, reconstruct_from
 from .solver import Solver
 from .start import correct_noise, start_index
 
@@ -34,6 +35,9 @@ class Flash:
     def __init__(
         self, solver: Solver, *, c: float | None = None, fixed_start: int | Sequence[int] | torch.Tensor | None = None
     ) -> None:
+        if isinstance(solver, type) and issubclass(solver, Solver):
+            raise TypeError(f"Flash wraps a solver instance, got the class {solver.__name__}; "
+                            f"build one first: Flash({solver.__name__}(model))")
         if not isinstance(solver, Solver):
             raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
         if fixed_start is not None:
@@ -55,6 +59,7 @@ class Flash:
         generator: GeneratorArg = None,
         *,
         progress: bool | None = None,
+        callback: StepCallback | None = None,
     ) -> Reconstruction:
         """Reconstruct ``y`` with an adaptive start per sample.
 
@@ -64,6 +69,8 @@ class Flash:
             generator: one ``torch.Generator``, or one per sample (then a sample's result does not
                 depend on the rest of its batch). It draws the correction noise, then the solver's.
             progress: tqdm bar (``None``: only on a terminal).
+            callback: ``callback(state, output)`` after every step (see
+                :data:`flash_wrap.runner.StepCallback`), before the process-wide observers.
         Returns:
             :class:`Reconstruction` with ``sigma_hat`` (predicted variance ``v``), ``start_step``
             (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample.
@@ -88,12 +95,9 @@ class Flash:
             if start.shape != variance.shape:
                 raise ValueError(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
         z_start = correct_noise(z_hat, variance, c, generator)
-        latents, images, nfe, decoder_calls = solver.run_counted(
-            z_start, start, y, operator, generator, params, progress
-        )
-        return Reconstruction(
-            images, latents, nfe, start, solver.name, sampler.kind, sampler.num_steps,
-            sigma_hat=variance, z_hat=z_hat, decoder_calls=decoder_calls,
+        return reconstruct_from(
+            solver, z_start, start, y, operator, generator, params, progress=progress, callback=callback,
+            sigma_hat=variance, z_hat=z_hat,
         )
 
     def __repr__(self) -> str:

@@ -10,7 +10,8 @@ any of these hooks with ``@flash_wrap.hookimpl``::
         register(MySolver)          # a flash_wrap.Solver subclass with a unique ``name``
 
 The math is not a broadcast: exactly one solver runs, through its ``step`` method (see
-:class:`flash_wrap.solver.Solver`). Hooks are for discovery and for observers.
+:class:`flash_wrap.solver.Solver`). Hooks are for discovery and for process-wide observers; an
+observer for one call is the ``callback`` argument of ``reconstruct`` instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .step import StepState
+    import torch
+
+    from .state import StepState
 
 PROJECT = "flash_wrap"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -34,8 +37,10 @@ def flash_wrap_register_solvers(register: Callable[[type], None]) -> None:
 
 
 @hookspec
-def flash_wrap_on_step(state: StepState) -> None:
+def flash_wrap_on_step(state: StepState, output: torch.Tensor) -> None:
     """Observe one reverse step after the solver's update (progress, logging, trajectories).
 
-    ``state`` holds the active rows only; observers must not modify it.
+    ``state`` holds the stepped rows only, with ``state.z`` the step's input latents;
+    ``output`` ``(b, C, h, w)`` holds the latents the step produced. Observers must not modify
+    either. An implementation may take ``state`` alone (pluggy passes the arguments it names).
     """

@@ -19,9 +19,12 @@ class Reconstruction:
             on each sample, e.g. for data consistency; the one final decode into ``images`` and the
             backward passes are not counted. Zeros when not given (same device as ``nfe``).
         start_step: ``(B,)`` long grid index each sample started from (``M`` = pure noise at the top).
-        sigma_hat: ``(B,)`` predicted severity ``v`` (error variance), ``None`` for a bare solver.
+        sigma_hat: ``(B,)`` the paper's σ̂ [P eq. 3], which is a predicted error *variance* ``v`` of
+            ``z_hat`` (not a standard deviation); ``None`` for a bare solver.
         z_hat: ``(B, C, h, w)`` severity encoder's latent estimate, ``None`` for a bare solver.
-        solver: solver name; ``sampler``: "ddpm" or "ddim"; ``steps``: grid length ``M``.
+        solver: solver name; ``sampler``: "ddpm" or "ddim"; ``steps``: grid length ``M``;
+            ``eta``: the DDIM stochasticity η (``None`` for DDPM). These three are the
+            :class:`~flash_wrap.grid.GridSpec` the solver ran.
     """
 
     images: torch.Tensor
@@ -31,6 +34,7 @@ class Reconstruction:
     solver: str
     sampler: str
     steps: int
+    eta: float | None = None
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
     decoder_calls: torch.Tensor | None = None

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from ._random import GeneratorArg, randn
+from .rng import GeneratorArg, randn
 
 SamplerKind = Literal["ddpm", "ddim"]
 
@@ -94,17 +94,6 @@ class Sampler:
             noise_std=sigma.to(**as_like),
             snr=(a_bar / (1 - a_bar)),
             eta=eta,
-        )
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Sampler:
-        """A copy with every table on ``device`` (float tables cast to ``dtype`` if given)."""
-
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
-
-        return Sampler(
-            self.kind, move(self.timesteps), move(self.sqrt_alpha_bar), move(self.sqrt_one_minus_alpha_bar),
-            move(self.coef_z0), move(self.coef_other), move(self.noise_std), self.snr, self.eta,
         )
 
     @staticmethod

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from ._random import GeneratorArg, randn
+from .rng import GeneratorArg, randn
 
 #: Largest fraction of noise the correction may inject: c·v at or above 1 would make
 #: √(1 − c·v) imaginary (the official code returns NaN there).

@@ -8,10 +8,10 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 
-from flash_wrap import LatentDiffusion
-from flash_wrap.benchmark import BenchmarkConfig, PeakMemory, benchmark, markdown
-from flash_wrap.cli import main
+from flash_wrap.apps.benchmark import BenchmarkConfig, PeakMemory, benchmark, markdown
+from flash_wrap.apps.cli import main
 from flash_wrap.models import full_size
+from flash_wrap.testing import tiny_model
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_full_ldm_vq4_latent_shape_without_building_weights():
 
 @pytest.fixture
 def tiny_bundle(tmp_path):
-    model = LatentDiffusion.tiny_random("vq", image_size=32, seed=0)
+    model = tiny_model("vq", image_size=32, seed=0)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_pretrained(tmp_path / "model")
     return tmp_path / "model"
@@ -49,10 +49,15 @@ def test_benchmark_reports_bare_and_flash_side_by_side(tiny_bundle, tmp_path):
         assert row["baseline"]["nfe_mean"] == 12
         assert row["flash"]["nfe"] == [2, 6, 2][: row["batch_size"]]  # imposed starts, cycled
         assert row["nfe_ratio"] == pytest.approx(12 * row["batch_size"] / sum(row["flash"]["nfe"]))
-        assert row["speedup"] > 0 and row["mixed_batch_efficiency"] > 0
+        bare_s, flash_s = row["baseline"]["seconds_per_image"], row["flash"]["seconds_per_image"]
+        assert row["speedup"] == pytest.approx(bare_s / flash_s)
+        # efficiency = (bare cost per sample-step × Σ Flash NFE) / Flash time
+        ideal = bare_s / 12 * sum(row["flash"]["nfe"])
+        assert row["mixed_batch_efficiency"] == pytest.approx(ideal / (flash_s * row["batch_size"]))
         assert row["baseline"]["peak_memory_mb"] >= 0
     table = markdown(result)
-    assert table.count("\n| ") == 3 and "mixed-batch efficiency" in table and "DDIM-12" in table
+    assert table.count("\n| ") == 3 and "mixed-batch efficiency" in table and "DDIM-12 (η=0)" in table
+    assert result["ddim_eta"] == 0.0
     assert "channels-last" not in table
     config.channels_last, config.batch_sizes = True, [2]
     assert "fp32, channels-last," in markdown(benchmark(config, progress=False))

@@ -7,16 +7,14 @@ import math
 import pytest
 from PIL import Image
 
-from flash_wrap import LatentDiffusion
-from flash_wrap.cli import main
-from flash_wrap.demo import DEMO_LEVELS, run_demo
-
-from .conftest import write_images
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.demo import DEMO_LEVELS, run_demo
+from flash_wrap.testing import tiny_model, write_images
 
 
 @pytest.fixture
 def demo_setup(tmp_path):
-    model = LatentDiffusion.tiny_random("taef2", image_size=32, seed=0)
+    model = tiny_model("taef2", image_size=32, seed=0)
     for task in ("gaussian-blur", "super-resolution"):
         model.add_severity_encoder(task, model.make_severity_encoder())
     model.save_pretrained(tmp_path / "model")
@@ -35,8 +33,10 @@ def test_demo_runs_every_available_task_and_writes_a_figure(demo_setup, tmp_path
     assert out["figure"].is_file()
     with Image.open(out["figure"]) as img:
         assert img.width > 500 and img.height > 300
-    assert out["table"].count("\n| ") == 4  # 2 tasks × 2 severities
-    assert (tmp_path / "out" / "demo.md").read_text().startswith("| task |")
+    rows = [line for line in out["table"].splitlines() if line.startswith("| ") and not line.startswith("| task")]
+    assert len(rows) == 4  # 2 tasks × 2 severities
+    assert out["grid"] == "ddim-8 (η=0)" and out["table"].startswith("latent-dps, ddim-8 (η=0)")
+    assert (tmp_path / "out" / "demo.md").read_text() == out["table"] + "\n"
 
 
 def test_demo_cli(demo_setup, tmp_path, capsys):

@@ -7,17 +7,17 @@ import json
 import pytest
 import torch
 
-from flash_wrap import LatentDiffusion
-from flash_wrap.cli import main
-from flash_wrap.compare import compare
-from flash_wrap.evaluate import RECORDS, EvalConfig, Evaluator, evaluate, image_seed
-
-from .conftest import write_images
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.demo import run_demo
+from flash_wrap.apps.evaluation.compare import compare
+from flash_wrap.apps.evaluation.config import RECORDS, EvalConfig, image_generators, image_seed
+from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
+from flash_wrap.testing import tiny_model, write_images
 
 
 @pytest.fixture
 def setup(tmp_path):
-    model = LatentDiffusion.tiny_random("taef2", image_size=32, seed=0)
+    model = tiny_model("taef2", image_size=32, seed=0)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_pretrained(tmp_path / "model")
     return tmp_path, write_images(tmp_path / "images", 5, 40, 36)
@@ -31,7 +31,7 @@ def _config(tmp_path, images, out, **kw):
 
 @pytest.fixture
 def quiet_lpips(monkeypatch):
-    monkeypatch.setattr("flash_wrap.evaluate.LPIPS.load", classmethod(lambda cls: None))
+    monkeypatch.setattr("flash_wrap.apps.evaluation.runner.LPIPS.load", classmethod(lambda cls: None))
 
 
 def test_results_schema_and_files(setup, quiet_lpips):
@@ -51,8 +51,10 @@ def test_results_schema_and_files(setup, quiet_lpips):
     assert record["nfe"]["flash"] == record["start_step"]
     assert record["decoder_calls"]["flash"] == record["start_step"]  # Latent-DPS decodes once per step
     assert result["methods"]["baseline"]["decoder_calls_mean"] == 6
-    lo, hi = 0.0, 1.0
-    assert all(lo <= r["severity"] <= hi for r in result["images"])
+    assert result["ddim_eta"] == 0.0  # the solver's own DDIM η, recorded
+    for r in result["images"]:  # each level is the image's own draw from its file-name seed
+        generator = image_generators([image_seed(r["name"], 0)], 0)[0]
+        assert r["severity"] == pytest.approx(float(torch.rand(1, generator=generator)), abs=1e-12)
     out = tmp_path / "out"
     for name in ("results.json", "images.csv", "sigma_hat_vs_severity.png", "start_steps.png", "psnr_vs_nfe.png",
                  "examples.png"):
@@ -180,3 +182,14 @@ def test_two_process_launch_equals_one_process(setup, tmp_path):
                     assert same(ra[key][m], rb[key][m]), (key, m, ra[key][m], rb[key][m])
             else:
                 assert same(ra[key], rb[key]), (key, ra[key], rb[key])
+
+
+def test_eval_and_demo_run_the_same_sampler_for_the_same_steps(setup, quiet_lpips):
+    # one grid rule: "--steps 6" is DDIM-6 with the solver's own η in both commands (the demo used
+    # to pass η = 1 while eval used 0, so the same request ran two different samplers)
+    tmp_path, images = setup
+    result = evaluate(_config(tmp_path, images, "same", baseline=False, fixed_start=[], limit=2), progress=False)
+    demo = run_demo(model=str(tmp_path / "model"), out=tmp_path / "demo", faces=images, n_faces=1, steps=6,
+                    tasks=("gaussian-blur",), progress=False)
+    assert (result["scheduler"], result["steps"], result["ddim_eta"]) == ("ddim", 6, 0.0)
+    assert demo["grid"] == "ddim-6 (η=0)"

@@ -21,6 +21,7 @@ from flash_wrap.models import (
     ldm_scheduler,
 )
 from flash_wrap.severity.encoder import SeverityEncoder
+from flash_wrap.testing import tiny_model
 
 KINDS = ["vq", "kl", "tiny", "taef2"]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -64,7 +65,7 @@ def test_ldm_schedule_matches_reference_values() -> None:
 
 
 def test_bundle_schedule_buffers() -> None:
-    model = LatentDiffusion.tiny_random()
+    model = tiny_model()
     assert model.num_train_timesteps == 1000
     assert model.alphas_cumprod.dtype == torch.float32 and model.alphas_cumprod.shape == (1000,)
     torch.testing.assert_close(model.alphas_cumprod, model.scheduler.alphas_cumprod, rtol=1e-5, atol=0)
@@ -79,7 +80,7 @@ def test_bundle_schedule_buffers() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_tiny_random_shapes_and_determinism(kind: str) -> None:
     rng_state = torch.get_rng_state()
-    model = LatentDiffusion.tiny_random(kind, seed=3)
+    model = tiny_model(kind, seed=3)
     assert torch.equal(torch.get_rng_state(), rng_state), "tiny_random must not touch the global RNG"
     assert model.autoencoder.kind == kind and model.image_size == 32
     channels = 3 if kind == "vq" else 4
@@ -88,15 +89,15 @@ def test_tiny_random_shapes_and_determinism(kind: str) -> None:
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     z, x_hat, eps = outputs(model, images())
     assert z.shape == eps.shape == (2, *model.latent_shape) and x_hat.shape == (2, 3, 32, 32)
-    for a, b in zip(outputs(LatentDiffusion.tiny_random(kind, seed=3), images()), (z, x_hat, eps)):
+    for a, b in zip(outputs(tiny_model(kind, seed=3), images()), (z, x_hat, eps)):
         assert torch.equal(a, b)
-    other = LatentDiffusion.tiny_random(kind, seed=4)
+    other = tiny_model(kind, seed=4)
     assert not torch.equal(other.predict_noise(z, torch.tensor([3, 700])), eps)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_results_do_not_depend_on_batch(kind: str) -> None:
-    model = LatentDiffusion.tiny_random(kind)
+    model = tiny_model(kind)
     x = images(3)
     z = model.encode(x)
     torch.testing.assert_close(model.encode(x[1:2]), z[1:2], rtol=1e-5, atol=1e-5)
@@ -106,7 +107,7 @@ def test_results_do_not_depend_on_batch(kind: str) -> None:
 # -- save / load -------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind,cross_attention", [(k, False) for k in KINDS] + [("vq", True), ("taef2", True)])
 def test_round_trip(tmp_path: Path, kind: str, cross_attention: bool) -> None:
-    model = rescaled(LatentDiffusion.tiny_random(kind, cross_attention=cross_attention), 0.7, 0.1)
+    model = rescaled(tiny_model(kind, cross_attention=cross_attention), 0.7, 0.1)
     model.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["autoencoder"] == kind and index["severity_tasks"] == []
@@ -125,7 +126,7 @@ def test_round_trip(tmp_path: Path, kind: str, cross_attention: bool) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_trip_with_severity_encoders(tmp_path: Path, kind: str) -> None:
-    model = LatentDiffusion.tiny_random(kind)
+    model = tiny_model(kind)
     for i, task in enumerate(["gaussian-blur", "random-inpainting"]):
         encoder = model.make_severity_encoder()
         with torch.no_grad():
@@ -142,7 +143,7 @@ def test_round_trip_with_severity_encoders(tmp_path: Path, kind: str) -> None:
 
 
 def test_save_severity_encoder_into_existing_folder(tmp_path: Path) -> None:
-    model = LatentDiffusion.tiny_random("kl")
+    model = tiny_model("kl")
     model.save_pretrained(tmp_path)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_severity_encoder(tmp_path, "gaussian-blur", metadata={"val_loss": 0.5})
@@ -156,7 +157,7 @@ def test_save_severity_encoder_into_existing_folder(tmp_path: Path) -> None:
 
 
 def test_from_pretrained_device_and_dtype(tmp_path: Path) -> None:
-    LatentDiffusion.tiny_random("taef2").save_pretrained(tmp_path)
+    tiny_model("taef2").save_pretrained(tmp_path)
     assert LatentDiffusion.from_pretrained(tmp_path, device="cpu").dtype == torch.float32
     model = LatentDiffusion.from_pretrained(tmp_path, device="cpu", dtype=torch.float64)
     assert model.dtype == torch.float64 and model.device == torch.device("cpu")
@@ -167,7 +168,7 @@ def test_from_pretrained_device_and_dtype(tmp_path: Path) -> None:
 # -- encoders ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_make_encoder_is_an_independent_copy(kind: str) -> None:
-    ae = LatentDiffusion.tiny_random(kind).autoencoder
+    ae = tiny_model(kind).autoencoder
     x = images()
     before = ae.encode(x)
     encoder = ae.make_encoder()
@@ -185,7 +186,7 @@ def test_make_encoder_is_an_independent_copy(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_severity_backbone_matches_encode(kind: str) -> None:
-    model = rescaled(LatentDiffusion.tiny_random(kind), 0.5, 0.2)
+    model = rescaled(tiny_model(kind), 0.5, 0.2)
     x = images()
     z = model.encode(x)
     torch.testing.assert_close(z, (model.autoencoder.encode(x) - 0.2) * 0.5)
@@ -205,7 +206,7 @@ def _capture_input(module: torch.nn.Module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("kind", ["vq", "kl", "tiny"])
 def test_diffusers_autoencoders_work_in_signed_range(kind: str) -> None:
-    ae = LatentDiffusion.tiny_random(kind).autoencoder
+    ae = tiny_model(kind).autoencoder
     native = ae.model
     x = images()
     seen = _capture_input(native.encoder)
@@ -222,7 +223,7 @@ def test_diffusers_autoencoders_work_in_signed_range(kind: str) -> None:
 
 
 def test_taef2_works_in_unit_range() -> None:
-    ae = LatentDiffusion.tiny_random("taef2").autoencoder
+    ae = tiny_model("taef2").autoencoder
     x = images()
     seen = _capture_input(ae.model.encoder)
     z = ae.encode(x)
@@ -232,14 +233,14 @@ def test_taef2_works_in_unit_range() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_decode_is_differentiable(kind: str) -> None:
-    model = LatentDiffusion.tiny_random(kind)
+    model = tiny_model(kind)
     z = model.encode(images()).requires_grad_(True)
     model.decode(z).sum().backward()
     assert z.grad is not None and bool(torch.isfinite(z.grad).all()) and float(z.grad.abs().sum()) > 0
 
 
 def test_vq_decode_quantizes_with_straight_through_gradient() -> None:
-    ae = LatentDiffusion.tiny_random("vq").autoencoder
+    ae = tiny_model("vq").autoencoder
     h = ae.encode(images())
     codes = ae.model.quantize(h)[0]
     torch.testing.assert_close(ae.decode(h), ae.decode(codes))  # decoding snaps to the codebook
@@ -250,7 +251,7 @@ def test_vq_decode_quantizes_with_straight_through_gradient() -> None:
 
 # -- construction errors -----------------------------------------------------------------------
 def test_inconsistent_construction_is_rejected() -> None:
-    vq, kl = LatentDiffusion.tiny_random("vq"), LatentDiffusion.tiny_random("kl")
+    vq, kl = tiny_model("vq"), tiny_model("kl")
     with pytest.raises(ValueError, match="denoiser takes 4 channels.*latents have 3"):
         LatentDiffusion(vq.autoencoder, kl.denoiser, vq.scheduler, image_size=32)
     with pytest.raises(ValueError, match="downsampling factor 4, got 30"):
@@ -261,9 +262,9 @@ def test_inconsistent_construction_is_rejected() -> None:
     with pytest.raises(ValueError, match="latent_scale must be > 0"):
         LatentDiffusion(vq.autoencoder, vq.denoiser, vq.scheduler, image_size=32, latent_scale=0.0)
     with pytest.raises(TypeError, match="VQModel, AutoencoderKL, AutoencoderTiny"):
-        autoencoder_from_diffusers(LatentDiffusion.tiny_random("vq").denoiser.unet)
+        autoencoder_from_diffusers(tiny_model("vq").denoiser.unet)
     with pytest.raises(ValueError, match="unknown autoencoder kind 'vae'"):
-        LatentDiffusion.tiny_random("vae")
+        tiny_model("vae")
 
 
 # -- input errors ------------------------------------------------------------------------------------
@@ -278,13 +279,13 @@ def test_inconsistent_construction_is_rejected() -> None:
     ],
 )
 def test_bad_images_are_rejected(bad: torch.Tensor, message: str) -> None:
-    model = LatentDiffusion.tiny_random("vq")
+    model = tiny_model("vq")
     with pytest.raises((ValueError, TypeError), match=message):
         model.encode(bad)
 
 
 def test_bad_latents_and_timesteps_are_rejected() -> None:
-    model = LatentDiffusion.tiny_random("vq")
+    model = tiny_model("vq")
     z = torch.randn(2, 3, 8, 8)
     with pytest.raises(ValueError, match=r"shape \(B, 3, 8, 8\), got \(2, 4, 8, 8\)"):
         model.decode(torch.randn(2, 4, 8, 8))
@@ -302,7 +303,7 @@ def test_bad_latents_and_timesteps_are_rejected() -> None:
 
 
 def test_inputs_on_another_device_are_rejected() -> None:
-    model = LatentDiffusion.tiny_random("vq").to("meta")
+    model = tiny_model("vq").to("meta")
     assert model.alphas_cumprod.device.type == "meta"
     with pytest.raises(ValueError, match="images is on cpu but the model is on meta"):
         model.encode(images())
@@ -311,7 +312,7 @@ def test_inputs_on_another_device_are_rejected() -> None:
 
 
 def test_missing_severity_encoder_says_how_to_train_one() -> None:
-    model = LatentDiffusion.tiny_random("vq")
+    model = tiny_model("vq")
     model.add_severity_encoder("random-inpainting", model.make_severity_encoder())
     with pytest.raises(ValueError) as err:
         model.severity_encoder("gaussian-blur")
@@ -321,7 +322,7 @@ def test_missing_severity_encoder_says_how_to_train_one() -> None:
     with pytest.raises(ValueError, match="no dots or slashes"):
         model.add_severity_encoder("../evil", model.make_severity_encoder())
     with pytest.raises(ValueError, match="4 latent channels, this model's latents have 3"):
-        model.add_severity_encoder("x", LatentDiffusion.tiny_random("kl").make_severity_encoder())
+        model.add_severity_encoder("x", tiny_model("kl").make_severity_encoder())
 
 
 # -- folder errors ---------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_missing_folders_are_reported(tmp_path: Path) -> None:
 )
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_safetensors_named(tmp_path: Path, kind: str, file: str, damage: str) -> None:
-    model = LatentDiffusion.tiny_random(kind)
+    model = tiny_model(kind)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_pretrained(tmp_path)
     target = tmp_path / file
@@ -357,10 +358,10 @@ def test_corrupt_safetensors_named(tmp_path: Path, kind: str, file: str, damage:
 
 
 def test_mismatched_severity_encoder_is_named(tmp_path: Path) -> None:
-    model = LatentDiffusion.tiny_random("vq")
+    model = tiny_model("vq")
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_pretrained(tmp_path)
-    other = LatentDiffusion.tiny_random("kl")
+    other = tiny_model("kl")
     other.add_severity_encoder("gaussian-blur", other.make_severity_encoder())
     other.save_pretrained(tmp_path / "other")
     target = "severity_encoders/gaussian-blur/model.safetensors"
@@ -418,7 +419,7 @@ def test_denoiser_rejects_bad_unets() -> None:
 
 @pytest.mark.parametrize("kind", ["vq", "taef2"])
 def test_half_precision_bundle_loads_as_float32(tmp_path, kind):
-    model = LatentDiffusion.tiny_random(kind, image_size=32)
+    model = tiny_model(kind, image_size=32)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.half().save_pretrained(tmp_path / "half")
     loaded = LatentDiffusion.from_pretrained(tmp_path / "half")

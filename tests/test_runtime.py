@@ -8,9 +8,8 @@ from diffusers import UNet2DModel, VQModel
 
 from flash_wrap import Flash, LatentDiffusion
 from flash_wrap.operators import GaussianBlur
-from flash_wrap.solvers import LatentDPS
-
-from .conftest import ProgrammedSeverity, smooth_images
+from flash_wrap.testing import ProgrammedSeverity, smooth_images, tiny_model
+from flash_wrap_plugins.latent_dps import LatentDPS
 
 
 def _value_and_grad(model: LatentDiffusion) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +25,7 @@ def _checkpointed_modules(model: LatentDiffusion) -> int:
 
 @pytest.mark.parametrize("kind", ["vq", "kl", "tiny", "taef2"])
 def test_gradient_checkpointing_changes_memory_not_results(kind):
-    model = LatentDiffusion.tiny_random(kind, image_size=32)
+    model = tiny_model(kind, image_size=32)
     plain = _value_and_grad(model)
     assert _checkpointed_modules(model) == 0
     model.set_runtime(gradient_checkpointing=True)
@@ -39,7 +38,7 @@ def test_gradient_checkpointing_changes_memory_not_results(kind):
 
 @pytest.mark.parametrize("kind", ["vq", "kl", "tiny", "taef2"])
 def test_channels_last_changes_layout_not_results(kind):
-    model = LatentDiffusion.tiny_random(kind, image_size=32)
+    model = tiny_model(kind, image_size=32)
     plain = _value_and_grad(model)
     model.set_runtime(channels_last=True)
     convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -53,7 +52,7 @@ def test_channels_last_changes_layout_not_results(kind):
 
 
 def test_bf16_autocast_stays_close_and_keeps_float32_outputs():
-    model = LatentDiffusion.tiny_random("taef2", image_size=32)
+    model = tiny_model("taef2", image_size=32)
     x32, g32 = _value_and_grad(model)
     model.set_runtime(autocast="bf16")
     assert model.autocast_dtype == torch.bfloat16
@@ -68,7 +67,7 @@ def test_bf16_autocast_stays_close_and_keeps_float32_outputs():
 
 
 def test_flash_runs_with_checkpointing_and_autocast():
-    model = LatentDiffusion.tiny_random("vq", image_size=32)
+    model = tiny_model("vq", image_size=32)
     model.add_severity_encoder("gaussian-blur", ProgrammedSeverity(model))
     op = GaussianBlur(torch.tensor([0.5, 2.0]))
     y = op.measure(smooth_images(2, brightness=[0.01, 0.05], seed=1), generator=torch.Generator().manual_seed(0))

@@ -10,12 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from flash_wrap import LatentDiffusion
-from flash_wrap.cli import main
-from flash_wrap.severity.loss import severity_loss
-from flash_wrap.train.checkpoint import latest_checkpoint, load_checkpoint
-from flash_wrap.train.severity import SeverityTrainingConfig, StepBatches, train_severity
-
-from .conftest import smooth_images, write_images
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.training.checkpoint import latest_checkpoint, load_checkpoint
+from flash_wrap.apps.training.severity import SeverityTrainingConfig, StepBatches, train_severity
+from flash_wrap.apps.training.severity_loss import severity_loss
+from flash_wrap.testing import smooth_images, tiny_model, write_images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -29,12 +28,12 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     path = tmp_path / "model"
-    LatentDiffusion.tiny_random("vq", image_size=32, seed=0).save_pretrained(path)
+    tiny_model("vq", image_size=32, seed=0).save_pretrained(path)
     return path
 
 
 def test_encoder_outputs_latent_estimate_and_nonnegative_variance():
-    model = LatentDiffusion.tiny_random("taef2", image_size=32)
+    model = tiny_model("taef2", image_size=32)
     encoder = model.make_severity_encoder()
     x = smooth_images(3)
     z_hat, v = encoder(x)
@@ -46,7 +45,7 @@ def test_encoder_outputs_latent_estimate_and_nonnegative_variance():
 
 
 def test_loss_terms_follow_the_paper():
-    model = LatentDiffusion.tiny_random("vq", image_size=32)
+    model = tiny_model("vq", image_size=32)
     encoder = model.make_severity_encoder()
     x = smooth_images(2)
     y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 2)
@@ -68,7 +67,7 @@ def test_loss_terms_follow_the_paper():
 def test_training_reduces_the_loss_on_a_fixed_batch():
     # λim = 0: a random tiny decoder cannot reconstruct images, so the image term has a high floor;
     # the latent and variance terms must fall.
-    model = LatentDiffusion.tiny_random("kl", image_size=32)
+    model = tiny_model("kl", image_size=32)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         encoder = model.make_severity_encoder()
@@ -119,7 +118,7 @@ def test_interrupted_training_resumes_exactly(bundle, image_folder, tmp_path):
     a = load_file(tmp_path / "straight" / "checkpoint-6" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "checkpoint-6" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    fresh = LatentDiffusion.tiny_random("vq", image_size=32).make_severity_encoder().state_dict()
+    fresh = tiny_model("vq", image_size=32).make_severity_encoder().state_dict()
     assert any(not torch.equal(a[k], fresh[k]) for k in a)  # it did train
 
 
@@ -127,7 +126,7 @@ def test_corrupt_checkpoint_is_reported(bundle, image_folder, tmp_path):
     train_severity(_config(bundle, image_folder, tmp_path / "ckpt", 3), progress=False)
     path = latest_checkpoint(tmp_path / "ckpt")
     (path / "model.safetensors").write_bytes(b"not a safetensors file")
-    model = LatentDiffusion.tiny_random("vq", image_size=32)
+    model = tiny_model("vq", image_size=32)
     encoder = model.make_severity_encoder()
     with pytest.raises(ValueError, match="corrupt or does not match"):
         load_checkpoint(path, encoder, torch.optim.Adam(encoder.parameters()))
@@ -156,7 +155,7 @@ def test_cli_train_severity(bundle, image_folder, tmp_path, capsys):
 @pytest.mark.skipif(not (SHARED / "data" / "celeba_train").is_dir(), reason="needs ../shared/data/celeba_train")
 def test_training_runs_on_real_celeba_images(tmp_path):
     bundle = tmp_path / "model"
-    LatentDiffusion.tiny_random("taef2", image_size=64, seed=0).save_pretrained(bundle)
+    tiny_model("taef2", image_size=64, seed=0).save_pretrained(bundle)
     summary = train_severity(SeverityTrainingConfig(
         model=str(bundle), task="gaussian-blur", data=str(SHARED / "data" / "celeba_train"), steps=2, batch_size=4,
         limit=24, val_images=4, checkpoint_every=2, cpu=True, output=str(tmp_path / "ckpt")), progress=False)
@@ -165,7 +164,7 @@ def test_training_runs_on_real_celeba_images(tmp_path):
 
 
 def test_step_batches_shard_between_processes_without_overlap():
-    from flash_wrap.train.severity import StepBatches
+    from flash_wrap.apps.training.severity import StepBatches
 
     single = list(StepBatches(50, 4, seed=3, first=0, total=6))
     ranks = [list(StepBatches(50, 4, seed=3, first=0, total=6, rank=r, world=2)) for r in range(2)]

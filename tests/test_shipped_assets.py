@@ -11,9 +11,10 @@ import torch
 
 import flash_wrap
 from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.demo import FACES_DIR, DEMO_TASKS, load_faces
+from flash_wrap.apps.demo import DEMO_TASKS, FACES_DIR
+from flash_wrap.apps.images import load_images
 from flash_wrap.operators import get_task
-from flash_wrap.solvers import LatentDPS
+from flash_wrap_plugins.latent_dps import LatentDPS
 
 ASSETS = Path(flash_wrap.__file__).resolve().parent / "assets"
 DEMO = ASSETS / "demo"
@@ -58,7 +59,7 @@ def test_shipped_faces_match_their_attribution() -> None:
 
 def test_demo_model_reconstructs_a_shipped_face(demo_model: LatentDiffusion) -> None:
     """A few Flash steps on a real face: the severity encoder alone already beats the blurry input."""
-    x = load_faces(FACES_DIR, demo_model.image_size, limit=1)
+    x = load_images(FACES_DIR, demo_model.image_size, limit=1)
     op = get_task("gaussian-blur").operator(torch.tensor([1.0]), demo_model.image_size)
     y = op.measure(x, generator=torch.Generator().manual_seed(0))
     out = Flash(LatentDPS(demo_model)).reconstruct(y, op, generator=torch.Generator().manual_seed(0))

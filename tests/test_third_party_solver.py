@@ -89,36 +89,25 @@ FLASH_RUN = textwrap.dedent(
     import json, sys
     import torch
     torch.set_num_threads(1)
-    import flash_wrap.solvers
-    from flash_wrap import Flash, LatentDiffusion
+    import flash_wrap
+    from flash_wrap import Flash
     from flash_wrap.operators import RandomInpainting
-    from flash_wrap.plugins import get_registry
-    from flash_wrap.severity import SeverityEncoder
+    from flash_wrap.registry import get_registry
+    from flash_wrap.testing import ProgrammedSeverity, generators, smooth_images, tiny_model
 
-    class BrightnessSeverity(SeverityEncoder):
-        # v = 1.5 * mean(y): the two samples below get different start steps
-        def __init__(self, model):
-            super().__init__(model.make_severity_encoder().backbone, model.latent_channels)
-        def forward(self, y_image):
-            z_hat, _ = super().forward(y_image)
-            return z_hat, 1.5 * y_image.flatten(1).mean(dim=1).clamp_min(0)
-
-    model = LatentDiffusion.tiny_random("vq", image_size=32, seed=0)
-    model.add_severity_encoder("random-inpainting", BrightnessSeverity(model))
-    g = torch.Generator().manual_seed(0)
-    coarse = torch.rand(2, 3, 4, 4, generator=g)
-    x = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
-    x = (0.2 * x + torch.tensor([0.2, 0.6]).view(-1, 1, 1, 1) - 0.1).clamp(0, 1)
+    model = tiny_model("vq", image_size=32, seed=0)
+    # v = 1.5 * mean(y): the two samples below get different start steps
+    model.add_severity_encoder("random-inpainting", ProgrammedSeverity(model, 1.5))
+    x = smooth_images(2, brightness=[0.2, 0.6])
     op = RandomInpainting([0.7, 0.8])                          # per-sample parameters
     y = op.measure(x, generator=torch.Generator().manual_seed(1))
 
-    Solver = flash_wrap.solvers.LatentDDNM                      # resolved through the registry
-    gens = [torch.Generator().manual_seed(s) for s in (2, 3)]
-    out = Flash(Solver(model)).reconstruct(y, op, generator=gens, progress=False)
+    Solver = flash_wrap.get_solver("latent-ddnm")               # resolved through the registry
+    out = Flash(Solver(model)).reconstruct(y, op, generator=generators([2, 3]), progress=False)
     print(json.dumps({
         "module_file": sys.modules[Solver.__module__].__file__,
         "origin": get_registry().solvers["latent-ddnm"].origin,
-        "solver": out.solver, "sampler": out.sampler, "steps": out.steps,
+        "solver": out.solver, "sampler": out.sampler, "steps": out.steps, "eta": out.eta,
         "start_step": out.start_step.tolist(), "nfe": out.nfe.tolist(),
         "decoder_calls": out.decoder_calls.tolist(),
         "finite": bool(torch.isfinite(out.images).all()),
@@ -132,7 +121,7 @@ def test_flash_wraps_the_installed_solver(installed):
     result = json.loads(_run([sys.executable, "-c", FLASH_RUN], installed).stdout.strip().splitlines()[-1])
     assert Path(result["module_file"]).resolve().is_relative_to(installed["target"].resolve())
     assert result["origin"] == ORIGIN.removeprefix("from ")
-    assert (result["solver"], result["sampler"], result["steps"]) == ("latent-ddnm", "ddim", 100)
+    assert (result["solver"], result["sampler"], result["steps"], result["eta"]) == ("latent-ddnm", "ddim", 100, 0.85)
     start = result["start_step"]
     assert start[0] != start[1] and min(start) > 0  # a batch whose rows join at different steps
     assert result["nfe"] == start  # one denoiser call per step from each sample's start
@@ -142,5 +131,10 @@ def test_flash_wraps_the_installed_solver(installed):
 
 def test_the_package_own_tests_pass_against_the_installed_package(installed):
     tests = installed["source"] / "tests"
-    done = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)], installed, timeout=300)
+    args = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(tests)]
+    done = _run(args, installed, timeout=300)
     assert " passed" in done.stdout and "failed" not in done.stdout
+    # flash-wrap's contract suite ran against the installed solver, not only the plugin's own checks
+    passed = [line for line in done.stdout.splitlines() if "TestLatentDDNMContract::" in line and "PASSED" in line]
+    for check in ("test_a_sample_does_not_depend_on_its_batch", "test_refused_task_is_refused_before_any_work[motion-blur]"):
+        assert any(f"::{check} PASSED" in line for line in passed), f"{check} did not pass:\n{done.stdout[-3000:]}"

@@ -10,11 +10,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from flash_wrap import LatentDiffusion
-from flash_wrap.cli import main
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.training.prior import PriorTrainingConfig, encode_images, load_autoencoder, train_prior
 from flash_wrap.models import TAEF2, TAEF2Autoencoder
-from flash_wrap.train.prior import PriorTrainingConfig, encode_images, load_autoencoder, train_prior
-
-from .conftest import write_images
+from flash_wrap.testing import tiny_model, write_images
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_cli_train_prior_and_sample(tmp_path, faces, autoencoder_dir, capsys):
 
 
 def test_cli_export_writes_a_half_precision_copy(tmp_path):
-    model = LatentDiffusion.tiny_random("taef2", image_size=32)
+    model = tiny_model("taef2", image_size=32)
     model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
     model.save_pretrained(tmp_path / "full")
     (tmp_path / "full" / "training").mkdir()

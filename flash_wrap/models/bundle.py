@@ -23,7 +23,6 @@ from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import load_bundle, save_bundle, save_severity
 from .denoiser import Denoiser
 from .schedule_config import ldm_scheduler, schedule_tensors
-from .tiny import tiny_parts
 
 
 def _checkpoint(module: nn.Module, *args: Any) -> Any:
@@ -359,19 +358,3 @@ class LatentDiffusion(nn.Module):
         model = cls(ae, denoiser, scheduler, image_size=image_size, latent_scale=latent_scale,
                     latent_shift=latent_shift)
         return model.requires_grad_(False).eval()
-
-    @classmethod
-    def tiny_random(
-        cls,
-        autoencoder: str = "vq",
-        image_size: int = 32,
-        seed: int = 0,
-        latent_channels: int | None = None,
-        cross_attention: bool = False,
-    ) -> LatentDiffusion:
-        """A tiny randomly initialised bundle for tests (downsampling 4, ~50-100k parameters),
-        identical for equal arguments, with :func:`ldm_scheduler`'s schedule. ``latent_channels``
-        defaults to 3 for "vq" and 4 for "kl", "tiny", "taef2". The global RNG is left untouched.
-        Returned in eval mode with frozen parameters."""
-        ae, denoiser = tiny_parts(autoencoder, image_size, seed, latent_channels, cross_attention)
-        return cls(ae, denoiser, ldm_scheduler(), image_size=image_size).requires_grad_(False).eval()

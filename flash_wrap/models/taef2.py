@@ -12,8 +12,8 @@ from os import PathLike
 from typing import Any
 
 import torch
-from torch.utils.checkpoint import checkpoint_sequential
 from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
 
 from ._io import load_strict
 

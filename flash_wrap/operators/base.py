@@ -15,7 +15,7 @@ from typing import ClassVar, TypeVar
 import torch
 
 from .._checks import MEASUREMENT_RANGE, check_batch, check_generator, check_images
-from .._random import GeneratorArg, randn
+from ..rng import GeneratorArg, randn
 
 #: σ_y on [0, 1] images, for every task (ALGORITHMS.md §1, §6).
 DEFAULT_NOISE_STD = 0.05

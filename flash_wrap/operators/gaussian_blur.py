@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_batch, per_sample
-from ._filters import container_radius, filter_per_sample, reflect_pad, RowIndex, take_rows, working_dtype
+from ._filters import RowIndex, container_radius, filter_per_sample, reflect_pad, take_rows, working_dtype
 from .base import DEFAULT_NOISE_STD, Operator
-
 
 
 def gaussian_kernels_1d(sigma: torch.Tensor, truncate: float, max_radius: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_batch, check_tensor, per_sample
-from .base import DEFAULT_NOISE_STD, Operator
 from ._filters import RowIndex, take_rows
+from .base import DEFAULT_NOISE_STD, Operator
 
 ImageSize = int | tuple[int, int]
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_batch, per_sample
-from .base import DEFAULT_NOISE_STD, Operator
 from ._filters import (
     RowIndex,
     container_radius,
@@ -17,6 +16,7 @@ from ._filters import (
     take_rows,
     working_dtype,
 )
+from .base import DEFAULT_NOISE_STD, Operator
 
 #: Sub-steps of the camera trajectory.
 TRAJECTORY_STEPS = 256

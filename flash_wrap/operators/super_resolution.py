@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import DEFAULT_NOISE_STD, Operator
 from ._filters import RowIndex, working_dtype
+from .base import DEFAULT_NOISE_STD, Operator
 
 
 class SuperResolution(Operator):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import per_sample
-from .base import DEFAULT_NOISE_STD, Operator
 from ._filters import REFERENCE_SIZE
+from .base import DEFAULT_NOISE_STD, Operator
 from .gaussian_blur import GaussianBlur
 from .inpainting import RandomInpainting
 from .motion_blur import NonlinearMotionBlur

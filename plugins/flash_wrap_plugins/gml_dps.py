@@ -1,11 +1,11 @@
-"""GML-DPS: goodness-modified latent DPS, the baseline of the PSLD paper (ALGORITHMS.md §5).
+"""GML-DPS: goodness-modified latent DPS, the baseline of the PSLD paper (flash_wrap/ALGORITHMS.md §5).
 
 [C class ``GML_DPS``; Rout et al., NeurIPS 2023]: at each step
 
     ẑ0 = Tweedie(z_t),   z'_{t−1} = prior step(z_t),
     z_{t−1} = z'_{t−1} − ∇_{z_t} [ η·‖y − A(D(ẑ0))‖₂ + γ·‖ẑ0 − E(D(ẑ0))‖₂ ]
 
-The first term is Latent-DPS's (:func:`flash_wrap_plugins.latent_dps.residual_norm`: residual in
+The first term is Latent-DPS's (:func:`flash_wrap.guidance.residual_norm`: residual in
 [−1, 1] units, i.e. twice the [0, 1] residual); the second, the "goodness" (gluing) term, asks
 ẑ0 to be a fixed point of decode-then-encode. Both ẑ0 occurrences depend on z_t (the gradient
 flows through the UNet, the decoder and the encoder). E is the bundle's deterministic encoder
@@ -20,7 +20,7 @@ Choices, following Flash's code rather than the PSLD paper's text:
 * with γ = 0 the step is computed by exactly Latent-DPS's operations, so it equals Latent-DPS
   bit for bit.
 
-Defaults (c, η, γ) per task from the FFHQ configs (ALGORITHMS.md §5 table): Gaussian blur
+Defaults (c, η, γ) per task from the FFHQ configs (flash_wrap/ALGORITHMS.md §5 table): Gaussian blur
 1.2 / 3.0 / 0.05, motion blur 1.2 / 3.0 / 0.05, random inpainting 1.0 / 10.0 / 0.05.
 Super-resolution is not in the paper: we use the Gaussian-blur values (both are low-pass
 operators); tune them for serious SR work.
@@ -28,51 +28,10 @@ operators); tune them for serious SR work.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from flash_wrap import LatentDiffusion, Solver, StepState, hookimpl
-from flash_wrap_plugins.latent_dps import residual_norm
-
-
-def gluing_norm(model: LatentDiffusion, z0: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """``(b,)`` per-sample ‖ẑ0 − E(images)‖₂ (unsquared), differentiable in both."""
-    return (z0 - model.encode(images, estimate=True)).flatten(1).norm(dim=1)
-
-
-GluingTarget = Callable[[StepState, torch.Tensor], torch.Tensor]
-
-
-def guided_step(state: StepState, target: GluingTarget) -> torch.Tensor:
-    """Prior step minus ∇_{z_t}[η·‖y − A(D(ẑ0))‖₂ + γ·‖ẑ0 − E(target(state, D(ẑ0)))‖₂].
-
-    ``target`` maps the decoded estimate D(ẑ0) (``(b, 3, H, W)``, [0, 1] scale) to the image
-    whose encoding ẑ0 is glued to. With γ = 0 the gluing term is skipped and the update is
-    computed exactly as Latent-DPS computes it. No graph outlives the call.
-
-    Decoder calls (counted through ``state.decode``): one per row and step; the decoded
-    estimate is shared by both terms.
-    """
-    eta, gamma = float(state.params["eta"]), float(state.params["gamma"])
-    z_t = state.z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        eps = state.predict_noise(z_t)
-        z0 = state.sampler.tweedie(z_t, eps, state.index)
-        if gamma == 0.0:
-            (grad,) = torch.autograd.grad(residual_norm(state, z0).sum(), z_t)
-            correction = eta * grad
-        else:
-            decoded = state.decode(z0)
-            glued = gluing_norm(state.model, z0, target(state, decoded))
-            loss = eta * residual_norm(state, z0, decoded) + gamma * glued
-            (correction,) = torch.autograd.grad(loss.sum(), z_t)
-    z_prev = state.sampler.step(z_t.detach(), eps.detach(), z0.detach(), state.index, state.generator)
-    return z_prev - correction
-
-
-def _decoded(state: StepState, decoded: torch.Tensor) -> torch.Tensor:
-    return decoded
+from flash_wrap import Solver, StepState, hookimpl
+from flash_wrap.guidance import decoded_estimate, guided_step
 
 
 class GMLDPS(Solver):
@@ -97,7 +56,8 @@ class GMLDPS(Solver):
     fallback = {"c": 1.2, "eta": 3.0, "gamma": 0.05}
 
     def step(self, state: StepState) -> torch.Tensor:
-        return guided_step(state, _decoded)
+        params = state.params
+        return guided_step(state, eta=float(params["eta"]), gamma=float(params["gamma"]), target=decoded_estimate)
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Latent-DPS: diffusion posterior sampling in the latent space of an autoencoder.
 
-ALGORITHMS.md §5 [P eq. 5-6; C ``samplers/latent_recon.py`` ``LDPS``]: at each step
+flash_wrap/ALGORITHMS.md §5 [P eq. 5-6; C ``samplers/latent_recon.py`` ``LDPS``]: at each step
 
     ẑ0 = Tweedie(z_t),   z'_{t−1} = prior step(z_t),
     z_{t−1} = z'_{t−1} − η · ∇_{z_t} ‖ y − A(D(ẑ0(z_t))) ‖₂
@@ -8,6 +8,7 @@ ALGORITHMS.md §5 [P eq. 5-6; C ``samplers/latent_recon.py`` ``LDPS``]: at each 
 with the residual in [−1, 1] image units (twice the [0, 1] residual) and the *unsquared* norm,
 as in the official code (the paper's η_t = η/‖r‖ on ∇‖r‖² is 2η·∇‖r‖). The norm is taken per
 sample, so a sample's step does not depend on its batch. DDPM over all 1000 steps by default.
+The step is :func:`flash_wrap.guidance.guided_step` without a gluing term.
 """
 
 from __future__ import annotations
@@ -15,23 +16,14 @@ from __future__ import annotations
 import torch
 
 from flash_wrap import Solver, StepState, hookimpl
-
-
-def residual_norm(state: StepState, z0: torch.Tensor, decoded: torch.Tensor | None = None) -> torch.Tensor:
-    """``(b,)`` per-sample ‖y − A(D(ẑ0))‖₂ in [−1, 1] units; differentiable in ``z0``.
-
-    Decodes through ``state.decode`` (one counted decoder call per row) unless the caller passes
-    ``decoded = D(ẑ0)``, ``(b, 3, H, W)`` on the [0, 1] scale, that it already computed.
-    """
-    residual = 2.0 * (state.y - state.operator(state.decode(z0) if decoded is None else decoded))
-    return residual.flatten(1).norm(dim=1)
+from flash_wrap.guidance import guided_step
 
 
 class LatentDPS(Solver):
     """Latent-DPS (LDPS), the latent-space DPS baseline of Flash-Diffusion.
 
     Hyper-parameters: ``eta`` (data-consistency step size η), ``c`` (Flash noise correction).
-    Defaults per task from the official FFHQ configs (ALGORITHMS.md §5 table); the
+    Defaults per task from the official FFHQ configs (flash_wrap/ALGORITHMS.md §5 table); the
     super-resolution values are ours (the paper has no SR experiment).
     """
 
@@ -47,13 +39,7 @@ class LatentDPS(Solver):
     fallback = {"c": 1.2, "eta": 1.0}
 
     def step(self, state: StepState) -> torch.Tensor:
-        z_t = state.z.detach().requires_grad_(True)
-        with torch.enable_grad():
-            eps = state.predict_noise(z_t)
-            z0 = state.sampler.tweedie(z_t, eps, state.index)
-            (grad,) = torch.autograd.grad(residual_norm(state, z0).sum(), z_t)
-        z_prev = state.sampler.step(z_t.detach(), eps.detach(), z0.detach(), state.index, state.generator)
-        return z_prev - state.params["eta"] * grad
+        return guided_step(state, eta=float(state.params["eta"]))
 
 
 @hookimpl

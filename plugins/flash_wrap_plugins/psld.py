@@ -1,6 +1,6 @@
 """PSLD: posterior sampling with latent diffusion (Rout et al., NeurIPS 2023), as Flash runs it.
 
-ALGORITHMS.md §5 [C class ``PSLD``; PSLD repo ``psld.py``]: GML-DPS with a different gluing
+flash_wrap/ALGORITHMS.md §5 [C class ``PSLD``; PSLD repo ``psld.py``]: GML-DPS with a different gluing
 target, at each step
 
     ẑ0 = Tweedie(z_t),   z'_{t−1} = prior step(z_t),   x0 = D(ẑ0),
@@ -8,7 +8,7 @@ target, at each step
     z_{t−1} = z'_{t−1} − ∇_{z_t} [ η·‖y − A(x0)‖₂ + γ·‖ẑ0 − E(x̃)‖₂ ]
 
 x̃ keeps the part of x0 the measurement cannot see (x0 − AᵀA x0) and takes the rest from y
-(Aᵀy). ALGORITHMS.md states it in [−1, 1] units, x̃₋₁ = A₋₁ᵀ(y₋₁) + x0₋₁ − A₋₁ᵀ(A₋₁(x0₋₁)) with
+(Aᵀy). flash_wrap/ALGORITHMS.md states it in [−1, 1] units, x̃₋₁ = A₋₁ᵀ(y₋₁) + x0₋₁ − A₋₁ᵀ(A₋₁(x0₋₁)) with
 A₋₁(v) = 2A((v+1)/2) − 1 and A₋₁ᵀ(u) = 2Aᵀ((u+1)/2) − 1. Substituting v₋₁ = 2v − 1 for every
 image and measurement gives A₋₁ᵀ(2u − 1) = 2Aᵀ(u) − 1, hence
 
@@ -16,13 +16,13 @@ image and measurement gives A₋₁ᵀ(2u − 1) = 2Aᵀ(u) − 1, hence
 
 i.e. exactly the [0, 1] formula above, which is what we compute (E takes [0, 1] images). The
 measurement term is Latent-DPS's residual in [−1, 1] units
-(:func:`flash_wrap_plugins.latent_dps.residual_norm`). x̃ is not clamped; both ẑ0 occurrences
+(:func:`flash_wrap.guidance.residual_norm`). x̃ is not clamped; both ẑ0 occurrences
 and x̃ depend on z_t (the gradient flows through UNet, decoder, A, Aᵀ and encoder).
 
 Choices:
 
 * **No fresh noise on the predicted measurement.** The official PSLD repo adds new noise to
-  A(x0) before the norm; ALGORITHMS.md §5 gives Flash's re-implementation (whose numbers these
+  A(x0) before the norm; flash_wrap/ALGORITHMS.md §5 gives Flash's re-implementation (whose numbers these
   defaults reproduce) as "same as GML-DPS" with the noiseless residual y − A(D(ẑ0)), so we do
   the same. The solver's only randomness is then the prior step's, and with γ = 0 PSLD equals
   Latent-DPS exactly.
@@ -32,7 +32,7 @@ Choices:
   Gaussian blur, random inpainting, super-resolution. The nonlinear motion blur is rejected
   before any work (the paper's table marks that cell "-").
 
-Defaults (c, η, γ) per task from the FFHQ configs (ALGORITHMS.md §5 table): Gaussian blur
+Defaults (c, η, γ) per task from the FFHQ configs (flash_wrap/ALGORITHMS.md §5 table): Gaussian blur
 1.0 / 2.0 / 0.2, random inpainting 1.0 / 10.0 / 0.5. Super-resolution is not in the Flash paper:
 we use the Gaussian-blur values (×4 SR is a low-pass operator like blur; the official PSLD
 scripts weight SR's measurement term more, ω = 0.9 vs 0.1, but in another normalization).
@@ -43,8 +43,8 @@ from __future__ import annotations
 import torch
 
 from flash_wrap import Solver, StepState, hookimpl
+from flash_wrap.guidance import guided_step
 from flash_wrap.operators import Operator
-from flash_wrap_plugins.gml_dps import guided_step
 
 
 def psld_target(state: StepState, decoded: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,8 @@ class PSLD(Solver):
             )
 
     def step(self, state: StepState) -> torch.Tensor:
-        return guided_step(state, psld_target)
+        params = state.params
+        return guided_step(state, eta=float(params["eta"]), gamma=float(params["gamma"]), target=psld_target)
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """ReSample (hard data consistency + stochastic resampling), as re-implemented by Flash-Diffusion.
 
-ALGORITHMS.md §5 [C ``samplers/latent_recon.py`` ``ReSample``, ``data_consistency.py``
+flash_wrap/ALGORITHMS.md §5 [C ``samplers/latent_recon.py`` ``ReSample``, ``data_consistency.py``
 ``resample``]. The prior is DDIM with 500 steps and η_DDIM = 1.0 on LDM's grid
 ``g_k = 2k + 1`` (so g_0 = 1, g_10 = 21, …, g_499 = 999); there is **no** latent-DPS gradient
 step. At grid index ``k`` (the step from level ``t = g_k``):
@@ -16,7 +16,7 @@ step. At grid index ``k`` (the step from level ``t = g_k``):
    * ``t ≤ 300`` ("refinement"), latent-space solve: minimise
      ``Σ(A₋₁(D(w)) − y)² + λ·Σ(w − ẑ0)²`` over ``w`` (init ``ẑ0``); ``ẑ0^c = w``.
 
-   Images and ``y`` are in [−1, 1] units here (``A₋₁(x) = 2·A((x+1)/2) − 1``, ALGORITHMS.md §1),
+   Images and ``y`` are in [−1, 1] units here (``A₋₁(x) = 2·A((x+1)/2) − 1``, flash_wrap/ALGORITHMS.md §1),
    so Adam's learning rate acts on the same scale as in the official code. Adam (β = 0.9, 0.999,
    ε = 1e-8), lr ``lr`` = 0.1, at most ``iterations`` = 100 updates, λ = ``lam`` = 1.0. Before
    every update the discrepancy principle is checked per sample: a sample stops for good when
@@ -49,7 +49,7 @@ counted. The convergence checks read one bool per sample to the host per Adam it
 
 **Differences to the official ReSample** (Song et al., "Solving Inverse Problems with Latent
 Diffusion Models via Hard Data Consistency", ICLR 2024; repo ``soominkwon/resample``), all
-following Flash's re-implementation (ALGORITHMS.md §5):
+following Flash's re-implementation (flash_wrap/ALGORITHMS.md §5):
 
 * DDIM η = 1.0 here; official η = 0.
 * Stages by timestep (750 / 300) here; official: thirds of the trajectory, hard DC when the DDIM
@@ -75,11 +75,11 @@ from typing import ClassVar
 
 import torch
 
-from flash_wrap import LatentDiffusion, Solver, StepState, hookimpl
-from flash_wrap._random import randn, take
+from flash_wrap import Solver, StepState, hookimpl
+from flash_wrap.rng import randn, take
 from flash_wrap.samplers import Sampler
 
-#: Hyper-parameters shared by every task (ALGORITHMS.md §5: "All ReSample configs").
+#: Hyper-parameters shared by every task (flash_wrap/ALGORITHMS.md §5: "All ReSample configs").
 _COMMON = {"every_n": 10, "iterations": 100, "lr": 0.1, "lam": 1.0}
 
 #: ``residual(x, rows) -> A₋₁(·) − y`` for the rows ``rows`` (positions in the solve's batch) of ``x``.
@@ -91,7 +91,7 @@ class ReSample(Solver):
     with hard data consistency and stochastic resampling every 10th step (see the module
     docstring for the formulas, the schedule and the differences to the official code).
 
-    Hyper-parameters (all tasks share the last four; see ALGORITHMS.md §5):
+    Hyper-parameters (all tasks share the last four; see flash_wrap/ALGORITHMS.md §5):
 
     * ``c``: Flash noise-correction constant; ``gamma``: resampling variance scale γ.
     * ``every_n`` (10): hard DC at grid indices ``k ≡ 0 (mod every_n)`` (plus ``k < LAST_N``).

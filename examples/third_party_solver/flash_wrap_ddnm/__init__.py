@@ -3,8 +3,10 @@
 flash-wrap finds it through the ``flash_wrap`` entry-point group declared in this package's
 ``pyproject.toml``; importing this package is never needed to use the solver::
 
+    import flash_wrap
     from flash_wrap import Flash
-    from flash_wrap.solvers import LatentDDNM      # or flash_wrap.get_solver("latent-ddnm")
+
+    LatentDDNM = flash_wrap.get_solver("latent-ddnm")   # the class, found through the registry
 
     out = Flash(LatentDDNM(model)).reconstruct(y, operator, generator=generator)
 """

@@ -5,7 +5,8 @@ Model" (ICLR 2023). DDNM works in pixel space: at every step it replaces the ran
 the Tweedie estimate by the measurement's, ``x̂0 = A†y + (I − A†A)·x0 = x0 − A†(A·x0 − y)``, and
 samples ``x_{t−1}`` from ``p(x_{t−1} | x_t, x̂0)``.
 
-What this solver does at grid index ``k`` (level ``t = g_k``), for the active rows only:
+What this solver does at grid index ``k`` (level ``t = g_k``), for the rows being stepped
+(``state`` holds exactly those; see ``flash_wrap.StepState``):
 
 1. ``ε = ε_θ(z_t, t)`` (the step's one denoiser call, 1 NFE); ``ẑ0 = (z_t − √(1−ᾱ_t)·ε)/√ᾱ_t``.
 2. ``x0 = D(ẑ0)`` (one counted decoder call per row), [0, 1] image units, unclamped.

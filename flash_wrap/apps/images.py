@@ -58,3 +58,9 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return load_image(self.files[index], self.size)
+
+
+def load_images(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
+    """The first ``limit`` images of ``folder`` (sorted, see :func:`list_images`) as
+    ``(N, 3, size, size)`` float32 in [0, 1], each loaded by :func:`load_image`."""
+    return torch.stack([load_image(p, size) for p in list_images(folder)[:limit]])

@@ -1,4 +1,9 @@
-"""Randomness through explicit generators only: one ``torch.Generator`` or one per sample."""
+"""Randomness through explicit generators only: one ``torch.Generator`` or one per sample.
+
+Public for solver plugins: draw every extra random number a step needs with :func:`randn` from
+``state.generator`` (or :func:`take` of it for a subset of rows), never with a bare
+``torch.randn``, so that a sample's result depends on its own generator only.
+"""
 
 from __future__ import annotations
 
@@ -36,3 +41,8 @@ def take(generator: GeneratorArg, index: Sequence[int] | slice) -> GeneratorArg:
         rows = list(generator)
         return rows[index] if isinstance(index, slice) else [rows[i] for i in index]
     return generator
+
+
+def generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU ``torch.Generator`` per seed: the per-sample form every entry point accepts."""
+    return [torch.Generator().manual_seed(int(seed)) for seed in seeds]

@@ -9,14 +9,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .metrics import spearman
+from ..figures import write_figures
+from ..metrics import spearman
+from .config import RECORDS
 
 METRICS = ("psnr", "ssim", "lpips")
 
 
 def read_records(out: Path) -> list[dict]:
-    from .evaluate import RECORDS
-
     path = out / RECORDS
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
@@ -79,8 +79,9 @@ def write_report(out: Path, config, model, solver) -> dict:
         "task": config.task,
         "solver": config.solver,
         "model": config.model,
-        "steps": solver.sampler.num_steps,
-        "scheduler": solver.sampler.kind,
+        "steps": solver.grid.steps,
+        "scheduler": solver.grid.kind,
+        "ddim_eta": solver.grid.eta,
         "seed": config.seed,
         "n_images": len(records),
         "image_size": model.image_size,
@@ -92,7 +93,5 @@ def write_report(out: Path, config, model, solver) -> dict:
     (out / "results.json").write_text(json.dumps(result, indent=2))
     write_csv(records, out / "images.csv")
     if records:
-        from .eval_figures import write_figures
-
         write_figures(out, result)
     return result

@@ -24,7 +24,9 @@ def table(results: dict) -> str:
     """Markdown rows = methods; speed-up = baseline seconds per image / method's (same run)."""
     methods = results["methods"]
     base = methods.get("baseline")
-    head = (f"**{results['task']}**, {results['solver']}, {results['scheduler']}-{results['steps']}, "
+    eta = results.get("ddim_eta")
+    grid = f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
+    head = (f"**{results['task']}**, {results['solver']}, {grid}, "
             f"{results['n_images']} images, model `{results['model']}`")
     lines = [head, "", "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NFE | s / image | speed-up |", "|---|---|---|---|---|---|---|"]
     for name, m in methods.items():

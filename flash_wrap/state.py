@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._random import GeneratorArg
+from .rng import GeneratorArg
 from .samplers import Sampler
 
 if TYPE_CHECKING:
@@ -21,13 +21,13 @@ class StepState:
     """One reverse step for the ``b`` active rows of a batch.
 
     Samples that have not reached their start step, and samples that are done, are not in the
-    state at all: every row here is active (``active`` is all True, kept for observers).
+    state at all: every row here is being stepped. ``z`` is the step's input; the runner never
+    writes into it, so an observer called after the step sees the input beside the output.
 
     Attributes:
         z: ``(b, C, h, w)`` current latents at level ``t``.
         index: ``(b,)`` long grid index ``k`` of the sampler (the step maps level ``g_k`` to ``g_{k−1}``).
-        t: ``(b,)`` long timestep ``g_k``; ``t_prev``: ``(b,)`` ``g_{k−1}``, −1 below ``g_0``.
-        active: ``(b,)`` bool.
+        t: ``(b,)`` long timestep ``g_k``.
         rows: ``(b,)`` long positions of these rows in the caller's batch.
         y: ``(b, C', h', w')`` measurements in [0, 1] image units (noisy, unclamped).
         operator: forward model restricted to these rows.
@@ -44,8 +44,6 @@ class StepState:
     z: torch.Tensor
     index: torch.Tensor
     t: torch.Tensor
-    t_prev: torch.Tensor
-    active: torch.Tensor
     rows: torch.Tensor
     y: torch.Tensor
     operator: Operator

@@ -1,6 +1,7 @@
-"""Tiny random components for tests and examples (a few ten-thousand parameters, CPU-fast).
+"""Tiny random models for tests (a few ten-thousand parameters, CPU-fast), built in-process.
 
-All autoencoders here downsample by 4, like the LDM VQ-f4 they stand in for.
+All autoencoders here downsample by 4, like the LDM VQ-f4 they stand in for. Nothing in the
+library proper uses them; they are public so a plugin's tests can use the same models.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel, UNet2DModel, VQModel
 
-from .autoencoders import AUTOENCODER_KINDS, Autoencoder, TAEF2Autoencoder, autoencoder_from_diffusers
-from .denoiser import Denoiser
-from .taef2 import TAEF2
+from ..models import LatentDiffusion, ldm_scheduler
+from ..models.autoencoders import AUTOENCODER_KINDS, Autoencoder, TAEF2Autoencoder, autoencoder_from_diffusers
+from ..models.denoiser import Denoiser
+from ..models.taef2 import TAEF2
 
 #: Default latent channels per kind: 3 as in LDM VQ-f4, 4 for the others.
 DEFAULT_LATENT_CHANNELS = {"vq": 3, "kl": 4, "tiny": 4, "taef2": 4}
@@ -72,11 +74,18 @@ def tiny_denoiser(channels: int, latent_size: int, *, cross_attention: bool = Fa
     return Denoiser(unet, torch.randn(1, 2, 8))
 
 
-def tiny_parts(
-    kind: str, image_size: int, seed: int, latent_channels: int | None, cross_attention: bool
-) -> tuple[Autoencoder, Denoiser]:
-    """Autoencoder and denoiser for :meth:`LatentDiffusion.tiny_random`, identical for equal
-    arguments; the global RNG is forked, so its state is left untouched."""
+def tiny_model(
+    kind: str = "vq",
+    image_size: int = 32,
+    seed: int = 0,
+    latent_channels: int | None = None,
+    cross_attention: bool = False,
+) -> LatentDiffusion:
+    """A tiny randomly initialised bundle (downsampling 4, ~50-100k parameters), identical for
+    equal arguments, with :func:`~flash_wrap.models.ldm_scheduler`'s schedule, in eval mode with
+    frozen parameters. ``kind`` is the autoencoder ("vq", "kl", "tiny", "taef2");
+    ``latent_channels`` defaults to 3 for "vq" and 4 for the others. The global RNG is forked,
+    so its state is left untouched."""
     if kind not in DEFAULT_LATENT_CHANNELS:
         raise ValueError(f"unknown autoencoder kind {kind!r}; choose one of {', '.join(DEFAULT_LATENT_CHANNELS)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % 8:
@@ -86,4 +95,5 @@ def tiny_parts(
         torch.manual_seed(seed)
         autoencoder = tiny_autoencoder(kind, channels)
         denoiser = tiny_denoiser(channels, image_size // 4, cross_attention=cross_attention)
-    return autoencoder, denoiser
+    model = LatentDiffusion(autoencoder, denoiser, ldm_scheduler(), image_size=image_size)
+    return model.requires_grad_(False).eval()

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from .data import list_images, load_image
-from .flash import Flash
+from ..flash import Flash
+from ..models import LatentDiffusion
+from ..operators import get_task
+from ..registry import get_solver
+from .images import load_images
 from .metrics import psnr
-from .models import LatentDiffusion
-from .operators import get_task
-from .solvers import get_solver
 
-FACES_DIR = Path(__file__).resolve().parent / "assets" / "faces"
+FACES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faces"
 DEMO_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
 #: Two severities per task, as fractions of the task's evaluation range (mild, severe).
 DEMO_LEVELS = (0.15, 0.9)
@@ -44,11 +44,6 @@ class TaskResult:
     flash_seconds: float
 
 
-def load_faces(folder: str | Path, size: int, limit: int | None = None) -> torch.Tensor:
-    """Faces of ``folder`` as ``(N, 3, size, size)`` in [0, 1] (centre-cropped, resized)."""
-    return torch.stack([load_image(p, size) for p in list_images(folder)[:limit]])
-
-
 def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, *, solver: str, steps: int | None,
              seed: int, progress: bool | None = None) -> TaskResult:
     """Degrade each face at the two demo severities and reconstruct with the bare solver and Flash."""
@@ -59,8 +54,7 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, *, sol
     clean = faces.repeat(len(DEMO_LEVELS), 1, 1, 1)
     operator = task.operator(levels, model.image_size, seed=torch.arange(len(levels)) + seed)
     y = operator.measure(clean, generator=torch.Generator().manual_seed(seed))
-    cls = get_solver(solver)
-    bare = cls(model, sampler="ddim", steps=steps, ddim_eta=1.0) if steps else cls(model)
+    bare = get_solver(solver)(model, steps=steps)  # the one grid rule: steps < T is DDIM with the solver's η
     gens = lambda: [torch.Generator().manual_seed(seed + i) for i in range(len(levels))]  # noqa: E731
 
     start = time.perf_counter()
@@ -130,18 +124,19 @@ def format_table(results: list[TaskResult]) -> str:
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = 100, faces: str | Path | None = None, n_faces: int | None = None,
              tasks: tuple[str, ...] = DEMO_TASKS, seed: int = 0, progress: bool | None = True) -> dict:
-    """Run the demo; returns paths and the table. ``steps=None`` uses the solver's own sampler."""
+    """Run the demo; returns paths and the table. ``steps=None`` uses the solver's own sampler;
+    any ``steps`` goes through the one grid rule (:func:`flash_wrap.grid.grid_for`)."""
     bundle = LatentDiffusion.from_pretrained(model).set_runtime(channels_last=True)  # ~20 % faster, same results
     available = [t for t in tasks if t in bundle.severity_encoders]
     if not available:
         raise ValueError(f"the model has no severity encoder for any of {tasks}; train one with flash-wrap train-severity")
-    images = load_faces(faces or FACES_DIR, bundle.image_size, n_faces)
+    images = load_images(faces or FACES_DIR, bundle.image_size, n_faces)
     results = [run_task(bundle, t, images, solver=solver, steps=steps, seed=seed, progress=progress)
                for t in available]
-    sampler = f"DDIM-{steps}" if steps else "the solver's own sampler"
+    sampler = get_solver(solver)(bundle, steps=steps).grid.label()
     out = Path(out)
     figure = demo_figure(results, out / "demo.png",
                          f"{solver} ({sampler}) bare vs Flash on {bundle.image_size}² faces, σ_y = 0.05")
-    table = format_table(results)
+    table = f"{solver}, {sampler}, bare vs Flash\n\n" + format_table(results)
     (out / "demo.md").write_text(table + "\n")
-    return {"figure": figure, "table": table, "results": results}
+    return {"figure": figure, "table": table, "results": results, "grid": sampler}

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+    from ..registry import get_registry
 
     registry = get_registry()
     if not registry.solvers and not registry.broken:
@@ -38,7 +38,7 @@ def _main_process() -> bool:
 
 
 def _cmd_train_severity(args: argparse.Namespace) -> int:
-    from .train.severity import SeverityTrainingConfig, train_severity
+    from .training.severity import SeverityTrainingConfig, train_severity
 
     config = SeverityTrainingConfig(
         model=args.model, task=args.task, data=args.data, steps=args.steps, batch_size=args.batch_size,
@@ -58,7 +58,7 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_prior(args: argparse.Namespace) -> int:
-    from .train.prior import PriorTrainingConfig, train_prior
+    from .training.prior import PriorTrainingConfig, train_prior
 
     config = PriorTrainingConfig(
         output=args.output, data=args.data, autoencoder=args.autoencoder, image_size=args.image_size,
@@ -78,7 +78,7 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from .figures import sample_grid
+    from .sample import sample_grid
 
     path = sample_grid(args.model, args.out, n=args.n, seed=args.seed, steps=args.steps)
     print(f"wrote {path}")
@@ -98,7 +98,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .models import LatentDiffusion
+    from ..models import LatentDiffusion
 
     dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     model = LatentDiffusion.from_pretrained(args.model)
@@ -108,8 +108,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .compare import table
-    from .evaluate import EvalConfig, evaluate
+    from .evaluation.compare import table
+    from .evaluation.runner import EvalConfig, evaluate
 
     config = EvalConfig(
         data=args.data, task=args.task, solver=args.solver, out=args.out, model=args.model, steps=args.steps,
@@ -138,7 +138,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .evaluation.compare import compare
 
     print(compare(args.results))
     return 0

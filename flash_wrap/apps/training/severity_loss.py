@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models import LatentDiffusion
-from .encoder import SeverityEncoder
+from ...models import LatentDiffusion
+from ...severity.encoder import SeverityEncoder
 
 
 def severity_loss(

@@ -19,6 +19,7 @@ caching, so read it as an upper bound).
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import threading
@@ -29,12 +30,13 @@ from pathlib import Path
 
 import torch
 
-from .flash import Flash
-from .models import LatentDiffusion
-from .models.full_size import FULL_SIZE_CONFIGS
-from .operators import get_task
-from .result import Reconstruction
-from .solvers import get_solver
+from ..flash import Flash
+from ..models import LatentDiffusion
+from ..models.full_size import FULL_SIZE_CONFIGS
+from ..operators import get_task
+from ..registry import get_solver
+from ..result import Reconstruction
+from ..rng import generators
 
 TASK = "gaussian-blur"
 
@@ -135,7 +137,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     model.set_runtime(autocast=config.dtype, gradient_checkpointing=config.gradient_checkpointing,
                       compile=config.compile, channels_last=config.channels_last)
     cls = get_solver(config.solver)
-    solver = cls(model, sampler="ddim", steps=config.steps) if config.steps else cls(model)
+    solver = cls(model, steps=config.steps)  # the one grid rule (flash_wrap.grid.grid_for)
     grid = solver.sampler.num_steps
     if not trained and not config.starts:
         config.starts = [max(1, round(grid * f)) for f in (0.02, 0.05, 0.1, 0.2)]
@@ -149,11 +151,15 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     rows = []
     for batch in config.batch_sizes:
         y, op = _inputs(model, batch, config.seed)
-        gens = lambda: [torch.Generator().manual_seed(config.seed + i) for i in range(batch)]  # noqa: E731
-        bare, t_bare, m_bare = _timed(device, lambda: solver.reconstruct(y, op, generator=gens(), progress=progress))
+        seeds = [config.seed + i for i in range(batch)]
+        bare, t_bare, m_bare = _timed(
+            device, functools.partial(solver.reconstruct, y, op, generator=generators(seeds), progress=progress)
+        )
         starts = None if trained and not config.starts else [config.starts[i % len(config.starts)] for i in range(batch)]
         flash = Flash(solver, fixed_start=starts)
-        fast, t_fast, m_fast = _timed(device, lambda: flash.reconstruct(y, op, generator=gens(), progress=progress))
+        fast, t_fast, m_fast = _timed(
+            device, functools.partial(flash.reconstruct, y, op, generator=generators(seeds), progress=progress)
+        )
         per_step = t_bare / (batch * grid)
         ideal = per_step * float(fast.nfe.sum())
         rows.append({
@@ -171,8 +177,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
         "device": _device_name(device),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
-        "sampler": solver.sampler.kind,
+        "sampler": solver.grid.kind,
         "steps": grid,
+        "ddim_eta": solver.grid.eta,
         "image_size": model.image_size,
         "latent_shape": list(model.latent_shape),
         "parameters_millions": {
@@ -194,11 +201,12 @@ def _device_name(device: torch.device) -> str:
 def markdown(result: dict) -> str:
     """The benchmark as a Markdown table (one row per batch size)."""
     cfg = result["config"]
+    eta = "" if result.get("ddim_eta") is None else f" (η={result['ddim_eta']:g})"
     options = "".join(f", {name}" for name, key in (("gradient checkpointing", "gradient_checkpointing"),
                                                      ("compiled", "compile"), ("channels-last", "channels_last"))
                       if cfg.get(key))
     head = (f"{cfg['solver']} on `{cfg['config']}` ({result['image_size']}² images, latents "
-            f"{'×'.join(map(str, result['latent_shape']))}), {result['sampler'].upper()}-{result['steps']}, "
+            f"{'×'.join(map(str, result['latent_shape']))}), {result['sampler'].upper()}-{result['steps']}{eta}, "
             f"{cfg['dtype']}{options}, {result['device']}, torch {result['torch']}, {result['date']}; "
             f"Flash starts: {result['starts']}\n\n")
     lines = ["| batch | bare s/img | Flash s/img | speed-up | NFE bare / Flash | bare peak MB | Flash peak MB "

@@ -25,9 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..data import ImageFolder, list_images
-from ..models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
+from ...models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
+from ..images import ImageFolder, list_images
 from .checkpoint import latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
+from .loop import StepLoop
 from .severity import StepBatches
 
 log = logging.getLogger(__name__)
@@ -211,34 +212,28 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     batches = StepBatches(len(latents), config.batch_size, config.seed, first, config.steps,
                           rank=accelerator.process_index, world=accelerator.num_processes)
     noise_seed = config.seed + 1_000_003 * accelerator.process_index  # own noise per process
-    bar = tqdm(total=config.steps, initial=first, desc="train-prior",
-               disable=not accelerator.is_main_process or _disable(progress))
-    running = None
-    for step, indices in enumerate(batches, start=first):
-        z_t, t, noise = _step_batch(latents, indices, noise_seed, step, alphas_cumprod)
+    def set_lr(step: int) -> None:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_at(step)
+
+    def loss_fn(step: int, indices: list[int]) -> tuple[torch.Tensor, dict[str, str]]:
+        z_t, t, noise = _step_batch(latents, indices, noise_seed, step, alphas_cumprod)
         pred = unet(z_t.to(accelerator.device), t.to(accelerator.device)).sample
-        loss = torch.nn.functional.mse_loss(pred, noise.to(accelerator.device))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        ema.step(accelerator.unwrap_model(unet).parameters())
-        value = float(loss.detach())
-        running = value if running is None else 0.99 * running + 0.01 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            history.append({"step": done, "loss": running})
-            log.info("train-prior step %d/%d: loss %.4f", done, config.steps, running)
-            if accelerator.is_main_process:
-                state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step}
-                shadow = {str(i): p for i, p in enumerate(ema.shadow_params)}
-                save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(unet), optimizer, state, {"ema": shadow})
-                prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-            accelerator.wait_for_everyone()
-    bar.close()
+        return torch.nn.functional.mse_loss(pred, noise.to(accelerator.device)), {}
+
+    def on_checkpoint(done: int, running: float) -> None:
+        history.append({"step": done, "loss": running})
+        log.info("train-prior step %d/%d: loss %.4f", done, config.steps, running)
+        if accelerator.is_main_process:
+            state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step}
+            shadow = {str(i): p for i, p in enumerate(ema.shadow_params)}
+            save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(unet), optimizer, state, {"ema": shadow})
+            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+
+    loop = StepLoop(accelerator, optimizer, first, config.steps, config.checkpoint_every, "train-prior",
+                    smoothing=0.99, progress=progress)
+    running = loop.run(batches, loss_fn, on_checkpoint, before_step=set_lr,
+                       after_step=lambda step: ema.step(accelerator.unwrap_model(unet).parameters()))
 
     summary = {"steps": config.steps, "latent_scale": scale, "latents": len(latents), "history": history}
     if accelerator.is_main_process:

@@ -12,19 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
-from ..data import ImageFolder, list_images
-from ..models import LatentDiffusion
-from ..operators import get_task
-from ..severity.loss import severity_loss
+from ...models import LatentDiffusion
+from ...operators import get_task
+from ..images import ImageFolder, list_images
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .loop import StepLoop
+from .severity_loss import severity_loss
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ class SeverityTrainingConfig:
     #: a bundle ("demo" or a folder) whose encoder for the same task starts the run (fine-tuning,
     #: e.g. at a higher resolution); it must share the model's autoencoder and latent scale.
     init_from: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def checkpoint_dir(self) -> Path:
         return Path(self.output) if self.output else Path(self.model) / "training" / f"severity-{self.task}"
@@ -145,37 +144,31 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     encoder, optimizer = accelerator.prepare(encoder, optimizer)
     rank_seed = config.seed * 7919 + accelerator.process_index
 
-    bar = tqdm(total=config.steps, initial=first, desc=f"train-severity {config.task}",
-               disable=not accelerator.is_main_process or (None if progress is None else not progress))
-    running = None
-    for step, x in enumerate(loader, start=first):
+    def loss_fn(step: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, str]]:
         x = x.to(accelerator.device)
         y_image = _degrade(task, x, size, rank_seed * 1_000_003 + step, config.noise_std)
         terms = severity_loss(encoder, model, x, y_image,
                               lambda_sigma=config.lambda_sigma, lambda_image=config.lambda_image)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(terms["loss"])
-        optimizer.step()
-        loss = float(terms["loss"].detach())
-        running = loss if running is None else 0.98 * running + 0.02 * loss
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", v=f"{float(terms['variance'].mean()):.3g}")
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
-            history.append({"step": done, "train_loss": running, **val})
-            log.info("train-severity %s step %d/%d: train loss %.4f, val loss %.4f", config.task, done,
-                     config.steps, running, val["val_loss"])
-            if val["val_loss"] < best["val_loss"]:
-                best = {"val_loss": val["val_loss"], "step": done}
-                if accelerator.is_main_process:
-                    _save_best(accelerator.unwrap_model(encoder), ckpt_dir)
+        return terms["loss"], {"v": f"{float(terms['variance'].mean()):.3g}"}
+
+    def on_checkpoint(done: int, running: float) -> None:
+        nonlocal best
+        val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
+        history.append({"step": done, "train_loss": running, **val})
+        log.info("train-severity %s step %d/%d: train loss %.4f, val loss %.4f", config.task, done,
+                 config.steps, running, val["val_loss"])
+        if val["val_loss"] < best["val_loss"]:
+            best = {"val_loss": val["val_loss"], "step": done}
             if accelerator.is_main_process:
-                state = {"config": asdict(config), "history": history, "best": best}
-                save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(encoder), optimizer, state)
-                prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-            accelerator.wait_for_everyone()
-    bar.close()
+                _save_best(accelerator.unwrap_model(encoder), ckpt_dir)
+        if accelerator.is_main_process:
+            state = {"config": asdict(config), "history": history, "best": best}
+            save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(encoder), optimizer, state)
+            prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+
+    loop = StepLoop(accelerator, optimizer, first, config.steps, config.checkpoint_every,
+                    f"train-severity {config.task}", smoothing=0.98, progress=progress)
+    loop.run(loader, loss_fn, on_checkpoint)
 
     summary = {"task": config.task, "steps": config.steps, "best": best, "history": history,
                "train_images": len(train_files), "val_images": len(val_files)}

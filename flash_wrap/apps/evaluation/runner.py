@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,58 +28,16 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
-from .data import list_images, load_image
-from .figures import save_image
-from .flash import Flash
-from .metrics import LPIPS, ordering_accuracy, psnr, spearman, ssim
-from .models import LatentDiffusion
-from .operators import get_task
-from .solvers import get_solver
+from ...flash import Flash
+from ...models import LatentDiffusion
+from ...operators import get_task
+from ...registry import get_solver
+from ..figures import save_image
+from ..images import list_images, load_image
+from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
+from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig, image_generators, image_seed
 
 log = logging.getLogger(__name__)
-RECORDS = "images.jsonl"
-#: Number of severity levels and noise seeds per image for the ordering accuracy [P App. D].
-OA_LEVELS, OA_SEEDS = 10, 3
-#: Images whose reconstructions are saved for the example grid.
-EXAMPLES = 4
-
-
-@dataclass
-class EvalConfig:
-    """One evaluation run (``flash-wrap eval`` arguments)."""
-
-    data: str
-    task: str
-    solver: str
-    out: str
-    model: str = "demo"
-    steps: int | None = None
-    scheduler: str | None = None
-    baseline: bool = False
-    fixed_start: list[int] = field(default_factory=list)
-    severity_range: tuple[float, float] | None = None
-    seed: int = 0
-    limit: int | None = None
-    batch_size: int = 4
-    device: str | None = None
-    channels_last: bool = False
-
-    def comparable(self) -> dict:
-        """The settings a resumed run must share with the original one (not the speed-only ones)."""
-        keep = asdict(self)
-        keep.pop("out")
-        keep.pop("channels_last")
-        keep["severity_range"] = list(self.severity_range) if self.severity_range else None
-        return keep
-
-
-def image_seed(name: str, seed: int) -> int:
-    """Per-image seed: little-endian integer of the file name's bytes mod 2³²−1, mixed with ``seed``."""
-    return (int.from_bytes(name.encode(), "little") + 1_000_003 * seed) % (2**32 - 1)
-
-
-def _generators(seeds: list[int], offset: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed((s + offset) % (2**63)) for s in seeds]
 
 
 class Evaluator:
@@ -95,9 +52,7 @@ class Evaluator:
         self.model = LatentDiffusion.from_pretrained(config.model, device=device)
         self.model.set_runtime(channels_last=config.channels_last)
         self.model.severity_encoder(config.task)  # fail now, not after loading the data
-        cls = get_solver(config.solver)
-        kind = config.scheduler or ("ddim" if config.steps and config.steps < self.model.num_train_timesteps else None)
-        self.solver = cls(self.model, sampler=kind, steps=config.steps) if kind else cls(self.model)
+        self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
@@ -118,26 +73,26 @@ class Evaluator:
         names = [f.name for f in files]
         seeds = [image_seed(n, self.config.seed) for n in names]
         lo, hi = self.range
-        levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g)) for g in _generators(seeds, 0)])
+        levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g)) for g in image_generators(seeds, 0)])
         device = self.model.device
         x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(device)
         operator = self._operator(names, levels)
-        y = operator.measure(x, generator=_generators(seeds, 1))
+        y = operator.measure(x, generator=image_generators(seeds, 1))
 
         runs, seconds = {}, {}
         start = time.perf_counter()
-        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=_generators(seeds, 2), progress=False)
+        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=image_generators(seeds, 2), progress=False)
         seconds["flash"] = time.perf_counter() - start
         with torch.no_grad():
             ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
         if self.config.baseline:
             start = time.perf_counter()
-            runs["baseline"] = self.solver.reconstruct(y, operator, generator=_generators(seeds, 3), progress=False)
+            runs["baseline"] = self.solver.reconstruct(y, operator, generator=image_generators(seeds, 3), progress=False)
             seconds["baseline"] = time.perf_counter() - start
         for k in self.config.fixed_start:
             start = time.perf_counter()
             runs[f"fixed_start_{k}"] = Flash(self.solver, fixed_start=k).reconstruct(
-                y, operator, generator=_generators(seeds, 4 + k), progress=False
+                y, operator, generator=image_generators(seeds, 4 + k), progress=False
             )
             seconds[f"fixed_start_{k}"] = time.perf_counter() - start
 
@@ -222,7 +177,7 @@ class Evaluator:
                     sink.flush()
         result = None
         if main:
-            from .eval_report import write_report
+            from .report import write_report
 
             result = write_report(self.out, self.config, self.model, self.solver)
         if world > 1:

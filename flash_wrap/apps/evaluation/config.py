@@ -1,0 +1,52 @@
+"""The settings of one ``flash-wrap eval`` run, the per-image seed rule and the file names of
+its results folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+RECORDS = "images.jsonl"
+#: Number of severity levels and noise seeds per image for the ordering accuracy [P App. D].
+OA_LEVELS, OA_SEEDS = 10, 3
+#: Images whose reconstructions are saved for the example grid.
+EXAMPLES = 4
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run (``flash-wrap eval`` arguments)."""
+
+    data: str
+    task: str
+    solver: str
+    out: str
+    model: str = "demo"
+    steps: int | None = None
+    scheduler: str | None = None
+    baseline: bool = False
+    fixed_start: list[int] = field(default_factory=list)
+    severity_range: tuple[float, float] | None = None
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int = 4
+    device: str | None = None
+    channels_last: bool = False
+
+    def comparable(self) -> dict:
+        """The settings a resumed run must share with the original one (not the speed-only ones)."""
+        keep = asdict(self)
+        keep.pop("out")
+        keep.pop("channels_last")
+        keep["severity_range"] = list(self.severity_range) if self.severity_range else None
+        return keep
+
+
+def image_seed(name: str, seed: int) -> int:
+    """Per-image seed: little-endian integer of the file name's bytes mod 2³²−1, mixed with ``seed``."""
+    return (int.from_bytes(name.encode(), "little") + 1_000_003 * seed) % (2**32 - 1)
+
+
+def image_generators(seeds: list[int], offset: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed((s + offset) % (2**63)) for s in seeds]

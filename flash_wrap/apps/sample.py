@@ -1,0 +1,54 @@
+"""``flash-wrap sample``: unconditional samples from a bundle's prior (no measurement), a check
+that the prior works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..grid import OwnSampler, grid_for
+from ..models import LatentDiffusion
+from ..rng import GeneratorArg, randn
+from .figures import image_grid
+
+#: DDPM over every timestep by default; a shorter grid is DDIM with η = 1 (ancestral-like noise).
+PRIOR_SAMPLER = OwnSampler(sampler_kind="ddpm", default_steps=None, ddim_eta=1.0)
+
+
+@torch.no_grad()
+def sample_prior(
+    model: LatentDiffusion,
+    n: int,
+    *,
+    steps: int | None = None,
+    ddim_eta: float | None = None,
+    generator: GeneratorArg = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Draw ``n`` images ``(n, 3, H, W)`` in [0, 1] by ancestral DDPM (``steps`` = None or T)
+    or DDIM with ``steps`` < T (η = ``ddim_eta``, default 1), from ``z ~ N(0, I)``; the grid
+    comes from the one grid rule, :func:`flash_wrap.grid.grid_for`."""
+    grid = grid_for(PRIOR_SAMPLER, model.num_train_timesteps, steps=steps, ddim_eta=ddim_eta)
+    sampler = grid.build(model.alphas_cumprod)
+    z = randn((n, *model.latent_shape), generator, device=model.device, dtype=model.dtype)
+    for k in tqdm(range(sampler.num_steps - 1, -1, -1), desc="sampling", disable=None if progress is None else not progress):
+        index = torch.full((n,), k, dtype=torch.long, device=model.device)
+        eps = model.predict_noise(z, sampler.timesteps[index])
+        z = sampler.step(z, eps, sampler.tweedie(z, eps, index), index, generator)
+    return model.decode(z).clamp(0, 1)
+
+
+def sample_grid(model: str | Path, out: str | Path, *, n: int = 16, seed: int = 0, steps: int = 1000,
+                scale: int = 2) -> Path:
+    """Draw ``n`` unconditional samples from ``model``'s prior and save them as a PNG grid."""
+    bundle = LatentDiffusion.from_pretrained(model)
+    images = sample_prior(bundle, n, steps=steps, generator=torch.Generator().manual_seed(seed))
+    grid = image_grid(images)
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    return out

@@ -1,0 +1,148 @@
+"""The one runner shared by bare solvers and ``Flash``: per-sample starts, joined batches, decode.
+
+A bare solver is the special case "every sample starts at the top of the grid from pure noise";
+``Flash`` hands in its corrected latents and adaptive start steps. Samples are sorted by start
+step (largest first) once, so at every grid index the stepped rows are a prefix of the sorted
+batch: a sample joins when the loop reaches its start and costs nothing before. Start steps are
+read to the host once, before the loop; inside it no value is read back from the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .discovery import plugins
+from .operators import Operator
+from .result import Reconstruction
+from .rng import GeneratorArg, take
+from .state import StepState
+
+if TYPE_CHECKING:
+    from .solver import Solver
+
+#: ``callback(state, output)``: called after every reverse step with the step's state (``state.z``
+#: is its input) and the ``(b, C, h, w)`` latents it produced. Must not modify either.
+StepCallback = Callable[[StepState, torch.Tensor], Any]
+
+
+def observers_for(callback: StepCallback | None) -> list[StepCallback]:
+    """The observers of one call: its own ``callback`` (if any), then the process-wide
+    ``flash_wrap_on_step`` plugins (a pluggy broadcast, a no-op when none is installed)."""
+    broadcast = plugins().hook.flash_wrap_on_step
+    own = [callback] if callback is not None else []
+    return [*own, lambda state, output: broadcast(state=state, output=output)]
+
+
+def run_reverse(
+    solver: Solver,
+    z: torch.Tensor,
+    start: torch.Tensor,
+    y: torch.Tensor,
+    operator: Operator,
+    generator: GeneratorArg,
+    params: dict[str, Any],
+    *,
+    progress: bool | None = None,
+    observers: Sequence[StepCallback] = (),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run ``solver.step`` from each sample's start index down to grid index 0.
+
+    Args:
+        solver: a :class:`flash_wrap.Solver`.
+        z: ``(B, C, h, w)`` latents at their start levels.
+        start: ``(B,)`` long; sample ``i`` is stepped at grid indices ``start[i]−1, …, 0``.
+        y: ``(B, …)`` measurements; operator: forward model with per-sample parameters.
+        generator: one generator or one per sample (then each sample's noise is its own).
+        params: the solver's hyper-parameters for this task.
+        progress: show a tqdm bar (``None``: only on a terminal).
+        observers: called as ``observer(state, output)`` after every step, in order.
+    Returns:
+        ``(z_0, nfe, decoder_calls)``: final latents ``(B, C, h, w)``, denoiser calls per sample
+        ``(B,)`` and decoder calls per sample ``(B,)`` (those made through ``state.decode`` inside
+        the steps; the final decode of ``z_0`` into images is not part of the loop).
+    """
+    starts = [int(s) for s in start.tolist()]
+    order = sorted(range(len(starts)), key=lambda i: -starts[i])
+    sorted_starts = [starts[i] for i in order]
+    perm = torch.tensor(order, device=z.device, dtype=torch.long)
+    z_sorted = z.detach()[perm]
+    y_sorted = y[perm]
+    op_sorted = operator.select(order) if operator.batch_size > 1 else operator
+    gen_sorted = take(generator, order)
+    calls = [0] * len(starts)
+    decodes = [0] * len(starts)
+    sampler = solver.sampler
+
+    n_active = -1
+    top = sorted_starts[0] if sorted_starts else 0
+    bar = tqdm(range(top - 1, -1, -1), desc=solver.name, disable=None if progress is None else not progress, leave=False)
+    for k in bar:
+        n = sum(1 for s in sorted_starts if s > k)
+        if n != n_active:
+            n_active = n
+            rows = slice(0, n)
+            sub_y, sub_gen = y_sorted[rows], take(gen_sorted, rows)
+            sub_op = op_sorted.select(rows) if op_sorted.batch_size > 1 else op_sorted
+            row_ids = perm[rows]
+        index = torch.full((n,), k, dtype=torch.long, device=z.device)
+        state = StepState(
+            z=z_sorted[:n], index=index, t=sampler.timesteps[index], rows=row_ids, y=sub_y, operator=sub_op,
+            model=solver.model, sampler=sampler, params=params, generator=sub_gen,
+        )
+        output = solver.step(state).detach()
+        if state.denoiser_calls == 0:
+            raise RuntimeError(
+                f"solver {solver.name!r} made no denoiser call through state.predict_noise at step {k}; "
+                "NFE must be counted (see the solver contract in flash_wrap.solver)"
+            )
+        # a new tensor, not an in-place write: state.z stays the step's input for the observers
+        z_sorted = output if n == len(starts) else torch.cat([output, z_sorted[n:]])
+        for i in range(n):
+            calls[i] += state.denoiser_calls
+            decodes[i] += state.decoder_calls[i]
+        for observe in observers:
+            observe(state, output)
+
+    out = torch.empty_like(z_sorted)
+    out[perm] = z_sorted
+    back = torch.tensor(order, dtype=torch.long)
+    nfe = torch.zeros(len(starts), dtype=torch.long)
+    nfe[back] = torch.tensor(calls, dtype=torch.long)
+    decoder_calls = torch.zeros(len(starts), dtype=torch.long)
+    decoder_calls[back] = torch.tensor(decodes, dtype=torch.long)
+    return out, nfe.to(z.device), decoder_calls.to(z.device)
+
+
+def reconstruct_from(
+    solver: Solver,
+    z: torch.Tensor,
+    start: torch.Tensor,
+    y: torch.Tensor,
+    operator: Operator,
+    generator: GeneratorArg,
+    params: dict[str, Any],
+    *,
+    progress: bool | None = None,
+    callback: StepCallback | None = None,
+    sigma_hat: torch.Tensor | None = None,
+    z_hat: torch.Tensor | None = None,
+) -> Reconstruction:
+    """Run the reverse loop from ``(z, start)``, decode, and package the :class:`Reconstruction`.
+
+    ``y`` must already be validated (``solver.prepare``). ``sigma_hat`` and ``z_hat`` are the
+    severity encoder's outputs when the caller is ``Flash`` (``None`` for a bare solver).
+    """
+    latents, nfe, decoder_calls = run_reverse(
+        solver, z, start, y, operator, generator, params, progress=progress, observers=observers_for(callback)
+    )
+    with torch.no_grad():
+        images = solver.model.decode(latents).clamp(0, 1)
+    grid = solver.grid
+    return Reconstruction(
+        images, latents, nfe, start, solver.name, grid.kind, grid.steps, eta=grid.eta,
+        sigma_hat=sigma_hat, z_hat=z_hat, decoder_calls=decoder_calls,
+    )

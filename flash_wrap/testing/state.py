@@ -1,0 +1,69 @@
+"""Hand-built step states, for testing one solver step without the reverse loop."""
+
+from __future__ import annotations
+
+import torch
+
+from ..operators import Operator
+from ..rng import GeneratorArg
+from ..solver import Solver
+from ..state import StepState
+
+
+def make_state(
+    solver: Solver,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    operator: Operator,
+    k: int,
+    generator: GeneratorArg = None,
+    task: str | None = None,
+) -> StepState:
+    """The :class:`~flash_wrap.StepState` the runner would hand ``solver.step`` at grid index ``k``
+    for a batch whose every row is being stepped.
+
+    Args:
+        solver: the solver whose sampler, model and hyper-parameters the state carries.
+        z: ``(b, C, h, w)`` latents at level ``g_k``.
+        y: ``(b, C', h', w')`` measurements in [0, 1] image units (noisy, unclamped).
+        operator: the forward model of these ``b`` rows (or one shared by all).
+        k: grid index, ``0 ≤ k < M`` (``M = solver.sampler.num_steps``).
+        generator: one generator, one per row, or ``None``.
+        task: whose hyper-parameters ``state.params`` holds; default ``operator.task``.
+    Returns:
+        A fresh state with zeroed call counters; ``z`` and ``y`` are on the model's device and
+        dtype, as the runner's are (``Solver.prepare`` casts ``y``, the latents are made there).
+    Raises:
+        ValueError: ``k`` is not a grid index, or ``z`` and ``y`` have different batch sizes.
+    """
+    sampler, model = solver.sampler, solver.model
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < sampler.num_steps:
+        raise ValueError(f"k must be a grid index in [0, {sampler.num_steps - 1}], got {k!r}")
+    if z.shape[0] != y.shape[0]:
+        raise ValueError(f"z has {z.shape[0]} rows but y has {y.shape[0]}")
+    batch = int(z.shape[0])
+    index = torch.full((batch,), k, dtype=torch.long, device=model.device)
+    return StepState(
+        z=z.to(device=model.device, dtype=model.dtype),
+        index=index,
+        t=sampler.timesteps[index],
+        rows=torch.arange(batch, device=model.device),
+        y=y.to(device=model.device, dtype=model.dtype),
+        operator=operator,
+        model=model,
+        sampler=sampler,
+        params=solver.hyperparameters(operator.task if task is None else task),
+        generator=generator,
+    )
+
+
+def tweedie_residual(solver: Solver, z: torch.Tensor, k: int, y: torch.Tensor, operator: Operator) -> torch.Tensor:
+    """``(b,)`` per-sample ‖A(D(ẑ0)) − y‖₂ ([0, 1] units) of the Tweedie estimate ẑ0 of latents
+    ``z`` ``(b, C, h, w)`` at grid index ``k``: how far a step's result is from the measurement,
+    e.g. to check that a data-consistency step reduces it. Computed without autograd and outside
+    any state's counters (a test-side measurement, not a solver's cost)."""
+    sampler, model = solver.sampler, solver.model
+    with torch.no_grad():
+        index = torch.full((z.shape[0],), k, dtype=torch.long, device=z.device)
+        z0 = sampler.tweedie(z, model.predict_noise(z, sampler.timesteps[index]), index)
+        return (operator(model.decode(z0)) - y.to(z0.dtype)).flatten(1).norm(dim=1)

@@ -1,0 +1,168 @@
+"""The solver registry (flash_wrap.registry): solver classes collected per plugin from the
+``flash_wrap_register_solvers`` hook, checked, and looked up by name; one plugin's failure never
+stops the others. Every test builds its own registry: ``get_registry()`` is only read."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flash_wrap
+from flash_wrap import Solver, hookimpl
+from flash_wrap.discovery import STRICT_ENV, PluginError, new_plugin_set
+from flash_wrap.registry import SolverRecord, SolverRegistry, get_registry, get_solver, load_registry
+
+BUILTINS = {"latent-dps": "LatentDPS", "gml-dps": "GMLDPS", "psld": "PSLD", "resample": "ReSample"}
+
+
+def _solver(name: str) -> type[Solver]:
+    """A prior-only solver class registered as ``name``."""
+
+    def step(self, state):
+        eps = state.predict_noise(state.z)
+        z0 = state.sampler.tweedie(state.z, eps, state.index)
+        return state.sampler.step(state.z, eps, z0, state.index, state.generator)
+
+    return type(f"Solver_{name.replace('-', '_')}", (Solver,), {"name": name, "fallback": {"c": 1.0}, "step": step})
+
+
+class Registers:
+    """A plugin object whose hook registers the given objects."""
+
+    def __init__(self, *objects: object) -> None:
+        self.objects = objects
+
+    @hookimpl
+    def flash_wrap_register_solvers(self, register):
+        for obj in self.objects:
+            register(obj)
+
+
+class Raises:
+    @hookimpl
+    def flash_wrap_register_solvers(self, register):
+        register(_solver("half-registered"))
+        raise RuntimeError("boom in register")
+
+
+def test_the_installed_builtins_are_registered_from_their_entry_points():
+    registry = load_registry(strict=True)
+    for name, cls_name in BUILTINS.items():
+        record = registry.solvers[name]
+        assert isinstance(record, SolverRecord) and record.plugin == name
+        assert record.cls.__name__ == cls_name and record.cls.__module__ == f"flash_wrap_plugins.{name.replace('-', '_')}"
+        assert f"entry point {name} = flash_wrap_plugins." in record.origin
+        assert registry.solver(name) is record.cls
+    assert registry.broken == []
+
+
+def test_get_solver_reads_the_process_wide_registry():
+    from flash_wrap_plugins.latent_dps import LatentDPS
+
+    assert get_solver("latent-dps") is LatentDPS is flash_wrap.get_solver("latent-dps")
+    assert get_registry() is get_registry()
+
+
+def test_an_in_process_plugin_registers_on_an_empty_registry():
+    registry = SolverRegistry.empty()
+    assert registry.solvers == {} and registry.broken == []
+    one, two = _solver("one"), _solver("two")
+    registry.register_plugin(Registers(one, two), "pair")
+    assert registry.solver("one") is one and registry.solver("two") is two
+    assert registry.solvers["one"] == SolverRecord("one", one, "pair", "in-process")
+    assert registry.hook is registry.plugin_set.hook and registry.plugin_set.manager.has_plugin("pair")
+
+
+def test_from_plugins_collects_every_plugin_of_a_set():
+    plugin_set = new_plugin_set(strict=True)
+    plugin_set.add(Registers(_solver("a")), "plugin-a", "somewhere 1.0")
+    plugin_set.add(Registers(_solver("b")), "plugin-b")
+    registry = SolverRegistry.from_plugins(plugin_set)
+    assert sorted(registry.solvers) == ["a", "b"] and registry.solvers["a"].origin == "somewhere 1.0"
+
+
+def test_a_raising_register_hook_is_isolated():
+    registry = SolverRegistry.empty()
+    registry.register_plugin(Registers(_solver("fine")), "fine")
+    with pytest.warns(UserWarning, match="'raising'.*broken.*boom in register"):
+        registry.register_plugin(Raises(), "raising")
+    assert [b.plugin for b in registry.broken] == ["raising"] and "RuntimeError" in registry.broken[0].error
+    assert "half-registered" not in registry.solvers  # nothing of a broken plugin is kept
+    assert not registry.plugin_set.manager.has_plugin("raising")  # nor its other hooks
+    assert "fine" in registry.solvers
+    with pytest.raises(PluginError, match="solver plugin 'raising' is broken .*boom in register"):
+        registry.solver("raising")
+
+
+@pytest.mark.parametrize(
+    "registered,match",
+    [
+        (object, "register\\(\\) expects a flash_wrap.Solver subclass"),
+        (torch.nn.Linear, "expects a flash_wrap.Solver subclass"),
+        ("latent-dps", "expects a flash_wrap.Solver subclass"),
+        (type("Nameless", (Solver,), {"step": lambda self, s: s.z}), "Nameless must define a non-empty string `name`"),
+    ],
+)
+def test_registering_a_non_solver_marks_the_plugin_broken(registered, match):
+    registry = SolverRegistry.empty()
+    with pytest.warns(UserWarning, match=match):
+        registry.register_plugin(Registers(registered), "odd")
+    assert [b.plugin for b in registry.broken] == ["odd"] and registry.solvers == {}
+
+
+def test_a_name_registered_twice_in_one_plugin_is_refused():
+    registry = SolverRegistry.empty()
+    with pytest.warns(UserWarning, match="registers a solver name twice"):
+        registry.register_plugin(Registers(_solver("x"), _solver("x")), "twice")
+    assert registry.solvers == {} and [b.plugin for b in registry.broken] == ["twice"]
+
+
+def test_a_name_another_plugin_has_is_refused_and_the_first_kept():
+    registry = SolverRegistry.empty()
+    first = _solver("shared")
+    registry.register_plugin(Registers(first), "first", "first-dist 1.0")
+    with pytest.warns(UserWarning, match="'shared' registered twice: by first-dist 1.0 and by in-process"):
+        registry.register_plugin(Registers(_solver("shared")), "second")
+    assert registry.solver("shared") is first and [b.plugin for b in registry.broken] == ["second"]
+
+
+def test_an_unknown_name_lists_the_known_ones():
+    registry = SolverRegistry.empty()
+    with pytest.raises(PluginError, match="unknown solver 'dps-xl'; known solvers: none$"):
+        registry.solver("dps-xl")
+    registry.register_plugin(Registers(_solver("b-solver"), _solver("a-solver")), "two")
+    with pytest.raises(LookupError, match="unknown solver 'dps-xl'; known solvers: a-solver, b-solver$"):
+        registry.solver("dps-xl")
+    with pytest.warns(UserWarning):
+        registry.register_plugin(Raises(), "raising")
+    with pytest.raises(PluginError, match="known solvers: a-solver, b-solver; broken plugins: raising"):
+        registry.solver("dps-xl")
+    with pytest.raises(PluginError, match="unknown solver 'nope'; known solvers: .*latent-dps"):
+        load_registry().solver("nope")
+
+
+def test_strict_mode_raises_at_registration():
+    registry = SolverRegistry.empty(strict=True)
+    with pytest.raises(PluginError, match="plugin 'raising' .*failed to load.*boom in register"):
+        registry.register_plugin(Raises(), "raising")
+
+
+def test_strict_mode_from_the_environment(monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "1")
+    registry = SolverRegistry.from_plugins(new_plugin_set())
+    with pytest.raises(PluginError, match="not-a-solver.*expects a flash_wrap.Solver subclass"):
+        registry.register_plugin(Registers(object), "not-a-solver")
+
+
+def test_the_cli_lists_solvers_and_broken_plugins(monkeypatch, capsys):
+    cli = pytest.importorskip("flash_wrap.apps.cli", reason="the CLI is moving to flash_wrap.apps")
+    registry = load_registry(strict=False)  # a fresh one, shown by the CLI in place of the cached one
+    with pytest.warns(UserWarning):
+        registry.register_plugin(Raises(), "raising")
+    monkeypatch.setattr("flash_wrap.registry.get_registry", lambda: registry)
+    assert cli.main(["solvers", "--details"]) == 0
+    out = capsys.readouterr().out
+    assert "entry point latent-dps = flash_wrap_plugins.latent_dps" in out
+    assert "gaussian-blur: c=1.2, eta=1" in out
+    assert any(line.startswith("raising ") and "BROKEN (in-process)" in line and "boom in register" in line
+               for line in out.splitlines())
