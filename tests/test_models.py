@@ -78,10 +78,10 @@ def test_bundle_schedule_buffers() -> None:
 
 # -- tiny bundles ----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
-def test_tiny_random_shapes_and_determinism(kind: str) -> None:
+def test_tiny_model_shapes_and_determinism(kind: str) -> None:
     rng_state = torch.get_rng_state()
     model = tiny_model(kind, seed=3)
-    assert torch.equal(torch.get_rng_state(), rng_state), "tiny_random must not touch the global RNG"
+    assert torch.equal(torch.get_rng_state(), rng_state), "tiny_model must not touch the global RNG"
     assert model.autoencoder.kind == kind and model.image_size == 32
     channels = 3 if kind == "vq" else 4
     assert model.latent_shape == (channels, 8, 8) and model.latent_channels == channels

@@ -6,7 +6,11 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
+
+from .arguments import NON_NEGATIVE, POSITIVE, device, number
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
@@ -116,6 +120,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, baseline=args.baseline, fixed_start=args.fixed_start or [],
         severity_range=tuple(args.severity_range) if args.severity_range else None, seed=args.seed,
         limit=args.limit, batch_size=args.batch_size, device=args.device, channels_last=args.channels_last,
+        skip_unreadable=args.skip_unreadable,
     )
     result = evaluate(config, resume=args.resume)
     if not _main_process():
@@ -144,8 +149,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``flash-wrap <command>: error: <what> (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flash-wrap", description=__doc__)
+    parser = OneLineParser(prog="flash-wrap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -153,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo' (shipped)")
     p.add_argument("--out", default="flash-demo", help="output folder for demo.png and demo.md")
     p.add_argument("--solver", default="latent-dps")
-    p.add_argument("--steps", type=int, default=100,
+    p.add_argument("--steps", type=NON_NEGATIVE, default=100,
                    help="DDIM steps for both baseline and Flash (0: the solver's own sampler, DDPM-1000: slow)")
     p.add_argument("--faces", help="folder of face images (default: the shipped faces)")
-    p.add_argument("--n-faces", type=int, help="use only the first N faces")
+    p.add_argument("--n-faces", type=POSITIVE, help="use only the first N faces")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
 
@@ -165,32 +177,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--solver", default="latent-dps")
     p.add_argument("--model", default="demo")
-    p.add_argument("--steps", type=int, help="grid length (default: the solver's own; fewer implies DDIM)")
+    p.add_argument("--steps", type=POSITIVE, help="grid length (default: the solver's own; fewer implies DDIM)")
     p.add_argument("--scheduler", choices=["ddpm", "ddim"])
     p.add_argument("--baseline", action="store_true", help="also run the bare solver from pure noise")
-    p.add_argument("--fixed-start", type=int, nargs="*", help="also run fixed start indices K (CCDF-L style)")
-    p.add_argument("--severity-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+    p.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", help="also run fixed start indices K (CCDF-L style)")
+    p.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
                    help="task levels t to draw from (default: the task's evaluation range)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="use only the first N images")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
+    p.add_argument("--batch-size", type=POSITIVE, default=4)
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
     p.add_argument("--channels-last", action="store_true",
                    help="NHWC convolutions: ~20%% faster on CPU, same results up to float rounding")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same arguments, model content and images; refused otherwise)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip (and name) images that cannot be used instead of refusing the whole run")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("benchmark", help="seconds per image, peak memory and mixed-batch efficiency: bare vs Flash")
     p.add_argument("--config", default="demo",
                    help="'demo', a bundle folder, or a random full-size model: full-ldm-vq4, sd-v1")
     p.add_argument("--solver", default="latent-dps")
-    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 4], help="one or more batch sizes")
-    p.add_argument("--steps", type=int, help="DDIM grid length (default: the solver's own sampler)")
-    p.add_argument("--starts", type=int, nargs="+",
+    p.add_argument("--batch-size", type=POSITIVE, nargs="+", default=[1, 4], help="one or more batch sizes")
+    p.add_argument("--steps", type=POSITIVE, help="DDIM grid length (default: the solver's own sampler)")
+    p.add_argument("--starts", type=POSITIVE, nargs="+",
                    help="impose Flash start indices, cycled over the batch (default: adaptive on trained "
                         "models, 2/5/10/20%% of the grid on random ones)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: the GPU if there is one)")
+    p.add_argument("--device", type=device, help="cpu, cuda, ... (default: the GPU if there is one)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="autocast dtype")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and decoder")
@@ -211,18 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model bundle folder (the encoder is written into it)")
     p.add_argument("--task", required=True, help="gaussian-blur, random-inpainting, motion-blur, super-resolution")
     p.add_argument("--data", required=True, help="folder of clean training images (png/jpg)")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lambda-sigma", type=float, default=1.0, help="weight of the variance term (paper 10, code 1)")
-    p.add_argument("--lambda-image", type=float, default=1.0, help="weight of the image-domain term")
+    p.add_argument("--steps", type=POSITIVE, default=2000)
+    p.add_argument("--batch-size", type=POSITIVE, default=16)
+    p.add_argument("--lr", type=number(0.0, open_low=True), default=1e-4)
+    p.add_argument("--lambda-sigma", type=number(0.0), default=1.0, help="weight of the variance term (paper 10, code 1)")
+    p.add_argument("--lambda-image", type=number(0.0), default=1.0, help="weight of the image-domain term")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--val-images", type=int, default=64, help="images held out (from the end) for validation")
-    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--val-images", type=NON_NEGATIVE, default=64, help="images held out (from the end) for validation")
+    p.add_argument("--checkpoint-every", type=POSITIVE, default=250)
     p.add_argument("--output", help="checkpoint folder (default MODEL/training/severity-TASK)")
-    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--workers", type=NON_NEGATIVE, default=0, help="data-loading worker processes")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--init-from", help="start from this bundle's encoder for the task ('demo' or a folder; "
                    "same autoencoder and latent scale), e.g. to fine-tune at a higher resolution")
@@ -233,17 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of training images (png/jpg)")
     p.add_argument("--autoencoder", required=True,
                    help="folder with taef2_encoder.pth + taef2_decoder.pth, or a saved autoencoder folder")
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=POSITIVE, default=64)
     p.add_argument("--unet", default="small", help="UNet preset: small (demo), tiny (tests)")
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--steps", type=POSITIVE, default=8000)
+    p.add_argument("--batch-size", type=POSITIVE, default=64)
+    p.add_argument("--lr", type=number(0.0, open_low=True), default=2e-4)
+    p.add_argument("--warmup-steps", type=NON_NEGATIVE, default=200)
+    p.add_argument("--ema-decay", type=number(0.0, 1.0), default=0.999)
     p.add_argument("--no-mirror", action="store_true", help="do not add horizontally mirrored images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--checkpoint-every", type=POSITIVE, default=500)
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     p.add_argument("--init-from", help="start from this bundle's UNet weights and keep its latent scale "
@@ -260,21 +275,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo'")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("-n", type=int, default=16, help="number of samples")
-    p.add_argument("--steps", type=int, default=1000, help="DDPM (1000) or DDIM with fewer steps")
+    p.add_argument("-n", type=POSITIVE, default=16, help="number of samples")
+    p.add_argument("--steps", type=POSITIVE, default=1000, help="DDPM (1000) or DDIM with fewer steps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
     return parser
 
 
+#: Errors that are the user's (bad input, missing or unreadable files, unknown names): one line,
+#: exit status 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (multi-line messages joined with "; ")."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{text} ({err.filename})"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; user errors end in ``flash-wrap <command>: error: <what>`` and status 2
+    (with the traceback only under ``-v``), an interrupt in status 130."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed on one line
+        return int(done.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, LookupError) as err:
-        print(f"flash-wrap {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"flash-wrap {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"flash-wrap {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

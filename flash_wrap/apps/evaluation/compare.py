@@ -42,6 +42,10 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: Fields ``table`` reads from a ``results.json``.
+REQUIRED = ("task", "solver", "scheduler", "steps", "n_images", "model", "methods", "severity")
+
+
 def compare(folders: list[str | Path]) -> str:
     """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines."""
     parts = []
@@ -49,5 +53,12 @@ def compare(folders: list[str | Path]) -> str:
         path = Path(folder) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (run flash-wrap eval --out {folder} first)")
-        parts.append(table(json.loads(path.read_text())))
+        try:
+            results = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); was it written by flash-wrap eval?") from None
+        missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
+        if missing:
+            raise ValueError(f"{path} is not an eval results file (missing {', '.join(missing)})")
+        parts.append(table(results))
     return "\n\n".join(parts)

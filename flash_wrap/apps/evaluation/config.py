@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 RECORDS = "images.jsonl"
+#: The run's identity: arguments and fingerprints of the model and of the image files.
+RUN_FILE = "run.json"
 #: Number of severity levels and noise seeds per image for the ordering accuracy [P App. D].
 OA_LEVELS, OA_SEEDS = 10, 3
 #: Images whose reconstructions are saved for the example grid.
@@ -33,12 +35,14 @@ class EvalConfig:
     batch_size: int = 4
     device: str | None = None
     channels_last: bool = False
+    skip_unreadable: bool = False
 
     def comparable(self) -> dict:
-        """The settings a resumed run must share with the original one (not the speed-only ones)."""
+        """The arguments a resumed run must share with the original one: not the speed-only ones,
+        and not the model's or the data's path (both are compared by content, see ``run.json``)."""
         keep = asdict(self)
-        keep.pop("out")
-        keep.pop("channels_last")
+        for name in ("out", "channels_last", "model", "data", "device"):
+            keep.pop(name)
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None
         return keep
 

@@ -30,12 +30,17 @@ from tqdm.auto import tqdm
 
 from ...flash import Flash
 from ...models import LatentDiffusion
+from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import get_task
 from ...registry import get_solver
 from ..figures import save_image
-from ..images import list_images, load_image
+from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
-from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig, image_generators, image_seed
+from ..runs import RunFolderError, check_output_folder, exclusive, fingerprint_files, fingerprint_folder
+from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
+
+#: images are fully decoded at this size when checked, before any work
+CHECK_SIZE = 16
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,17 @@ class Evaluator:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
         self.task = get_task(config.task)
-        self.state = PartialState(cpu=config.device == "cpu")
+        self.range = tuple(config.severity_range or self.task.eval_range)
+        if not 0.0 <= self.range[0] <= self.range[1] <= 1.0:
+            raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {self.range}")
+        # every input and the output folder are checked before the model loads
+        self.files = usable_images(list_images(config.data)[: config.limit], CHECK_SIZE,
+                                   skip_unreadable=config.skip_unreadable)
+        self.model_folder = resolve_bundle(config.model)
+        self.out = check_output_folder(config.out, inputs=[config.data, self.model_folder])
+        # under a launcher on a machine without CUDA the ranks must still meet: accelerate forms a
+        # multi-process CPU group only with cpu=True (otherwise each rank is a lone process)
+        self.state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
         # one device per process under a launcher; otherwise what was asked (default: GPU if any)
         device = self.state.device if self.state.num_processes > 1 or config.device is None else config.device
         self.model = LatentDiffusion.from_pretrained(config.model, device=device)
@@ -57,12 +72,7 @@ class Evaluator:
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
-        self.range = tuple(config.severity_range or self.task.eval_range)
-        if not 0.0 <= self.range[0] <= self.range[1] <= 1.0:
-            raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {self.range}")
-        self.files = list_images(config.data)[: config.limit]
         self.lpips = LPIPS.load()
-        self.out = Path(config.out)
 
     # -- one batch ------------------------------------------------------------------------------
     def _operator(self, names: list[str], levels: torch.Tensor):
@@ -152,11 +162,14 @@ class Evaluator:
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
+        with exclusive(self.out, what="flash-wrap eval") if self.state.is_main_process else contextlib.nullcontext():
+            return self._run(resume=resume, progress=progress)
+
+    def _run(self, *, resume: bool, progress: bool | None) -> dict:
         state = self.state
         main = state.is_main_process
         done: list = [None]
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
             done[0] = sorted(self._prepare_resume(resume))
         if state.num_processes > 1:
             broadcast_object_list(done)
@@ -185,20 +198,46 @@ class Evaluator:
             result = result if main else json.loads((self.out / "results.json").read_text())
         return result
 
+    def identity(self) -> dict:
+        """What ``run.json`` records and a resume must match: the arguments, and fingerprints of
+        the model folder's content and of the image files (names and bytes)."""
+        return {
+            "arguments": self.config.comparable(),
+            "model": str(self.config.model),
+            "data": str(self.config.data),
+            "model_fingerprint": fingerprint_folder(self.model_folder),
+            "data_fingerprint": fingerprint_files(self.files),
+            "images": len(self.files),
+        }
+
     def _prepare_resume(self, resume: bool) -> set[str]:
-        """Names of finished images; on a fresh run, write ``run.json`` and start empty."""
-        config_file, records = self.out / "run.json", self.out / RECORDS
-        if resume and config_file.is_file():
+        """Names of finished images; on a fresh run, write ``run.json`` and start empty.
+
+        Refuses, and deletes nothing, when the folder holds records it cannot attribute."""
+        config_file, records = self.out / RUN_FILE, self.out / RECORDS
+        current = self.identity()
+        if resume:
+            if not config_file.is_file():
+                if records.is_file() and records.stat().st_size > 0:
+                    raise RunFolderError(
+                        f"--resume: {self.out} has {RECORDS} but no {RUN_FILE}, so nothing says which run wrote "
+                        "those records; nothing was deleted: move them away or choose another --out"
+                    )
+                # nothing there yet: a resume of nothing is a fresh run
+                config_file.write_text(json.dumps(current, indent=2))
+                return set()
             previous = json.loads(config_file.read_text())
-            current = self.config.comparable()
-            if previous != current:
-                changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-                raise ValueError(f"--resume: {self.out} was run with different settings ({', '.join(changed)})")
+            if set(previous) != set(current):
+                raise RunFolderError(f"--resume: {config_file} was written by another version of flash-wrap eval; "
+                                     "start a new run in another --out")
+            changed = _differences(previous, current)
+            if changed:
+                raise RunFolderError(f"--resume: {self.out} was run with a different {', '.join(changed)}; "
+                                     "resume with the same model, data and arguments, or choose another --out")
             return self._finished(records)
-        if records.is_file() and not resume:
-            raise ValueError(f"{records} exists: pass --resume to continue that run, or choose another --out")
-        config_file.write_text(json.dumps(self.config.comparable(), indent=2))
-        records.unlink(missing_ok=True)
+        if records.is_file():
+            raise RunFolderError(f"{records} exists: pass --resume to continue that run, or choose another --out")
+        config_file.write_text(json.dumps(current, indent=2))
         return set()
 
     def _finished(self, records: Path) -> set[str]:
@@ -216,6 +255,17 @@ class Evaluator:
         whole = [name for batch in batches if all(n in kept for n in batch) for name in batch]
         records.write_text("".join(kept[n] + "\n" for n in whole))
         return set(whole)
+
+
+def _differences(previous: dict, current: dict) -> list[str]:
+    """What differs between two run identities, named as a user would."""
+    changed = [f"--{k.replace('_', '-')}" for k in sorted(set(previous["arguments"]) | set(current["arguments"]))
+               if previous["arguments"].get(k) != current["arguments"].get(k)]
+    if previous["model_fingerprint"] != current["model_fingerprint"]:
+        changed.append(f"model (its weights or configs changed: {previous['model']} then, {current['model']} now)")
+    if previous["data_fingerprint"] != current["data_fingerprint"] or previous["images"] != current["images"]:
+        changed.append(f"set of images ({previous['images']} then, {current['images']} now, or their content)")
+    return changed
 
 
 def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool | None = None) -> dict:

@@ -1,0 +1,79 @@
+"""argparse types that range-check numbers where they are parsed, so a bad value is refused in
+one line before any model loads (``--batch-size -2`` used to evaluate nothing and exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(kind: type, text: str) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An ``int`` in ``[minimum, maximum]`` (either bound optional)."""
+
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if minimum is not None and value < minimum or maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"expected an integer in {_bounds(minimum, maximum)}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(minimum: float | None = None, maximum: float | None = None, *, open_low: bool = False) -> Callable[[str], float]:
+    """A finite ``float`` in ``[minimum, maximum]`` (``(minimum, …`` with ``open_low``)."""
+
+    def parse(text: str) -> float:
+        value = _number(float, text)
+        low_bad = minimum is not None and (value <= minimum if open_low else value < minimum)
+        if low_bad or maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected a number in {_bounds(minimum, maximum, open_low=open_low)}, got {value:g}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _bounds(low: float | None, high: float | None, *, open_low: bool = False) -> str:
+    left = "(-inf" if low is None else f"{'(' if open_low else '['}{low:g}"
+    right = "inf)" if high is None else f"{high:g}]"
+    return f"{left}, {right}"
+
+
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
+
+
+def device(text: str) -> str:
+    """A torch device that exists here: ``cpu``, ``cuda``, ``cuda:N`` (N below the GPU count), ``mps``."""
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a device such as cpu, cuda or cuda:1, got {text!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r} was asked for but this machine has no usable CUDA GPU "
+                                             "(torch.cuda.is_available() is False); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r} was asked for but only {count} GPU(s) are visible")
+    elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"{text!r} was asked for but MPS is not available here")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda or cuda:N")
+    return text

@@ -1,0 +1,119 @@
+"""What keeps a run's word: output folders checked before work, an exclusive lock while a run
+writes, and fingerprints that tell whether a resumed run still has the same model and data.
+
+Rules (README, "Runs that keep their word"):
+
+* an output folder must not be a file, lie below a file, be unwritable, or be (or lie inside) the
+  data folder, since figures written there would overwrite inputs or be evaluated next time;
+* one process at a time writes an output folder (``.flash-wrap.lock``, an ``fcntl`` lock that
+  the operating system releases when the process dies, so a crash leaves no stale lock);
+* a resume continues only what provably belongs to the same run: the same arguments, the same
+  model content and the same image files; when the folder's state is unclear it refuses and
+  deletes nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_NAME = ".flash-wrap.lock"
+
+
+class RunFolderError(ValueError):
+    """An output folder that cannot be used as asked (what, where, and how to fix it)."""
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def check_output_folder(out: str | Path, *, inputs: Sequence[str | Path] = (), option: str = "--out") -> Path:
+    """Check (and create) an output folder before any heavy work; returns it resolved.
+
+    Args:
+        out: the folder to write.
+        inputs: folders the run reads (``--data``, ``--model``): ``out`` must be none of them and
+            lie inside none of them.
+        option: how the command line calls ``out``, for the messages.
+    """
+    path = Path(out).expanduser()
+    resolved = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{option} {path} is a file, not a folder; choose a folder path")
+    for parent in resolved.parents:
+        if parent.exists() and not parent.is_dir():
+            raise RunFolderError(f"{option} {path} lies below {parent}, which is a file")
+    for folder in inputs:
+        source = Path(folder).expanduser().resolve()
+        if resolved == source or _is_within(resolved, source):
+            raise RunFolderError(
+                f"{option} {path} is inside the input folder {folder}: results written there would overwrite "
+                "or add to the inputs; choose an output folder outside it"
+            )
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+        probe = resolved / f".flash-wrap-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        reason = "the file system is read-only" if err.errno == errno.EROFS else err.strerror or str(err)
+        raise RunFolderError(f"{option} {path} cannot be written: {reason}") from None
+    return resolved
+
+
+@contextmanager
+def exclusive(folder: str | Path, *, what: str = "flash-wrap") -> Iterator[Path]:
+    """Hold the folder's lock for the ``with`` block; refuses at once if another process holds it."""
+    lock_path = Path(folder) / LOCK_NAME
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderError(
+                f"{folder} is being written by {holder} (lock {lock_path}); wait for it to finish or choose "
+                "another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{what} (pid {os.getpid()})")
+        handle.flush()
+        yield Path(folder)
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def fingerprint_files(files: Sequence[Path], root: Path | None = None) -> str:
+    """SHA-256 over the files' relative names and contents, in the order given."""
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.relative_to(root).as_posix() if root is not None else file.name
+        digest.update(name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",)) -> str:
+    """SHA-256 over every file of a model folder (weights and configs), except the top-level
+    folders in ``skip`` (training checkpoints do not change the model)."""
+    folder = Path(folder)
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).parts[0] not in skip and p.name != LOCK_NAME
+    )
+    return fingerprint_files(files, folder)

@@ -1,0 +1,272 @@
+"""Hostile use of the command line: every case must end in one line naming the problem, exit
+status 2, no traceback, and leave the user's files exactly as they were.
+
+Each case builds what it needs in ``tmp_path`` (a tiny bundle, an image folder, an output
+folder), hashes those folders, runs ``main([...])`` in-process and compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.runs import exclusive
+from flash_wrap.testing import tiny_model, write_images
+
+
+def _tree_hash(folder: Path) -> str:
+    """Names and bytes of everything below ``folder`` (missing folder: a fixed value)."""
+    if not folder.exists():
+        return "absent"
+    if folder.is_file():
+        return hashlib.sha256(folder.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.name == ".flash-wrap.lock":
+            continue
+        digest.update(p.relative_to(folder).as_posix().encode())
+        if p.is_file() and not p.is_symlink():
+            digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A tiny bundle with a Gaussian-blur encoder, 3 clean images and an empty results folder."""
+    model = tiny_model("taef2", image_size=32, seed=0)
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
+    model.save_pretrained(tmp_path / "model")
+    write_images(tmp_path / "data", 3, 40, 36)
+    return tmp_path
+
+
+def _eval(world: Path, *extra: str, data: str = "data", out: str = "out") -> list[str]:
+    return ["eval", "--data", str(world / data), "--task", "gaussian-blur", "--model", str(world / "model"),
+            "--steps", "4", "--batch-size", "2", "--out", str(world / out), *extra]
+
+
+def _one_line_error(capsys, status: int, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"flash-wrap {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@dataclass
+class Case:
+    """One hostile call: how to set it up, the command, what the message must say."""
+
+    name: str
+    argv: Callable[[Path], list[str]]
+    message: str
+    setup: Callable[[Path], None] = lambda world: None
+    command: str = "eval"
+
+
+def _png_16bit_white(world: Path) -> None:
+    Image.fromarray(np.full((36, 40), 65535, np.uint16)).save(world / "data" / "wide.png")
+
+
+def _transparent(world: Path) -> None:
+    rgba = np.zeros((36, 40, 4), np.uint8)
+    rgba[..., 1] = 200
+    Image.fromarray(rgba, "RGBA").save(world / "data" / "ghost.png")
+
+
+def _truncated(world: Path) -> None:
+    raw = (world / "data" / "000.png").read_bytes()
+    (world / "data" / "cut.png").write_bytes(raw[: len(raw) // 2])
+
+
+def _not_an_image(world: Path) -> None:
+    (world / "data" / "notes.png").write_text("this is text")
+
+
+def _folder_named_png(world: Path) -> None:
+    (world / "data" / "album.png").mkdir()
+
+
+def _symlink_loop(world: Path) -> None:
+    (world / "data" / "loop.png").symlink_to(world / "data" / "loop.png")
+
+
+def _records_without_run_json(world: Path) -> None:
+    (world / "out").mkdir()
+    (world / "out" / "images.jsonl").write_text('{"name": "000.png"}\n')
+
+
+def _out_is_a_file(world: Path) -> None:
+    (world / "results.txt").write_text("keep me")
+
+
+def _malformed_results(world: Path) -> None:
+    (world / "res").mkdir()
+    (world / "res" / "results.json").write_text("{not json")
+
+
+def _foreign_results(world: Path) -> None:
+    (world / "res").mkdir()
+    (world / "res" / "results.json").write_text(json.dumps({"hello": 1}))
+
+
+CASES = [
+    Case("limit -1", lambda w: _eval(w, "--limit", "-1"), "argument --limit: expected an integer in [1, inf), got -1"),
+    Case("batch size -2", lambda w: _eval(w, "--batch-size", "-2"), "argument --batch-size: expected an integer in [1"),
+    Case("steps 0", lambda w: _eval(w, "--steps", "0"), "argument --steps: expected an integer in [1"),
+    Case("steps 100000", lambda w: _eval(w, "--steps", "100000"), "steps must be an integer in [1, 1000]"),
+    Case("ddim over all 1000 steps", lambda w: _eval(w, "--steps", "1000", "--scheduler", "ddim"),
+         "DDIM needs fewer steps than the 1000 training timesteps"),
+    Case("severity range above 1", lambda w: _eval(w, "--severity-range", "0.2", "1.5"),
+         "argument --severity-range: expected a number in [0, 1], got 1.5"),
+    Case("cuda without a GPU", lambda w: _eval(w, "--device", "cuda"), "no usable CUDA GPU"),
+    Case("unknown solver", lambda w: _eval(w, "--solver", "dps-plus"), "unknown solver 'dps-plus'; known solvers:"),
+    Case("unknown task", lambda w: ["eval", "--data", str(w / "data"), "--task", "deraining", "--model",
+                                     str(w / "model"), "--out", str(w / "out")], "deraining"),
+    Case("transparent image", lambda w: _eval(w), "ghost.png has transparent pixels", _transparent),
+    Case("truncated image", lambda w: _eval(w), "cut.png is not a readable image", _truncated),
+    Case("text file named .png", lambda w: _eval(w), "notes.png is not a readable image", _not_an_image),
+    Case("folder named .png", lambda w: _eval(w), "not readable files: album.png", _folder_named_png),
+    Case("symlink loop", lambda w: _eval(w), "not readable files: loop.png", _symlink_loop),
+    Case("resume without run.json", lambda w: _eval(w, "--resume"), "has images.jsonl but no run.json",
+         _records_without_run_json),
+    Case("out equals data", lambda w: _eval(w, out="data"), "is inside the input folder"),
+    Case("out inside data", lambda w: _eval(w, out="data/results"), "is inside the input folder"),
+    Case("out inside the model", lambda w: _eval(w, out="model/results"), "is inside the input folder"),
+    Case("out is a file", lambda w: _eval(w, out="results.txt"), "is a file, not a folder", _out_is_a_file),
+    Case("out below a file", lambda w: _eval(w, out="results.txt/sub"), "which is a file", _out_is_a_file),
+    Case("compare malformed json", lambda w: ["compare", str(w / "res")], "is not valid JSON", _malformed_results,
+         "compare"),
+    Case("compare foreign json", lambda w: ["compare", str(w / "res")], "is not an eval results file",
+         _foreign_results, "compare"),
+    Case("compare missing folder", lambda w: ["compare", str(w / "nowhere")], "does not exist", command="compare"),
+    Case("train-severity 0 steps",
+         lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
+                    str(w / "data"), "--steps", "0"], "argument --steps: expected an integer in [1",
+         command="train-severity"),
+    Case("checkpoint every 0",
+         lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
+                    str(w / "data"), "--checkpoint-every", "0"], "argument --checkpoint-every", command="train-severity"),
+    Case("negative learning rate",
+         lambda w: ["train-prior", "--output", str(w / "p"), "--data", str(w / "data"), "--autoencoder",
+                    str(w / "model"), "--lr", "-1"], "argument --lr: expected a number in (0, inf)", command="train-prior"),
+    Case("sample -n 0", lambda w: ["sample", "--model", str(w / "model"), "--out", str(w / "s.png"), "-n", "0"],
+         "argument -n: expected an integer in [1", command="sample"),
+    Case("demo --n-faces 0", lambda w: ["demo", "--model", str(w / "model"), "--n-faces", "0"],
+         "argument --n-faces: expected an integer in [1", command="demo"),
+    Case("model folder missing", lambda w: ["eval", "--data", str(w / "data"), "--task", "gaussian-blur",
+                                            "--model", str(w / "nomodel"), "--out", str(w / "out")],
+         "nomodel does not exist"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_call_ends_in_one_line_and_changes_nothing(world, capsys, case):
+    case.setup(world)
+    before = {name: _tree_hash(world / name) for name in ("data", "model", "out", "res", "results.txt")}
+    status = main(case.argv(world))
+    line = _one_line_error(capsys, status, case.command)
+    assert case.message in line, line
+    after = {name: _tree_hash(world / name) for name in before}
+    # a refused run may leave an empty --out folder it created, nothing else
+    if before["out"] == "absent" and after["out"] != "absent":
+        assert not any((world / "out").iterdir()), sorted((world / "out").iterdir())
+        after["out"] = "absent"
+    assert after == before
+
+
+def test_a_second_run_on_a_locked_folder_is_refused(world, capsys):
+    assert main(_eval(world)) == 0
+    capsys.readouterr()
+    before = _tree_hash(world / "out")
+    with exclusive(world / "out", what="a test holding the lock"):
+        line = _one_line_error(capsys, main(_eval(world, "--resume")), "eval")
+    assert "is being written by a test holding the lock" in line
+    assert _tree_hash(world / "out") == before
+
+
+def test_resume_refuses_a_changed_model_and_accepts_the_same_one_spelled_differently(world, capsys, monkeypatch):
+    assert main(_eval(world)) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(world)
+    relative = ["eval", "--data", "data", "--task", "gaussian-blur", "--model", "./model", "--steps", "4",
+                "--batch-size", "2", "--out", "out", "--resume"]
+    assert main(relative) == 0  # the same model through another path: its content decides
+    capsys.readouterr()
+    weights = next((world / "model" / "severity_encoders" / "gaussian-blur").glob("*.safetensors"))
+    retrained = tiny_model("taef2", image_size=32, seed=5).make_severity_encoder()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in retrained.state_dict().items()}, weights)
+    before = _tree_hash(world / "out")
+    line = _one_line_error(capsys, main(relative), "eval")
+    assert "different model (its weights or configs changed" in line
+    assert _tree_hash(world / "out") == before
+
+
+def test_resume_refuses_changed_images(world, capsys):
+    assert main(_eval(world)) == 0
+    capsys.readouterr()
+    write_images(world / "data", 1, 40, 36, seed=9)  # 000.png rewritten with other content
+    line = _one_line_error(capsys, main(_eval(world, "--resume")), "eval")
+    assert "different set of images" in line
+
+
+def test_unreadable_images_can_be_skipped_by_name(world, capsys, caplog):
+    _not_an_image(world)
+    assert main(_eval(world, "--skip-unreadable")) == 0
+    results = json.loads((world / "out" / "results.json").read_text())
+    assert sorted(r["name"] for r in results["images"]) == ["000.png", "001.png", "002.png"]
+    assert "notes.png" in caplog.text
+
+
+def test_a_decompression_bomb_is_refused(world, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # 40x36 images are then "bombs"
+    line = _one_line_error(capsys, main(_eval(world)), "eval")
+    assert "is not a readable image (DecompressionBomb" in line
+
+
+def test_verbose_adds_the_traceback_for_user_errors(world, capsys):
+    status = main(["-v", *_eval(world, "--solver", "dps-plus")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("flash-wrap eval: error:")
+
+
+def test_sixteen_bit_grayscale_is_evaluated_as_gray_not_white(world):
+    from flash_wrap.apps.images import load_image
+
+    ramp = (np.linspace(0, 65535, 40 * 36).reshape(36, 40)).astype(np.uint16)
+    Image.fromarray(ramp).save(world / "ramp.png")
+    x = load_image(world / "ramp.png", 32)
+    assert x.shape == (3, 32, 32) and torch_equal_channels(x)
+    assert 0.4 < float(x.mean()) < 0.6 and float(x.min()) < 0.1 and float(x.max()) > 0.9
+    _png_16bit_white(world)
+    assert float(load_image(world / "data" / "wide.png", 32).min()) == pytest.approx(1.0)
+
+
+def torch_equal_channels(x) -> bool:
+    return bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
+
+
+def test_an_opaque_alpha_channel_is_dropped_and_partial_transparency_refused(world):
+    from flash_wrap.apps.images import ImageFileError, load_image
+
+    rgba = np.zeros((36, 40, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 255
+    Image.fromarray(rgba, "RGBA").save(world / "opaque.png")
+    x = load_image(world / "opaque.png", 32)
+    assert x[:, 5, 5].tolist() == [1.0, 0.0, 0.0]
+    rgba[0, 0, 3] = 254
+    Image.fromarray(rgba, "RGBA").save(world / "almost.png")
+    with pytest.raises(ImageFileError, match="alpha down to 254/255"):
+        load_image(world / "almost.png", 32)
