@@ -10,6 +10,7 @@ tests build their own with :func:`load_registry` or :func:`SolverRegistry.empty`
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 
 import pluggy
@@ -37,6 +38,8 @@ class SolverRegistry:
 
     plugin_set: PluginSet
     solvers: dict[str, SolverRecord] = field(default_factory=dict)
+    #: names that two or more plugins register, with every claimant; such a name resolves to none
+    conflicts: dict[str, list[SolverRecord]] = field(default_factory=dict)
 
     @classmethod
     def from_plugins(cls, plugin_set: PluginSet) -> SolverRegistry:
@@ -68,6 +71,10 @@ class SolverRegistry:
         says why otherwise: the plugin is broken, or the name is unknown (listing the known ones)."""
         if name in self.solvers:
             return self.solvers[name].cls
+        if name in self.conflicts:
+            claimants = "; ".join(r.origin for r in self.conflicts[name])
+            raise PluginError(f"solver name {name!r} is registered by more than one plugin ({claimants}), so none is "
+                              "used; uninstall one of them")
         for record in self.broken:
             if record.plugin == name:
                 raise PluginError(f"solver plugin {name!r} is broken ({record.origin}): {record.error}")
@@ -90,7 +97,25 @@ class SolverRegistry:
             self.plugin_set.remove(plugin)
             self.plugin_set.mark_broken(plugin, origin, err)
             return
-        self.solvers.update((r.name, r) for r in records)
+        for record in records:
+            self._add(record)
+
+    def _add(self, record: SolverRecord) -> None:
+        """Add a solver; a name another plugin already has becomes a conflict: neither is used
+        (whichever loaded first would otherwise win silently, a built-in included)."""
+        name = record.name
+        if name in self.conflicts:
+            self.conflicts[name].append(record)
+        elif name in self.solvers:
+            self.conflicts[name] = [self.solvers.pop(name), record]
+        else:
+            self.solvers[name] = record
+            return
+        warnings.warn(
+            f"solver name {name!r} is registered by more than one plugin "
+            f"({'; '.join(r.origin for r in self.conflicts[name])}); it is disabled until one is uninstalled",
+            stacklevel=3,
+        )
 
     def _record(self, cls: object, plugin: str, origin: str) -> SolverRecord:
         if not (isinstance(cls, type) and issubclass(cls, Solver)):
@@ -98,9 +123,6 @@ class SolverRegistry:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"solver class {cls.__name__} must define a non-empty string `name`")
-        if name in self.solvers:
-            other = self.solvers[name]
-            raise PluginError(f"solver name {name!r} registered twice: by {other.origin} and by {origin}")
         return SolverRecord(name, cls, plugin, origin)
 
 

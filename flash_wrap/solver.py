@@ -73,6 +73,14 @@ class Solver(ABC):
             raise TypeError(
                 f"{type(self).__name__} got unknown hyper-parameter(s) {unknown}; known: {sorted(known)}"
             )
+        tuned = model.solver_defaults.get(self.name, {})
+        for task, values in tuned.items():
+            wrong = sorted(set(values) - known)
+            if wrong:
+                raise TypeError(
+                    f"the model bundle's solver_defaults for {self.name!r} (task {task!r}) name unknown "
+                    f"hyper-parameter(s) {wrong}; {type(self).__name__} knows {sorted(known)} (fix model_index.json)"
+                )
         self.model = model
         self.overrides = dict(hyperparameters)
         #: the sampler this solver runs, bare and inside Flash (recorded in every Reconstruction)

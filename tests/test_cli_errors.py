@@ -120,6 +120,44 @@ def _foreign_results(world: Path) -> None:
     (world / "res" / "results.json").write_text(json.dumps({"hello": 1}))
 
 
+def _index_edit(**changes):
+    def edit(world: Path) -> None:
+        index_file = world / "model" / "model_index.json"
+        index = json.loads(index_file.read_text())
+        index.update(changes)
+        index_file.write_text(json.dumps(index))
+
+    return edit
+
+
+def _other_bundle_at(name: str):
+    def make(world: Path) -> None:
+        tiny_model("vq", image_size=32, seed=3).save_pretrained(world / name)
+
+    return make
+
+
+def _edit_weights(folder: str, how: str):
+    """Remove one tensor, add one, or poison one with NaN in ``model/<folder>``'s weights."""
+
+    def edit(world: Path) -> None:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        file = next((world / "model" / folder).glob("*.safetensors"))
+        tensors = load_file(file)
+        key = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+        if how == "missing":
+            del tensors[key]
+        elif how == "extra":
+            tensors["surplus.weight"] = torch.zeros(2)
+        else:
+            tensors[key] = torch.full_like(tensors[key], float("nan"))
+        save_file(tensors, file)
+
+    return edit
+
+
 CASES = [
     Case("limit -1", lambda w: _eval(w, "--limit", "-1"), "argument --limit: expected an integer in [1, inf), got -1"),
     Case("batch size -2", lambda w: _eval(w, "--batch-size", "-2"), "argument --batch-size: expected an integer in [1"),
@@ -164,6 +202,36 @@ CASES = [
          "argument -n: expected an integer in [1", command="sample"),
     Case("demo --n-faces 0", lambda w: ["demo", "--model", str(w / "model"), "--n-faces", "0"],
          "argument --n-faces: expected an integer in [1", command="demo"),
+    Case("export in place", lambda w: ["export", "--model", str(w / "model"), "--out", str(w / "model")],
+         "is the model folder", command="export"),
+    Case("export inside the model", lambda w: ["export", "--model", str(w / "model"), "--out", str(w / "model/copy")],
+         "is the model folder", command="export"),
+    Case("export over another bundle", lambda w: ["export", "--model", str(w / "model"), "--out", str(w / "out")],
+         "already holds another bundle", _other_bundle_at("out"), "export"),
+    Case("task name escaping the bundle", lambda w: _eval(w), "task name must be letters, digits",
+         _index_edit(severity_tasks=["gaussian-blur", "../../x"])),
+    Case("absolute task name", lambda w: _eval(w), "task name must be letters, digits",
+         _index_edit(severity_tasks=["/etc"])),
+    Case("solver default typo", lambda w: _eval(w), "name unknown hyper-parameter(s) ['etaa']",
+         _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"etaa": 0.2}}})),
+    Case("solver default string", lambda w: _eval(w), "must be a finite number, got '0.2'",
+         _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": "0.2"}}})),
+    Case("train into the installed demo",
+         lambda w: ["train-severity", "--model", "demo", "--task", "gaussian-blur", "--data", str(w / "data")],
+         "--model demo is the bundle installed inside the package", command="train-severity"),
+    Case("train over a trained encoder",
+         lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data", str(w / "data")],
+         "already has a trained gaussian-blur encoder; pass --force", command="train-severity"),
+    Case("train-prior over a bundle",
+         lambda w: ["train-prior", "--output", str(w / "model"), "--data", str(w / "data"), "--autoencoder",
+                    str(w / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--steps", "1"],
+         "already holds a model bundle", command="train-prior"),
+    Case("unet tensor missing", lambda w: _eval(w), "missing tensor", _edit_weights("unet", "missing")),
+    Case("unet tensor extra", lambda w: _eval(w), "unexpected tensor 'surplus.weight'", _edit_weights("unet", "extra")),
+    Case("unet tensor NaN", lambda w: _eval(w), "holds NaN or infinite values", _edit_weights("unet", "nan")),
+    Case("autoencoder tensor missing", lambda w: _eval(w), "missing tensor", _edit_weights("autoencoder", "missing")),
+    Case("severity encoder NaN", lambda w: _eval(w), "holds NaN or infinite values",
+         _edit_weights("severity_encoders/gaussian-blur", "nan")),
     Case("model folder missing", lambda w: ["eval", "--data", str(w / "data"), "--task", "gaussian-blur",
                                             "--model", str(w / "nomodel"), "--out", str(w / "out")],
          "nomodel does not exist"),
@@ -270,3 +338,31 @@ def test_an_opaque_alpha_channel_is_dropped_and_partial_transparency_refused(wor
     Image.fromarray(rgba, "RGBA").save(world / "almost.png")
     with pytest.raises(ImageFileError, match="alpha down to 254/255"):
         load_image(world / "almost.png", 32)
+
+
+def test_export_with_force_replaces_the_folder_whole(world, capsys):
+    _other_bundle_at("out")(world)
+    assert main(["export", "--model", str(world / "model"), "--out", str(world / "out"), "--force",
+                 "--dtype", "float32"]) == 0
+    assert not (world / "out" / "severity_encoders").exists() or \
+        sorted(p.name for p in (world / "out" / "severity_encoders").iterdir()) == ["gaussian-blur"]
+    index = json.loads((world / "out" / "model_index.json").read_text())
+    assert index["severity_tasks"] == ["gaussian-blur"] and index["autoencoder"] == "taef2"  # no merge
+    assert not [p for p in world.iterdir() if p.name.startswith(".out.")]  # no staging left behind
+
+
+@pytest.mark.parametrize("kind", ["vq", "kl"])
+def test_a_diffusers_autoencoder_with_a_missing_decoder_tensor_is_refused(tmp_path, kind):
+    # diffusers itself would leave the weight on the meta device and load "successfully"
+    from safetensors.torch import load_file, save_file
+
+    from flash_wrap.models import LatentDiffusion
+
+    tiny_model(kind, image_size=32).save_pretrained(tmp_path / "m")
+    file = next((tmp_path / "m" / "autoencoder").glob("*.safetensors"))
+    tensors = load_file(file)
+    key = next(k for k in sorted(tensors) if k.startswith("decoder."))
+    del tensors[key]
+    save_file(tensors, file)
+    with pytest.raises(ValueError, match=f"missing tensor '{key}'"):
+        LatentDiffusion.from_pretrained(tmp_path / "m")

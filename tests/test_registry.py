@@ -117,13 +117,25 @@ def test_a_name_registered_twice_in_one_plugin_is_refused():
     assert registry.solvers == {} and [b.plugin for b in registry.broken] == ["twice"]
 
 
-def test_a_name_another_plugin_has_is_refused_and_the_first_kept():
+def test_a_name_two_plugins_register_is_a_conflict_that_names_both():
+    # neither wins: whichever loaded first would otherwise run silently under the other's name
     registry = SolverRegistry.empty()
-    first = _solver("shared")
-    registry.register_plugin(Registers(first), "first", "first-dist 1.0")
-    with pytest.warns(UserWarning, match="'shared' registered twice: by first-dist 1.0 and by in-process"):
+    registry.register_plugin(Registers(_solver("shared"), _solver("own")), "first", "first-dist 1.0")
+    with pytest.warns(UserWarning, match=r"'shared' is registered by more than one plugin \(first-dist 1.0; in-process\)"):
         registry.register_plugin(Registers(_solver("shared")), "second")
-    assert registry.solver("shared") is first and [b.plugin for b in registry.broken] == ["second"]
+    with pytest.raises(PluginError, match=r"'shared' is registered by more than one plugin \(first-dist 1.0; in-process\)"):
+        registry.solver("shared")
+    assert registry.solver("own").name == "own" and registry.broken == []  # the plugins' other solvers still work
+
+
+def test_a_third_party_cannot_take_a_built_in_name():
+    registry = load_registry(strict=False)
+    builtin = registry.solver("latent-dps")
+    with pytest.warns(UserWarning, match="'latent-dps' is registered by more than one plugin"):
+        registry.register_plugin(Registers(_solver("latent-dps")), "aaa-impostor", "impostor-dist 0.1")
+    with pytest.raises(PluginError, match="impostor-dist 0.1"):
+        registry.solver("latent-dps")
+    assert builtin.__module__ == "flash_wrap_plugins.latent_dps"
 
 
 def test_an_unknown_name_lists_the_known_ones():

@@ -93,8 +93,34 @@ def test_step_batches_do_not_depend_on_where_a_run_resumes():
 
 
 def _config(bundle, images, out, steps, **kw):
-    return SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(images), steps=steps,
-                                  batch_size=4, checkpoint_every=3, val_images=4, output=str(out), cpu=True, **kw)
+    # these tests train into one bundle several times, so replacing its encoder is asked for
+    settings = dict(batch_size=4, checkpoint_every=3, val_images=4, output=str(out), cpu=True, force=True) | kw
+    return SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(images), steps=steps, **settings)
+
+
+def test_a_trained_encoder_is_replaced_only_when_asked(bundle, image_folder, tmp_path):
+    train_severity(_config(bundle, image_folder, tmp_path / "a", 3), progress=False)
+    before = (bundle / "severity_encoders" / "gaussian-blur" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already has a trained gaussian-blur encoder; pass --force"):
+        train_severity(_config(bundle, image_folder, tmp_path / "b", 3, force=False), progress=False)
+    assert (bundle / "severity_encoders" / "gaussian-blur" / "model.safetensors").read_bytes() == before
+    assert not (tmp_path / "b").exists()  # refused before any work
+
+
+def test_the_installed_demo_bundle_is_never_trained_into(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="--model demo is the bundle installed inside the package"):
+        train_severity(SeverityTrainingConfig(model="demo", task="gaussian-blur", data=str(image_folder),
+                                              output=str(tmp_path / "x")))
+
+
+def test_resume_refuses_other_settings_but_may_train_longer(bundle, image_folder, tmp_path):
+    train_severity(_config(bundle, image_folder, tmp_path / "r", 3), progress=False)
+    for change, message in ((dict(lr=5e-4), "--lr 0.0001 → 0.0005"), (dict(seed=1), "--seed 42 → 1"),
+                            (dict(batch_size=2), "--batch-size 4 → 2"), (dict(lambda_sigma=10.0), "--lambda-sigma")):
+        with pytest.raises(ValueError, match=f"cannot resume .* with other settings \\({message}"):
+            train_severity(_config(bundle, image_folder, tmp_path / "r", 6, **change), progress=False)
+    summary = train_severity(_config(bundle, image_folder, tmp_path / "r", 6, checkpoint_every=3), progress=False)
+    assert [h["step"] for h in summary["history"]] == [3, 6]
 
 
 def test_training_writes_the_encoder_into_the_bundle(bundle, image_folder, tmp_path):

@@ -33,6 +33,8 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
                 print(f"{'':<{width}}    {task}: {shown}")
     for broken in registry.broken:
         print(f"{broken.plugin:<{width}}  BROKEN ({broken.origin}): {broken.error}")
+    for name, claimants in sorted(registry.conflicts.items()):
+        print(f"{name:<{width}}  CONFLICT, disabled: registered by {'; '.join(r.origin for r in claimants)}")
     return 0
 
 
@@ -49,6 +51,7 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
         lr=args.lr, lambda_sigma=args.lambda_sigma, lambda_image=args.lambda_image, seed=args.seed,
         val_images=args.val_images, checkpoint_every=args.checkpoint_every, output=args.output,
         limit=args.limit, cpu=args.cpu, workers=args.workers, resume=not args.no_resume, init_from=args.init_from,
+        force=args.force,
     )
     summary = train_severity(config)
     if not _main_process():
@@ -68,7 +71,7 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
         output=args.output, data=args.data, autoencoder=args.autoencoder, image_size=args.image_size,
         unet=args.unet, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay, mirror=not args.no_mirror, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        limit=args.limit, cpu=args.cpu, resume=not args.no_resume, init_from=args.init_from,
+        limit=args.limit, cpu=args.cpu, resume=not args.no_resume, init_from=args.init_from, force=args.force,
     )
     summary = train_prior(config)
     if not _main_process():
@@ -100,14 +103,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import torch
+    from .export import export_bundle
 
-    from ..models import LatentDiffusion
-
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    model = LatentDiffusion.from_pretrained(args.model)
-    model.to(dtypes[args.dtype]).save_pretrained(args.out)
-    print(f"exported {args.model} ({args.dtype} weights, no training files) to {args.out}")
+    out = export_bundle(args.model, args.out, dtype=args.dtype, force=args.force)
+    print(f"exported {args.model} ({args.dtype} weights, no training files) to {out}")
     return 0
 
 
@@ -239,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--workers", type=NON_NEGATIVE, default=0, help="data-loading worker processes")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--force", action="store_true", help="replace the encoder the bundle already has for the task")
     p.add_argument("--init-from", help="start from this bundle's encoder for the task ('demo' or a folder; "
                    "same autoencoder and latent scale), e.g. to fine-tune at a higher resolution")
     p.set_defaults(func=_cmd_train_severity)
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--force", action="store_true", help="train over a bundle that --output already holds")
     p.add_argument("--init-from", help="start from this bundle's UNet weights and keep its latent scale "
                    "('demo' or a folder; same preset and autoencoder), e.g. to fine-tune at a higher resolution")
     p.set_defaults(func=_cmd_train_prior)
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16",
                    help="storage precision (bundles always load as float32)")
+    p.add_argument("--force", action="store_true", help="replace --out if it already holds a bundle or other files")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")

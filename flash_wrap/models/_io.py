@@ -76,4 +76,38 @@ def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what:
     extra = [key for key in tensors if key not in expected]
     if extra:
         raise ValueError(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{what}: tensor {key!r} holds NaN or infinite values")
     module.load_state_dict(tensors, strict=True)
+
+
+def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
+    """After a diffusers ``from_pretrained``: the folder's weights filled the module exactly.
+
+    diffusers leaves a weight that is missing from the file on the ``meta`` device and skips
+    unexpected ones with a log line; here either is a ``ValueError`` naming the file and the
+    tensor, and so is a NaN or infinite value.
+    """
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # diffusers' names (shards, variants)
+    stored: set[str] = set()
+    for file in files:
+        try:
+            with safe_open(str(file), "pt") as f:
+                stored.update(f.keys())
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+    where = ", ".join(str(f) for f in files) or str(folder)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in stored]
+    if missing:
+        raise ValueError(f"{where}: missing tensor {missing[0]!r} ({len(missing)} missing in all); the weights file "
+                         "does not match the config")
+    extra = sorted(stored - set(expected))
+    if extra:
+        raise ValueError(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+    for key, value in expected.items():
+        if value.is_meta:
+            raise ValueError(f"{where}: tensor {key!r} was not loaded (left on the meta device)")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where}: tensor {key!r} holds NaN or infinite values")

@@ -50,3 +50,25 @@ def check_parts(
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if scale <= 0:  # type: ignore[operator]
         raise ValueError(f"latent_scale must be > 0, got {scale}")
+
+
+def check_solver_defaults(defaults: object, where: str) -> dict:
+    """``solver_defaults`` of a bundle: ``{solver name: {task: {hyper-parameter: finite number}}}``.
+
+    The names are checked against each solver's known hyper-parameters when a solver is built
+    (:class:`flash_wrap.Solver`); here the shape and the values, so a string or a NaN is refused
+    at load instead of failing mid-run."""
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{where}: solver_defaults must be an object, got {type(defaults).__name__}")
+    for solver, tasks in defaults.items():
+        if not isinstance(tasks, dict):
+            raise ValueError(f"{where}: solver_defaults[{solver!r}] must map task names to values, got {tasks!r}")
+        for task, values in tasks.items():
+            check_task_name(task)
+            if not isinstance(values, dict):
+                raise ValueError(f"{where}: solver_defaults[{solver!r}][{task!r}] must be an object, got {values!r}")
+            for name, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{where}: solver_defaults[{solver!r}][{task!r}][{name!r}] must be a finite "
+                                     f"number, got {value!r}")
+    return defaults

@@ -11,12 +11,15 @@ Layout (safetensors + JSON only)::
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffusers import DDPMScheduler
 
 from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
+from ._validate import check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 
@@ -43,11 +46,28 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
 
 
 def _write_severity(model: LatentDiffusion, path: Path, task: str) -> None:
+    """Write ``severity_encoders/<task>/`` whole or not at all: into a hidden sibling first, then
+    renamed over the old one, so an interruption never leaves a half-written encoder."""
+    check_task_name(task)
     folder = path / "severity_encoders" / task
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(model.severity_encoder(task).state_dict(), folder / "model.safetensors")
+    staging = folder.with_name(f".{task}.writing-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    save_tensors(model.severity_encoder(task).state_dict(), staging / "model.safetensors")
     metadata = model.severity_metadata.get(task, {})
-    write_json(folder / "config.json", {"task": task, "latent_channels": model.latent_channels, "metadata": metadata})
+    write_json(staging / "config.json", {"task": task, "latent_channels": model.latent_channels, "metadata": metadata})
+    replace_folder(staging, folder)
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the folder ``new`` at ``target`` by renames (same file system), removing what was there."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def save_bundle(model: LatentDiffusion, path: Path) -> None:
@@ -112,8 +132,13 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         latent_scale=index.get("latent_scale", 1.0),
         latent_shift=index.get("latent_shift", 0.0),
     )
-    model.solver_defaults = index.get("solver_defaults", {})
-    for task in index.get("severity_tasks", []):
+    model.solver_defaults = check_solver_defaults(index.get("solver_defaults", {}), str(path / "model_index.json"))
+    tasks = index.get("severity_tasks", [])
+    if not isinstance(tasks, list):
+        raise ValueError(f"{path / 'model_index.json'}: severity_tasks must be a list of task names, got {tasks!r}")
+    for task in tasks:  # names from JSON become paths: all checked before any file is opened
+        check_task_name(task)
+    for task in tasks:
         folder = path / "severity_encoders" / task
         config = read_json(folder / "config.json")
         encoder = model.make_severity_encoder()

@@ -98,3 +98,30 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         for f in path.iterdir():
             f.unlink()
         path.rmdir()
+
+
+#: Settings that may differ on resume without changing what is being trained.
+RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "cpu", "workers", "resume", "force", "output"})
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path, *, paths: tuple[str, ...] = ()) -> None:
+    """Refuse to resume ``checkpoint`` with other training settings than it was written with.
+
+    ``steps`` may grow (train longer), not shrink below the checkpoint; the settings in
+    :data:`RESUME_FREE` may change; for ``paths`` (folders) the resolved paths are compared.
+    Everything else must be equal, or the optimizer state and the recorded settings would disagree.
+    """
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUME_FREE or key == "steps":
+            continue
+        before, now = saved.get(key), current.get(key)
+        if key in paths and before is not None and now is not None:
+            before, now = str(Path(before).resolve()), str(Path(now).resolve())
+        if before != now:
+            changed.append(f"--{key.replace('_', '-')} {saved.get(key)!r} → {current.get(key)!r}")
+    if changed:
+        raise ValueError(
+            f"cannot resume {checkpoint} with other settings ({'; '.join(changed)}); rerun with the checkpoint's "
+            "settings, or start over with --no-resume (or another --output)"
+        )

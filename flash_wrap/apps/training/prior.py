@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ...models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
-from ..images import ImageFolder, list_images
-from .checkpoint import latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
+from ..images import ImageFolder, list_images, usable_images
+from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
 from .loop import StepLoop
 from .severity import StepBatches
 
@@ -68,6 +68,8 @@ class PriorTrainingConfig:
     #: a bundle ("demo" or a folder) whose UNet weights and latent scale start the run: fine-tuning,
     #: e.g. at a higher resolution than the parent was trained at (same preset, same autoencoder).
     init_from: str | None = None
+    #: train over a bundle that ``output`` already holds
+    force: bool = False
 
 
 def load_autoencoder(spec: str | Path) -> Autoencoder:
@@ -165,7 +167,12 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     """Train (or resume), then write the bundle with EMA weights to ``config.output``."""
     if config.image_size <= 0 or config.steps <= 0 or config.batch_size <= 0:
         raise ValueError("image_size, steps and batch_size must be positive")
-    files = list_images(config.data)[: config.limit]
+    ckpt_dir = Path(config.output) / "training" / "checkpoints"
+    resuming = config.resume and latest_checkpoint(ckpt_dir) is not None
+    if (Path(config.output) / "model_index.json").is_file() and not resuming and not config.force:
+        raise ValueError(f"--output {config.output} already holds a model bundle; choose a new folder, or pass --force "
+                         "to train a new prior over it")
+    files = usable_images(list_images(config.data)[: config.limit], 16)
     autoencoder = load_autoencoder(config.autoencoder).eval().requires_grad_(False)
     if config.image_size % autoencoder.downsample_factor:
         raise ValueError(f"image_size {config.image_size} is not a multiple of the autoencoder's "
@@ -196,11 +203,11 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
     lr_at = lambda step: min(1.0, (step + 1) / max(config.warmup_steps, 1))  # noqa: E731
 
-    ckpt_dir = Path(config.output) / "training" / "checkpoints"
     first, history = 0, []
     previous = latest_checkpoint(ckpt_dir) if config.resume else None
     if previous is not None:
         saved = load_checkpoint(previous, unet, optimizer)
+        check_resume(saved["config"], asdict(config), previous, paths=("data", "autoencoder", "init_from"))
         shadow = load_extra(previous, "ema")
         ema.load_state_dict({"shadow_params": [shadow[str(i)] for i in range(len(shadow))],
                              "optimization_step": saved["ema_step"]})

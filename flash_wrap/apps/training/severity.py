@@ -20,9 +20,12 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, Sampler
 
 from ...models import LatentDiffusion
+from ...models._io import read_json
+from ...models.bundle_io import DEMO_PATH
+from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import get_task
-from ..images import ImageFolder, list_images
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from ..images import ImageFolder, list_images, usable_images
+from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import StepLoop
 from .severity_loss import severity_loss
 
@@ -54,6 +57,8 @@ class SeverityTrainingConfig:
     #: a bundle ("demo" or a folder) whose encoder for the same task starts the run (fine-tuning,
     #: e.g. at a higher resolution); it must share the model's autoencoder and latent scale.
     init_from: str | None = None
+    #: replace an encoder the bundle already has for the task (it is kept until the new one is written)
+    force: bool = False
 
     def checkpoint_dir(self) -> Path:
         return Path(self.output) if self.output else Path(self.model) / "training" / f"severity-{self.task}"
@@ -109,9 +114,10 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     Returns a summary dict (steps, best validation loss, where it was written).
     """
     task = get_task(config.task)
+    _check_target(config)
+    files = usable_images(list_images(config.data)[: config.limit], 16)
     model = LatentDiffusion.from_pretrained(config.model)
     size = model.image_size
-    files = list_images(config.data)[: config.limit]
     n_val = min(config.val_images, len(files) // 5)
     train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
     if not train_files:
@@ -131,8 +137,9 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     previous = latest_checkpoint(ckpt_dir) if config.resume else None
     if previous is not None:
         saved = load_checkpoint(previous, encoder, optimizer)
-        if saved["config"]["task"] != config.task:
-            raise ValueError(f"checkpoint {previous} is for task {saved['config']['task']!r}, not {config.task!r}")
+        check_resume(saved["config"], asdict(config), previous, paths=("model", "data", "init_from"))
+        if saved["step"] > config.steps:
+            raise ValueError(f"checkpoint {previous} is at step {saved['step']}, beyond --steps {config.steps}")
         first, history, best = saved["step"], saved["history"], saved["best"]
         log.info("resuming from %s (step %d)", previous, first)
 
@@ -191,6 +198,19 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _check_target(config: SeverityTrainingConfig) -> None:
+    """Before any work: the bundle the encoder is written into may be replaced only when asked."""
+    target = resolve_bundle(config.model).resolve()
+    if target == DEMO_PATH.resolve():
+        raise ValueError("--model demo is the bundle installed inside the package and train-severity writes into "
+                         "--model; copy it first (flash-wrap export --model demo --out my-model --dtype float32) "
+                         "and train into the copy")
+    index = read_json(target / "model_index.json")
+    if config.task in index.get("severity_tasks", []) and not config.force:
+        raise ValueError(f"{config.model} already has a trained {config.task} encoder; pass --force to replace it "
+                         "(the old one stays until the new one is written), or train into a copy of the bundle")
 
 
 def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:

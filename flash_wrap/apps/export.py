@@ -1,0 +1,55 @@
+"""``flash-wrap export``: copy a bundle without its training files, optionally in lower precision.
+
+Never in place, never into another bundle unless asked: the copy is written into a hidden
+sibling folder and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..models import LatentDiffusion
+from ..models.bundle_io import replace_folder, resolve
+from .runs import RunFolderError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16", force: bool = False) -> Path:
+    """Write ``model``'s bundle to the new folder ``out`` with weights stored in ``dtype``.
+
+    Refused before loading anything: ``out`` equal to or inside ``model`` (it would rewrite the
+    source), ``out`` a file, or ``out`` an existing non-empty folder without ``force`` (the two
+    bundles would merge). With ``force`` the old folder is replaced whole, after the copy is done.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    source = resolve(model).resolve()
+    target = Path(out).expanduser()
+    resolved = target.resolve()
+    if resolved == source or source in resolved.parents:
+        raise RunFolderError(f"--out {target} is the model folder {model} or inside it; export writes a copy, "
+                             "choose another --out")
+    if resolved in source.parents:
+        raise RunFolderError(f"--out {target} contains the model folder {model}; replacing it would delete the source")
+    if target.exists() and not target.is_dir():
+        raise RunFolderError(f"--out {target} is a file, not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        what = "another bundle" if (target / "model_index.json").is_file() else "other files"
+        raise RunFolderError(f"--out {target} already holds {what}; choose an empty or new folder, or pass --force "
+                             "to replace it")
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    staging = resolved.with_name(f".{resolved.name}.writing-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        LatentDiffusion.from_pretrained(model).to(DTYPES[dtype]).save_pretrained(staging)
+        replace_folder(staging, resolved)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
