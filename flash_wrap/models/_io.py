@@ -111,3 +111,17 @@ def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
             raise ValueError(f"{where}: tensor {key!r} was not loaded (left on the meta device)")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ValueError(f"{where}: tensor {key!r} holds NaN or infinite values")
+
+
+def build_from_folder(model_class: type, folder: Path) -> torch.nn.Module:
+    """``model_class.from_pretrained(folder)`` from local safetensors in float32, then
+    :func:`verify_loaded`; a config that cannot build the model (e.g. negative channel counts)
+    is a ``ValueError`` naming its ``config.json`` instead of an error from deep inside torch."""
+    try:
+        model = model_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                            torch_dtype=torch.float32)
+    except (RuntimeError, TypeError, KeyError, AttributeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{folder / 'config.json'}: cannot build a {model_class.__name__} from it ({first})") from None
+    verify_loaded(model, folder)
+    return model

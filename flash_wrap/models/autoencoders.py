@@ -18,7 +18,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, ModelMixin, VQModel
 from torch import nn
 
-from ._io import check_folder, load_strict, load_tensors, read_json, save_tensors, verify_loaded, write_json
+from ._io import build_from_folder, check_folder, load_strict, load_tensors, read_json, save_tensors, write_json
 from .taef2 import TAEF2, TAEF2_LICENSE
 
 
@@ -135,10 +135,7 @@ class _DiffusersAutoencoder(Autoencoder):
     @classmethod
     def _load(cls, path: Path) -> Autoencoder:
         check_folder(path)
-        model = cls.model_class.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
-                                                torch_dtype=torch.float32)
-        verify_loaded(model, path)
-        return cls(model)
+        return cls(build_from_folder(cls.model_class, path))
 
 
 class VQAutoencoder(_DiffusersAutoencoder):

@@ -8,7 +8,7 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
-from ._io import check_folder, load_tensors, read_json, save_tensors, verify_loaded
+from ._io import build_from_folder, check_folder, load_tensors, read_json, save_tensors
 
 #: File holding the fixed conditioning of a ``UNet2DConditionModel``, inside the unet folder.
 EMPTY_CONDITIONING_FILE = "empty_conditioning.safetensors"
@@ -95,9 +95,7 @@ class Denoiser(nn.Module):
         if name not in classes:
             raise ValueError(f"{path / 'config.json'} names class {name!r}; supported: {', '.join(classes)}")
         check_folder(path)
-        unet = classes[name].from_pretrained(str(path), local_files_only=True, use_safetensors=True,
-                                             torch_dtype=torch.float32)
-        verify_loaded(unet, path)
+        unet = build_from_folder(classes[name], path)
         cond = None
         if name == "UNet2DConditionModel":
             file = path / EMPTY_CONDITIONING_FILE

@@ -133,9 +133,18 @@ def convert_taef2(encoder_pth: str | PathLike[str], decoder_pth: str | PathLike[
     """
     model = TAEF2()
     for half, file in ((model.encoder, encoder_pth), (model.decoder, decoder_pth)):
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{file} does not hold a state dict (got {type(state).__name__})")
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # torch's own message suggests weights_only=False: never do that here
+            raise ValueError(
+                f"{file} is not a plain tensor checkpoint: it needs the full unpickler "
+                f"({type(err).__name__}), which could run arbitrary code, so flash-wrap refuses it; "
+                "use the published TAEF2 .pth files or a safetensors autoencoder folder"
+            ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{file} does not hold a state dict of tensors (got {type(state).__name__})")
         load_strict(half, {k: v.float() for k, v in state.items()}, f"TAEF2 weights {file}")
     return model.float().eval()
 
