@@ -9,9 +9,9 @@ import torch
 
 import flash_wrap.flash as flash_module
 from flash_wrap import Flash
-from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, Operator, SuperResolution, get_task
+from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, SuperResolution, get_task
 from flash_wrap.start import correct_noise, start_index
-from flash_wrap.testing import ProgrammedSeverity, generators, smooth_images, tiny_model
+from flash_wrap.testing import Darken, ProgrammedSeverity, generators, smooth_images, tiny_model
 from flash_wrap_plugins.latent_dps import LatentDPS
 
 
@@ -30,26 +30,6 @@ def _two_severities():
     # programmed v = mean(y) ≈ 0.01 and 0.05 → DDPM-1000 starts ≈ 6 and 29 (ALGORITHMS.md §3)
     op = GaussianBlur(sigma=torch.tensor([0.4, 2.0]))
     return _measure(op, smooth_images(2, brightness=[0.01, 0.05], seed=1)), op
-
-
-class Darken(Operator):
-    """``A(x) = x / 2``: a linear operator that belongs to no task."""
-
-    linear = True
-
-    @property
-    def batch_size(self) -> int:
-        return 1
-
-    @property
-    def severity(self) -> torch.Tensor:
-        return torch.zeros(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * x
-
-    def select(self, index):
-        return self
 
 
 def test_each_sample_starts_at_its_adaptive_step(programmed_model):

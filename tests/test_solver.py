@@ -9,7 +9,7 @@ import torch
 from flash_wrap import LatentDiffusion, Solver, StepState
 from flash_wrap.operators import GaussianBlur, Operator
 from flash_wrap.rng import randn
-from flash_wrap.testing import generators, smooth_images, tiny_model
+from flash_wrap.testing import Darken, generators, smooth_images, tiny_model
 
 
 class Prior(Solver):
@@ -34,26 +34,6 @@ class RefusesBlur(Prior):
     def check_operator(self, operator: Operator) -> None:
         if isinstance(operator, GaussianBlur):
             raise ValueError("refuses-blur cannot handle GaussianBlur")
-
-
-class Darken(Operator):
-    """``A(x) = x / 2``, a linear operator that belongs to no task."""
-
-    linear = True
-
-    @property
-    def batch_size(self) -> int:
-        return 1
-
-    @property
-    def severity(self) -> torch.Tensor:
-        return torch.zeros(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * x
-
-    def select(self, index):
-        return self
 
 
 @pytest.fixture

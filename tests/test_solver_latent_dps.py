@@ -8,9 +8,14 @@ import torch
 
 import flash_wrap
 from flash_wrap import Flash
-from flash_wrap.operators import GaussianBlur, RandomInpainting, SuperResolution
+from flash_wrap.operators import GaussianBlur
 from flash_wrap.registry import load_registry
-from flash_wrap.testing import SolverContract, generators, make_state, smooth_images, tweedie_residual
+from flash_wrap.testing import (
+    SolverContract,
+    generators,
+    make_state,
+    smooth_images,
+)
 from flash_wrap_plugins.latent_dps import LatentDPS
 
 
@@ -22,34 +27,6 @@ class TestLatentDPSContract(SolverContract):
 
 def _measure(op, x, seed=0):
     return op.measure(x, generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize(
-    "task,make_op",
-    [
-        ("gaussian-blur", lambda: GaussianBlur([0.5, 1.5, 2.5])),
-        ("random-inpainting", lambda: RandomInpainting([0.7, 0.75, 0.8])),
-        ("super-resolution", lambda: SuperResolution(4)),
-    ],
-)
-def test_one_step_reduces_the_residual(programmed_model, task, make_op):
-    # Same latents, same generators: the two next latents differ only by the data-consistency
-    # correction, so the residual of their Tweedie estimates must drop; a sign error or a
-    # gradient with respect to the wrong tensor would raise it.
-    op = make_op()
-    y = _measure(op, smooth_images(3))
-    z = torch.randn(3, *programmed_model.latent_shape, generator=torch.Generator().manual_seed(1))
-    eta = LatentDPS(programmed_model).hyperparameters(task)["eta"]
-    k = 100
-
-    def residual_after_step(step_size):
-        solver = LatentDPS(programmed_model, eta=step_size)
-        stepped = solver.step(make_state(solver, z, y, op, k, generators([2, 3, 4]), task))
-        return tweedie_residual(solver, stepped, k - 1, y, op)
-
-    plain, guided = residual_after_step(0.0), residual_after_step(eta)
-    assert (guided < plain).all() and plain.mean() - guided.mean() > 1e-3 * plain.mean()
-    assert (residual_after_step(-eta) > plain).all()  # the flipped sign raises it: the check has teeth
 
 
 def test_the_data_consistency_step_is_per_sample_and_acts(programmed_model):

@@ -4,7 +4,9 @@
 * :class:`ProgrammedSeverity`: a severity encoder whose variance the test chooses.
 * :func:`smooth_images`: reproducible smooth images in [0, 1].
 * :func:`make_state`: the :class:`~flash_wrap.StepState` of one step, for step-level tests;
-  :func:`tweedie_residual`: how far a step's result is from the measurement.
+  :func:`tweedie_residual`: how far a step's result is from the measurement;
+  :func:`assert_step_reduces_residual`: a guided step moves towards the measurement.
+* :class:`Darken`: a linear operator that belongs to no task.
 * :class:`SolverContract` (:mod:`flash_wrap.testing.contract`): the invariants every solver
   keeps, as a pytest mixin. Imported on first use, since it needs pytest.
 """
@@ -16,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 from ..rng import generators
 from .images import smooth_images, write_images
 from .models import tiny_autoencoder, tiny_denoiser, tiny_model
+from .operators import Darken
 from .severity import ProgrammedSeverity
-from .state import make_state, tweedie_residual
+from .state import assert_step_reduces_residual, make_state, tweedie_residual
 
 if TYPE_CHECKING:
     from .contract import SolverContract
 
 __all__ = [
+    "Darken",
     "ProgrammedSeverity",
+    "assert_step_reduces_residual",
     "SolverContract",
     "generators",
     "make_state",
