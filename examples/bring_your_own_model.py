@@ -40,6 +40,7 @@ from _common import FACES_DIR, load_faces, parse_args, print_summary, print_tabl
 from diffusers import UNet2DModel, VQModel
 
 from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap.apps.images import list_images
 from flash_wrap.apps.metrics import psnr
 from flash_wrap.apps.training.severity import SeverityTrainingConfig, train_severity
 from flash_wrap.models import Autoencoder, Denoiser
@@ -116,15 +117,17 @@ def main() -> None:
 
         # 3. A severity encoder for the task: the bundle's encoder (weights copied) + a variance head,
         #    trained on fresh random degradations of clean images, written into the bundle.
+        n_images = len(list_images(args.data)[: args.limit])
+        val_images = min(16, n_images // 5)  # train-severity holds out at most a fifth of the images
         print(f"training a {args.task} severity encoder for {train_steps} steps; the same from the command line:\n"
               f"  flash-wrap train-severity --model {bundle} --task {args.task} --data {args.data} "
-              f"--steps {train_steps} --batch-size {args.batch_size} --lr {args.lr:g} --val-images 16 "
+              f"--steps {train_steps} --batch-size {args.batch_size} --lr {args.lr:g} --val-images {val_images} "
               f"--checkpoint-every {train_steps} --no-resume --cpu"
               + (f" --limit {args.limit}" if args.limit else ""))
         start = time.perf_counter()
         summary = train_severity(SeverityTrainingConfig(
             model=str(bundle), task=args.task, data=str(args.data), steps=train_steps, batch_size=args.batch_size,
-            lr=args.lr, val_images=16, checkpoint_every=train_steps, limit=args.limit, cpu=True, resume=False,
+            lr=args.lr, val_images=val_images, checkpoint_every=train_steps, limit=args.limit, cpu=True, resume=False,
         ))
         print(f"trained in {time.perf_counter() - start:.1f} s; encoder written to {summary['written_to']}")
 

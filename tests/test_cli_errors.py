@@ -177,6 +177,52 @@ def _negative_channels(world: Path) -> None:
     config_file.write_text(json.dumps(config))
 
 
+def _colour_key(world: Path) -> None:
+    rgb = np.full((36, 40, 3), 90, np.uint8)
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(world / "data" / "keyed.png", transparency=(1, 2, 3))
+
+
+def _all_unreadable(world: Path) -> None:
+    (world / "bad").mkdir()
+    (world / "bad" / "a.png").write_text("x")
+    (world / "bad" / "b.png").write_text("y")
+
+
+def _scheduler_edit(**changes):
+    def edit(world: Path) -> None:
+        file = world / "model" / "scheduler" / "scheduler_config.json"
+        config = json.loads(file.read_text())
+        config.update(changes)
+        file.write_text(json.dumps(config))
+
+    return edit
+
+
+def _int_weights(world: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    file = next((world / "model" / "unet").glob("*.safetensors"))
+    tensors = load_file(file)
+    key = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[key] = tensors[key].to(torch.int32)
+    save_file(tensors, file)
+
+
+def _existing(name: str):
+    def make(world: Path) -> None:
+        (world / name).write_text("a file the user keeps")
+
+    return make
+
+
+def _results_with_list_methods(world: Path) -> None:
+    (world / "res").mkdir()
+    fields = dict(task="t", solver="s", scheduler="ddpm", steps=1, n_images=1, model="m", methods=[1, 2], severity={})
+    (world / "res" / "results.json").write_text(json.dumps(fields))
+
+
 CASES = [
     Case("limit -1", lambda w: _eval(w, "--limit", "-1"), "argument --limit: expected an integer in [1, inf), got -1"),
     Case("batch size -2", lambda w: _eval(w, "--batch-size", "-2"), "argument --batch-size: expected an integer in [1"),
@@ -256,6 +302,38 @@ CASES = [
          "is not a plain tensor checkpoint", _pickled_autoencoder, "train-prior"),
     Case("negative channels in a config", lambda w: _eval(w), "unet/config.json: cannot build a UNet2DModel",
          _negative_channels),
+    Case("data inside out", lambda w: _eval(w, out="."), "lies inside --out"),
+    Case("colour-key transparency", lambda w: _eval(w), "keyed.png has transparent pixels", _colour_key),
+    Case("every image unusable, skipping asked",
+         lambda w: _eval(w, "--skip-unreadable", data="bad"), "none of the 2 images can be used", _all_unreadable),
+    Case("too many validation images",
+         lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
+                    str(w / "data"), "--val-images", "2", "--force"], "--val-images 2 asks for more than a fifth",
+         command="train-severity"),
+    Case("scheduler beta_end 1.5", lambda w: _eval(w), "betas must lie in (0, 1)", _scheduler_edit(beta_end=1.5)),
+    Case("scheduler beta_schedule typo", lambda w: _eval(w), "not a usable DDPM schedule",
+         _scheduler_edit(beta_schedule="linearr")),
+    Case("integer weights", lambda w: _eval(w), "is stored as I32, the model expects floating point", _int_weights),
+    Case("sample over an existing file", lambda w: ["sample", "--model", str(w / "model"), "--out",
+                                                    str(w / "results.txt"), "-n", "1"], "must be a .png file name",
+         _existing("results.txt"), "sample"),
+    Case("sample over an existing png", lambda w: ["sample", "--model", str(w / "model"), "--out",
+                                                   str(w / "data" / "000.png"), "-n", "1"], "exists; choose another name",
+         command="sample"),
+    Case("sample inside the model", lambda w: ["sample", "--model", str(w / "model"), "--out",
+                                               str(w / "model" / "x.png"), "-n", "1"], "is inside the input folder",
+         command="sample"),
+    Case("benchmark over an existing file", lambda w: ["benchmark", "--config", str(w / "model"), "--steps", "4",
+                                                       "--batch-size", "1", "--starts", "2", "--out",
+                                                       str(w / "results.txt")], "exists; choose another name",
+         _existing("results.txt"), "benchmark"),
+    Case("demo into its faces", lambda w: ["demo", "--model", str(w / "model"), "--faces", str(w / "data"),
+                                           "--out", str(w / "data"), "--steps", "4"], "is inside the input folder",
+         command="demo"),
+    Case("seed too large", lambda w: ["demo", "--model", str(w / "model"), "--seed", "99999999999999999999999"],
+         "argument --seed: expected an integer in [0, 9.22337e+18]", command="demo"),
+    Case("compare with a list of methods", lambda w: ["compare", str(w / "res")], "is not a well-formed eval results",
+         _results_with_list_methods, "compare"),
     Case("model folder missing", lambda w: ["eval", "--data", str(w / "data"), "--task", "gaussian-blur",
                                             "--model", str(w / "nomodel"), "--out", str(w / "out")],
          "nomodel does not exist"),
@@ -390,3 +468,73 @@ def test_a_diffusers_autoencoder_with_a_missing_decoder_tensor_is_refused(tmp_pa
     save_file(tensors, file)
     with pytest.raises(ValueError, match=f"missing tensor '{key}'"):
         LatentDiffusion.from_pretrained(tmp_path / "m")
+
+
+def test_python_api_settings_are_range_checked_too():
+    from flash_wrap.apps.evaluation.config import EvalConfig
+    from flash_wrap.apps.training.prior import PriorTrainingConfig
+    from flash_wrap.apps.training.severity import SeverityTrainingConfig
+
+    base = dict(data="d", task="gaussian-blur", solver="latent-dps", out="o")
+    for bad, message in ((dict(batch_size=-2), "batch_size must lie in"), (dict(limit=0), "limit must lie in"),
+                         (dict(limit=-1), "limit must lie in"), (dict(steps=0), "steps must lie in")):
+        with pytest.raises(ValueError, match=message):
+            EvalConfig(**base, **bad)
+    assert EvalConfig(**base, fixed_start=[4, 1, 4]).fixed_start == [1, 4]  # each start once
+    with pytest.raises(ValueError, match="steps must lie in"):
+        SeverityTrainingConfig(model="m", task="gaussian-blur", data="d", steps=0)
+    with pytest.raises(ValueError, match="checkpoint_every must lie in"):
+        PriorTrainingConfig(output="o", data="d", autoencoder="a", checkpoint_every=0)
+
+
+def test_export_refuses_weights_the_dtype_cannot_hold(world, capsys):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    file = next((world / "model" / "unet").glob("*.safetensors"))
+    tensors = load_file(file)
+    key = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[key] = torch.full_like(tensors[key], 1e6)  # beyond float16's 65504
+    save_file(tensors, file)
+    line = _one_line_error(capsys, main(["export", "--model", str(world / "model"), "--out", str(world / "e")]),
+                           "export")
+    assert "float16 cannot hold" in line and not (world / "e").exists()
+
+
+def test_a_diverging_prior_stops_without_writing_a_bundle(world, capsys):
+    status = main(["train-prior", "--output", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
+                   str(world / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--steps", "2",
+                   "--batch-size", "2", "--checkpoint-every", "1", "--lr", "1e30", "--warmup-steps", "0", "--cpu"])
+    line = _one_line_error(capsys, status, "train-prior")
+    assert "training diverged at step" in line and not (world / "p" / "model_index.json").exists()
+
+
+def test_a_prior_resume_with_changed_images_is_refused_before_encoding(world, capsys):
+    args = ["train-prior", "--output", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
+            str(world / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--batch-size", "2",
+            "--checkpoint-every", "1", "--cpu"]
+    assert main([*args, "--steps", "1"]) == 0
+    capsys.readouterr()
+    cache = (world / "p" / "training" / "latents.safetensors").read_bytes()
+    write_images(world / "data", 1, 40, 36, seed=7)  # same names, other content
+    line = _one_line_error(capsys, main([*args, "--steps", "2"]), "train-prior")
+    assert "the images in" in line and "changed since it was written" in line
+    assert (world / "p" / "training" / "latents.safetensors").read_bytes() == cache
+
+
+def test_a_model_folder_behind_a_symlink_is_fingerprinted_through_it(world):
+    from flash_wrap.apps.runs import fingerprint_folder
+
+    (world / "linked").mkdir()
+    (world / "linked" / "unet").symlink_to(world / "model" / "unet", target_is_directory=True)
+    before = fingerprint_folder(world / "linked")
+    weights = next((world / "model" / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    assert fingerprint_folder(world / "linked") != before
+
+
+def test_examples_of_a_png_and_a_jpg_with_one_stem_do_not_collide(world):
+    Image.open(world / "data" / "000.png").convert("RGB").save(world / "data" / "000.jpg")
+    assert main(_eval(world, "--limit", "2")) == 0
+    names = sorted(p.name for p in (world / "out" / "examples").glob("*__clean.png"))
+    assert names == ["000.jpg__clean.png", "000.png__clean.png"]

@@ -55,6 +55,8 @@ def _bounds(low: float | None, high: float | None, *, open_low: bool = False) ->
 
 POSITIVE = integer(1)
 NON_NEGATIVE = integer(0)
+#: seeds go into torch.Generator.manual_seed, which takes 64-bit values
+SEED = integer(0, 2**63 - 1)
 
 
 def device(text: str) -> str:
@@ -77,3 +79,16 @@ def device(text: str) -> str:
     elif parsed.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda or cuda:N")
     return text
+
+
+def check_settings(settings: object, rules: dict[str, tuple[float | None, float | None]]) -> None:
+    """Range-check a settings dataclass built from Python (the CLI checks while parsing):
+    ``rules`` maps a field to inclusive ``(minimum, maximum)`` bounds; ``None`` values pass."""
+    for name, (low, high) in rules.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{type(settings).__name__}.{name} must be a finite number, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"{type(settings).__name__}.{name} must lie in {_bounds(low, high)}, got {value!r}")

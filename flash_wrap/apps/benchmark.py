@@ -37,6 +37,7 @@ from ..operators import get_task
 from ..registry import get_solver
 from ..result import Reconstruction
 from ..rng import generators
+from .runs import check_new_file
 
 TASK = "gaussian-blur"
 
@@ -221,8 +222,12 @@ def markdown(result: dict) -> str:
     return head + "\n".join(lines)
 
 
-def benchmark(config: BenchmarkConfig, out: str | Path | None = None, *, progress: bool | None = None) -> dict:
-    """Run, write ``out`` (JSON) if given, and return the results."""
+def benchmark(config: BenchmarkConfig, out: str | Path | None = None, *, progress: bool | None = None,
+              force: bool = False) -> dict:
+    """Run, write ``out`` (JSON) if given, and return the results; ``out`` is checked before the
+    run and an existing file is replaced only with ``force``."""
+    if out is not None:
+        check_new_file(out, force=force)
     result = run_benchmark(config, progress=progress)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

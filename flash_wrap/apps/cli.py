@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .arguments import NON_NEGATIVE, POSITIVE, device, number
+from .arguments import NON_NEGATIVE, POSITIVE, SEED, device, number
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
@@ -57,8 +57,9 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
     if not _main_process():
         return 0
     best = summary["best"]
-    print(f"trained severity encoder for {args.task}: {summary['steps']} steps, "
-          f"best validation loss {best['val_loss']:.5g} at step {best['step']}")
+    judged = (f"best validation loss {best['val_loss']:.5g} at step {best['step']}" if best["step"] is not None
+              else "no validation images (--val-images 0), so the last step's encoder was kept")
+    print(f"trained severity encoder for {args.task}: {summary['steps']} steps, {judged}")
     if "written_to" in summary:
         print(f"written to {summary['written_to']}")
     return 0
@@ -87,7 +88,7 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .sample import sample_grid
 
-    path = sample_grid(args.model, args.out, n=args.n, seed=args.seed, steps=args.steps)
+    path = sample_grid(args.model, args.out, n=args.n, seed=args.seed, steps=args.steps, force=args.force)
     print(f"wrote {path}")
     return 0
 
@@ -137,7 +138,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         device=args.device, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing,
         compile=args.compile, channels_last=args.channels_last, seed=args.seed,
     )
-    print(markdown(benchmark(config, args.out)))
+    print(markdown(benchmark(config, args.out, force=args.force)))
     return 0
 
 
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDIM steps for both baseline and Flash (0: the solver's own sampler, DDPM-1000: slow)")
     p.add_argument("--faces", help="folder of face images (default: the shipped faces)")
     p.add_argument("--n-faces", type=POSITIVE, help="use only the first N faces")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("eval", help="Flash(solver) vs the bare solver and fixed starts on an image folder")
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", help="also run fixed start indices K (CCDF-L style)")
     p.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
                    help="task levels t to draw from (default: the task's evaluation range)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--batch-size", type=POSITIVE, default=4)
     p.add_argument("--device", type=device, help="cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
@@ -209,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and decoder")
     p.add_argument("--channels-last", action="store_true", help="NHWC weights and activations (faster convolutions)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("compare", help="print the paper-style Markdown table of one or more eval results")
@@ -230,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=number(0.0, open_low=True), default=1e-4)
     p.add_argument("--lambda-sigma", type=number(0.0), default=1.0, help="weight of the variance term (paper 10, code 1)")
     p.add_argument("--lambda-image", type=number(0.0), default=1.0, help="weight of the image-domain term")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=SEED, default=42)
     p.add_argument("--val-images", type=NON_NEGATIVE, default=64, help="images held out (from the end) for validation")
     p.add_argument("--checkpoint-every", type=POSITIVE, default=250)
     p.add_argument("--output", help="checkpoint folder (default MODEL/training/severity-TASK)")
@@ -256,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=NON_NEGATIVE, default=200)
     p.add_argument("--ema-decay", type=number(0.0, 1.0), default=0.999)
     p.add_argument("--no-mirror", action="store_true", help="do not add horizontally mirrored images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--checkpoint-every", type=POSITIVE, default=500)
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
@@ -277,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo'")
     p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("-n", type=POSITIVE, default=16, help="number of samples")
     p.add_argument("--steps", type=POSITIVE, default=1000, help="DDPM (1000) or DDIM with fewer steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=_cmd_sample)
     return parser
 

@@ -6,6 +6,7 @@ each image) and prints a table. On the demo model this takes a few minutes on a 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,14 @@ import torch
 
 from ..flash import Flash
 from ..models import LatentDiffusion
+from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import get_task
 from ..registry import get_solver
 from .images import load_images
 from .metrics import psnr
+from .runs import check_output_folder
+
+log = logging.getLogger(__name__)
 
 FACES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faces"
 DEMO_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
@@ -126,15 +131,19 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
              tasks: tuple[str, ...] = DEMO_TASKS, seed: int = 0, progress: bool | None = True) -> dict:
     """Run the demo; returns paths and the table. ``steps=None`` uses the solver's own sampler;
     any ``steps`` goes through the one grid rule (:func:`flash_wrap.grid.grid_for`)."""
+    out = check_output_folder(out, inputs=[faces or FACES_DIR, resolve_bundle(model)])
     bundle = LatentDiffusion.from_pretrained(model).set_runtime(channels_last=True)  # ~20 % faster, same results
     available = [t for t in tasks if t in bundle.severity_encoders]
     if not available:
         raise ValueError(f"the model has no severity encoder for any of {tasks}; train one with flash-wrap train-severity")
+    skipped = [t for t in tasks if t not in available]
+    if skipped:
+        log.warning("demo: the model has no severity encoder for %s; showing %s only", ", ".join(skipped),
+                    ", ".join(available))
     images = load_images(faces or FACES_DIR, bundle.image_size, n_faces)
     results = [run_task(bundle, t, images, solver=solver, steps=steps, seed=seed, progress=progress)
                for t in available]
     sampler = get_solver(solver)(bundle, steps=steps).grid.label()
-    out = Path(out)
     figure = demo_figure(results, out / "demo.png",
                          f"{solver} ({sampler}) bare vs Flash on {bundle.image_size}² faces, σ_y = 0.05")
     table = f"{solver}, {sampler}, bare vs Flash\n\n" + format_table(results)

@@ -47,7 +47,12 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        LatentDiffusion.from_pretrained(model).to(DTYPES[dtype]).save_pretrained(staging)
+        cast = LatentDiffusion.from_pretrained(model).to(DTYPES[dtype])
+        bad = [name for name, t in cast.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise ValueError(f"{model} has weights that {dtype} cannot hold (e.g. {bad[0]!r} overflows to inf); "
+                             "export as float32 or bfloat16")
+        cast.save_pretrained(staging)
         replace_folder(staging, resolved)
     finally:
         if staging.exists():

@@ -176,7 +176,7 @@ def example_grid(out: Path, result: dict, path: Path) -> Path | None:
         return None
     columns = ["clean", "degraded", *result["methods"]]
     fig, axes = _pyplot().subplots(len(stems), len(columns), figsize=(1.5 * len(columns), 1.6 * len(stems)), squeeze=False)
-    by_name = {Path(r["name"]).stem: r for r in result["images"]}
+    by_name = {r["name"]: r for r in result["images"]}
     for i, stem in enumerate(stems):
         for j, col in enumerate(columns):
             ax = axes[i, j]

@@ -49,8 +49,8 @@ class ImageFileError(ValueError):
 def _opaque_rgb(img: Image.Image, path: Path) -> Image.Image:
     """8-bit RGB of ``img``; refuses transparency rather than dropping it (a fully transparent
     pixel has no colour to evaluate)."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
+    if "transparency" in img.info and img.mode in ("P", "RGB", "L"):  # a palette or colour-key transparency
+        img = img.convert("RGBA" if img.mode != "L" else "LA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = img.getchannel("A")
         lowest = alpha.getextrema()[0]
@@ -125,6 +125,8 @@ def usable_images(files: Sequence[Path], size: int, *, skip_unreadable: bool = F
     if not bad:
         return list(files)
     listing = "; ".join(reason for _, reason in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+    if len(bad) == len(files):
+        raise ImageFileError(f"none of the {len(files)} images can be used: {listing}")
     if not skip_unreadable:
         raise ImageFileError(f"{len(bad)} of {len(files)} images cannot be used: {listing} "
                              "(fix or remove them, or pass --skip-unreadable)")

@@ -37,13 +37,14 @@ def _is_within(path: Path, folder: Path) -> bool:
     return True
 
 
-def check_output_folder(out: str | Path, *, inputs: Sequence[str | Path] = (), option: str = "--out") -> Path:
+def check_output_folder(out: str | Path, *, inputs: Sequence[str | Path] = (), option: str = "--out",
+                        may_contain_inputs: bool = False) -> Path:
     """Check (and create) an output folder before any heavy work; returns it resolved.
 
     Args:
         out: the folder to write.
-        inputs: folders the run reads (``--data``, ``--model``): ``out`` must be none of them and
-            lie inside none of them.
+        inputs: folders the run reads (``--data``, ``--model``): ``out`` must be none of them, lie
+            inside none of them and (unless ``may_contain_inputs``) contain none of them.
         option: how the command line calls ``out``, for the messages.
     """
     path = Path(out).expanduser()
@@ -59,6 +60,11 @@ def check_output_folder(out: str | Path, *, inputs: Sequence[str | Path] = (), o
             raise RunFolderError(
                 f"{option} {path} is inside the input folder {folder}: results written there would overwrite "
                 "or add to the inputs; choose an output folder outside it"
+            )
+        if not may_contain_inputs and _is_within(source, resolved):
+            raise RunFolderError(
+                f"the input folder {folder} lies inside {option} {path}: files written there could overwrite the "
+                "inputs; choose an output folder that does not contain them"
             )
     try:
         resolved.mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,10 @@ def exclusive(folder: str | Path, *, what: str = "flash-wrap") -> Iterator[Path]
         handle.truncate()
         handle.write(f"{what} (pid {os.getpid()})")
         handle.flush()
-        yield Path(folder)
+        try:
+            yield Path(folder)
+        finally:
+            lock_path.unlink(missing_ok=True)  # leave no file behind in the user's folder
     finally:
         handle.close()  # closing releases the lock
 
@@ -109,11 +118,49 @@ def fingerprint_files(files: Sequence[Path], root: Path | None = None) -> str:
 
 
 def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",)) -> str:
-    """SHA-256 over every file of a model folder (weights and configs), except the top-level
-    folders in ``skip`` (training checkpoints do not change the model)."""
+    """SHA-256 over every file of a model folder (weights and configs), following symbolic links
+    to folders (each real folder once), except the top-level folders in ``skip`` (training
+    checkpoints do not change the model)."""
     folder = Path(folder)
-    files = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.relative_to(folder).parts[0] not in skip and p.name != LOCK_NAME
-    )
-    return fingerprint_files(files, folder)
+    files: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link loop, or the same folder twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d not in skip]
+        files += [Path(root) / n for n in names if n != LOCK_NAME]
+    return fingerprint_files(sorted(f for f in files if f.is_file()), folder)
+
+
+def check_new_file(path: str | Path, *, option: str = "--out", force: bool = False,
+                   inputs: Sequence[str | Path] = ()) -> Path:
+    """Check a single output file before any work: not an existing file unless ``force``, not a
+    folder, its folder creatable and writable, and not inside an input folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise RunFolderError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise RunFolderError(f"{option} {path} exists; choose another name or pass --force to overwrite it")
+    # a single file written next to the inputs cannot overwrite them, so only "inside" matters here
+    check_output_folder(path.parent, inputs=inputs, option=f"the folder of {option}", may_contain_inputs=True)
+    return path
+
+
+def main_process() -> bool:
+    """Rank 0 under a launcher (torchrun / accelerate set ``RANK``), or a lone process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def exclusive_if_main(folder: str | Path, *, what: str) -> Iterator[None]:
+    """:func:`exclusive` on the main process only (the other ranks of a launch share its lock)."""
+    if main_process():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with exclusive(folder, what=what):
+            yield
+    else:
+        yield

@@ -11,8 +11,10 @@ from tqdm.auto import tqdm
 
 from ..grid import OwnSampler, grid_for
 from ..models import LatentDiffusion
+from ..models.bundle_io import resolve as resolve_bundle
 from ..rng import GeneratorArg, randn
 from .figures import image_grid
+from .runs import check_new_file
 
 #: DDPM over every timestep by default; a shorter grid is DDIM with η = 1 (ancestral-like noise).
 PRIOR_SAMPLER = OwnSampler(sampler_kind="ddpm", default_steps=None, ddim_eta=1.0)
@@ -42,8 +44,13 @@ def sample_prior(
 
 
 def sample_grid(model: str | Path, out: str | Path, *, n: int = 16, seed: int = 0, steps: int = 1000,
-                scale: int = 2) -> Path:
-    """Draw ``n`` unconditional samples from ``model``'s prior and save them as a PNG grid."""
+                scale: int = 2, force: bool = False) -> Path:
+    """Draw ``n`` unconditional samples from ``model``'s prior and save them as a PNG grid
+    (``out`` is checked first: a ``.png`` name, not an existing file unless ``force``, not
+    inside the model folder)."""
+    if Path(out).suffix.lower() != ".png":
+        raise ValueError(f"--out {out} must be a .png file name")
+    check_new_file(out, force=force, inputs=[resolve_bundle(model)])
     bundle = LatentDiffusion.from_pretrained(model)
     images = sample_prior(bundle, n, steps=steps, generator=torch.Generator().manual_seed(seed))
     grid = image_grid(images)

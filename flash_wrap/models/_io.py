@@ -73,6 +73,9 @@ def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what:
                 f"{what}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
                 f"the model expects {tuple(ref.shape)}"
             )
+        if ref.is_floating_point() and not tensors[key].is_floating_point():
+            raise ValueError(f"{what}: tensor {key!r} is stored as {tensors[key].dtype}, the model expects floating "
+                             "point (loading would truncate it)")
     extra = [key for key in tensors if key not in expected]
     if extra:
         raise ValueError(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
@@ -98,6 +101,11 @@ def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
         except (SafetensorError, OSError) as err:
             raise ValueError(f"corrupt safetensors file {file}: {err}") from None
     where = ", ".join(str(f) for f in files) or str(folder)
+    stored_dtypes: dict[str, str] = {}
+    for file in files:
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                stored_dtypes[key] = f.get_slice(key).get_dtype()
     expected = module.state_dict()
     missing = [k for k in expected if k not in stored]
     if missing:
@@ -107,6 +115,9 @@ def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
     if extra:
         raise ValueError(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
     for key, value in expected.items():
+        if value.is_floating_point() and not stored_dtypes.get(key, "F").startswith(("F", "BF")):
+            raise ValueError(f"{where}: tensor {key!r} is stored as {stored_dtypes[key]}, the model expects floating "
+                             "point (loading would truncate it)")
         if value.is_meta:
             raise ValueError(f"{where}: tensor {key!r} was not loaded (left on the meta device)")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import torch
 from diffusers import DDPMScheduler
 
 from .autoencoders import Autoencoder
@@ -35,6 +36,7 @@ def check_parts(
         )
     if scheduler.config.prediction_type != "epsilon":
         raise ValueError(f"the scheduler must use prediction_type='epsilon', got {scheduler.config.prediction_type!r}")
+    check_schedule(scheduler)
     f = autoencoder.downsample_factor
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % f:
         raise ValueError(
@@ -72,3 +74,16 @@ def check_solver_defaults(defaults: object, where: str) -> dict:
                     raise ValueError(f"{where}: solver_defaults[{solver!r}][{task!r}][{name!r}] must be a finite "
                                      f"number, got {value!r}")
     return defaults
+
+
+def check_schedule(scheduler: DDPMScheduler) -> None:
+    """A usable noise schedule: at least one timestep, every β in (0, 1), ᾱ finite and decreasing."""
+    betas = scheduler.betas.double()
+    if betas.numel() < 1:
+        raise ValueError("the scheduler has no timesteps (num_train_timesteps must be >= 1)")
+    if not bool(((betas > 0) & (betas < 1)).all()):
+        raise ValueError(f"the scheduler's betas must lie in (0, 1), got [{float(betas.min()):.4g}, "
+                         f"{float(betas.max()):.4g}] (check beta_start, beta_end, trained_betas)")
+    alphas_cumprod = scheduler.alphas_cumprod.double()
+    if not bool(torch.isfinite(alphas_cumprod).all()) or bool((alphas_cumprod[1:] >= alphas_cumprod[:-1]).any()):
+        raise ValueError("the scheduler's alphas_cumprod must be finite and strictly decreasing")

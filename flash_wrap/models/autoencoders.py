@@ -220,8 +220,8 @@ class TAEF2Autoencoder(Autoencoder):
         config.pop("_class_name", None)
         try:
             model = TAEF2(**config)
-        except TypeError as err:
-            raise ValueError(f"{path / 'config.json'} is not a TAEF2 config: {err}") from None
+        except (TypeError, ValueError, RuntimeError) as err:  # e.g. negative channel counts
+            raise ValueError(f"{path / 'config.json'} is not a usable TAEF2 config: {err}") from None
         file = path / "model.safetensors"
         load_strict(model, load_tensors(file), str(file))
         return cls(model)

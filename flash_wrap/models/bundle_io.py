@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from diffusers import DDPMScheduler
 
 from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
-from ._validate import check_solver_defaults, check_task_name
+from ._validate import check_schedule, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 
@@ -123,7 +123,18 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
             f"{path / 'model_index.json'} says autoencoder {index.get('autoencoder')!r}, found {autoencoder.kind!r}"
         )
     denoiser = Denoiser.from_pretrained(path / "unet")
-    scheduler = DDPMScheduler.from_config(read_json(path / "scheduler" / "scheduler_config.json"))
+    scheduler_file = path / "scheduler" / "scheduler_config.json"
+    try:
+        scheduler = DDPMScheduler.from_config(read_json(scheduler_file))
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{scheduler_file}: not a usable DDPM schedule ({err})") from None
+    missing = [key for key in ("image_size", "autoencoder", "denoiser") if key not in index]
+    if missing:
+        raise ValueError(f"{path / 'model_index.json'} lacks {', '.join(missing)}")
+    try:
+        check_schedule(scheduler)
+    except ValueError as err:
+        raise ValueError(f"{scheduler_file}: {err}") from None
     model = cls(
         autoencoder,
         denoiser,

@@ -60,5 +60,8 @@ def compare(folders: list[str | Path]) -> str:
         missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
         if missing:
             raise ValueError(f"{path} is not an eval results file (missing {', '.join(missing)})")
-        parts.append(table(results))
+        try:
+            parts.append(table(results))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
     return "\n\n".join(parts)

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..arguments import check_settings
+
 RECORDS = "images.jsonl"
 #: The run's identity: arguments and fingerprints of the model and of the image files.
 RUN_FILE = "run.json"
@@ -36,6 +38,12 @@ class EvalConfig:
     device: str | None = None
     channels_last: bool = False
     skip_unreadable: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None)})
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in self.fixed_start):
+            raise ValueError(f"fixed_start must hold grid indices >= 0, got {self.fixed_start}")
+        self.fixed_start = sorted(set(self.fixed_start))
 
     def comparable(self) -> dict:
         """The arguments a resumed run must share with the original one: not the speed-only ones,

@@ -72,7 +72,7 @@ class Evaluator:
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
-        self.lpips = LPIPS.load()
+        self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
 
     # -- one batch ------------------------------------------------------------------------------
     def _operator(self, names: list[str], levels: torch.Tensor):
@@ -155,10 +155,11 @@ class Evaluator:
         for i, f in enumerate(files):
             if self.files.index(f) >= EXAMPLES:
                 continue
-            save_image(x[i], folder / f"{f.stem}__clean.png")
-            save_image(degraded[i].clamp(0, 1), folder / f"{f.stem}__degraded.png")
+            # named by the full file name, so a.png and a.jpg do not overwrite each other's examples
+            save_image(x[i], folder / f"{f.name}__clean.png")
+            save_image(degraded[i].clamp(0, 1), folder / f"{f.name}__degraded.png")
             for method, img in images.items():
-                save_image(img[i], folder / f"{f.stem}__{method}.png")
+                save_image(img[i], folder / f"{f.name}__{method}.png")
 
     # -- the whole run --------------------------------------------------------------------------
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
@@ -173,6 +174,7 @@ class Evaluator:
             done[0] = sorted(self._prepare_resume(resume))
         if state.num_processes > 1:
             broadcast_object_list(done)
+        self.lpips = LPIPS.load()
         batches = [self.files[i : i + self.config.batch_size] for i in range(0, len(self.files), self.config.batch_size)]
         todo = [b for b in batches if b[0].name not in set(done[0])]
         # round r: process p does batch r·N + p; the main process appends the round in batch order
@@ -235,8 +237,9 @@ class Evaluator:
                 raise RunFolderError(f"--resume: {self.out} was run with a different {', '.join(changed)}; "
                                      "resume with the same model, data and arguments, or choose another --out")
             return self._finished(records)
-        if records.is_file():
+        if records.is_file() and records.stat().st_size > 0:
             raise RunFolderError(f"{records} exists: pass --resume to continue that run, or choose another --out")
+        records.unlink(missing_ok=True)  # empty: a run that failed before its first batch
         config_file.write_text(json.dumps(current, indent=2))
         return set()
 

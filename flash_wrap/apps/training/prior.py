@@ -11,6 +11,7 @@ computed on that data; train a diffusers ``UNet2DModel`` with the LDM schedule
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -26,7 +27,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ...models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
+from ..arguments import check_settings
 from ..images import ImageFolder, list_images, usable_images
+from ..runs import check_output_folder, exclusive_if_main, fingerprint_files
 from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
 from .loop import StepLoop
 from .severity import StepBatches
@@ -71,6 +74,12 @@ class PriorTrainingConfig:
     #: train over a bundle that ``output`` already holds
     force: bool = False
 
+    def __post_init__(self) -> None:
+        check_settings(self, {"image_size": (1, None), "steps": (1, None), "batch_size": (1, None),
+                              "lr": (1e-12, None), "warmup_steps": (0, None), "ema_decay": (0, 1),
+                              "seed": (0, 2**63 - 1), "checkpoint_every": (1, None), "keep_checkpoints": (1, None),
+                              "limit": (1, None)})
+
 
 def load_autoencoder(spec: str | Path) -> Autoencoder:
     """An autoencoder from a folder: either the upstream TAEF2 ``taef2_encoder.pth`` /
@@ -104,10 +113,13 @@ def _disable(progress: bool | None) -> bool | None:
 
 
 def _cached_latents(config: PriorTrainingConfig, autoencoder: Autoencoder, files: list[Path],
-                    progress: bool | None) -> torch.Tensor:
+                    progress: bool | None, data_fingerprint: str) -> torch.Tensor:
     cache = Path(config.output) / "training" / "latents.safetensors"
+    # keyed on the images' bytes and the autoencoder's weights: a stale cache is never reused
+    weights = hashlib.sha256(b"".join(t.detach().cpu().contiguous().numpy().tobytes()
+                                      for t in autoencoder.state_dict().values())).hexdigest()
     key = {"n_files": str(len(files)), "image_size": str(config.image_size), "mirror": str(config.mirror),
-           "autoencoder": autoencoder.kind, "first": files[0].name, "last": files[-1].name}
+           "autoencoder": autoencoder.kind, "autoencoder_weights": weights, "data": data_fingerprint}
     if cache.is_file():
         try:
             from safetensors import safe_open
@@ -164,15 +176,27 @@ def _copy_unet_weights(parent: LatentDiffusion, unet: UNet2DModel, config: Prior
 
 
 def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) -> dict:
-    """Train (or resume), then write the bundle with EMA weights to ``config.output``."""
-    if config.image_size <= 0 or config.steps <= 0 or config.batch_size <= 0:
-        raise ValueError("image_size, steps and batch_size must be positive")
+    """Train (or resume), then write the bundle with EMA weights to ``config.output``; one run at a
+    time writes an output folder (a lock, see :mod:`flash_wrap.apps.runs`)."""
+    check_output_folder(config.output, inputs=[config.data])
+    with exclusive_if_main(config.output, what="flash-wrap train-prior"):
+        return _train_prior(config, progress=progress)
+
+
+def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
     ckpt_dir = Path(config.output) / "training" / "checkpoints"
-    resuming = config.resume and latest_checkpoint(ckpt_dir) is not None
-    if (Path(config.output) / "model_index.json").is_file() and not resuming and not config.force:
+    latest = latest_checkpoint(ckpt_dir) if config.resume else None
+    if (Path(config.output) / "model_index.json").is_file() and latest is None and not config.force:
         raise ValueError(f"--output {config.output} already holds a model bundle; choose a new folder, or pass --force "
                          "to train a new prior over it")
     files = usable_images(list_images(config.data)[: config.limit], 16)
+    data_fingerprint = fingerprint_files(files)
+    if latest is not None:  # before the (long) encoding pass: the same settings and the same images
+        saved = json.loads((latest / "state.json").read_text())
+        check_resume(saved["config"], asdict(config), latest, paths=("data", "autoencoder", "init_from"))
+        if saved.get("data_fingerprint", data_fingerprint) != data_fingerprint:
+            raise ValueError(f"cannot resume {latest}: the images in {config.data} changed since it was written "
+                             "(names or content); rerun with the same images or start over with --no-resume")
     autoencoder = load_autoencoder(config.autoencoder).eval().requires_grad_(False)
     if config.image_size % autoencoder.downsample_factor:
         raise ValueError(f"image_size {config.image_size} is not a multiple of the autoencoder's "
@@ -189,7 +213,7 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
         parent_scale, parent = parent.latent_scale, None  # keep only what training needs
     accelerator = Accelerator(cpu=config.cpu)
     with accelerator.main_process_first():  # one process encodes and caches, the others read the cache
-        raw = _cached_latents(config, autoencoder, files, progress)
+        raw = _cached_latents(config, autoencoder, files, progress, data_fingerprint)
     # a fine-tuned prior keeps its parent's latent units, so the parent's weights stay meaningful
     scale = parent_scale if parent_scale is not None else 1.0 / float(raw.std())
     latents = raw * scale
@@ -207,7 +231,6 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
     previous = latest_checkpoint(ckpt_dir) if config.resume else None
     if previous is not None:
         saved = load_checkpoint(previous, unet, optimizer)
-        check_resume(saved["config"], asdict(config), previous, paths=("data", "autoencoder", "init_from"))
         shadow = load_extra(previous, "ema")
         ema.load_state_dict({"shadow_params": [shadow[str(i)] for i in range(len(shadow))],
                              "optimization_step": saved["ema_step"]})
@@ -229,18 +252,22 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
         return torch.nn.functional.mse_loss(pred, noise.to(accelerator.device)), {}
 
     def on_checkpoint(done: int, running: float) -> None:
+        if not math.isfinite(running):  # never checkpoint, let alone save, a diverged model
+            raise ValueError(f"training diverged at step {done} (loss {running}); lower --lr (or raise "
+                             "--warmup-steps) and resume from the last checkpoint")
         history.append({"step": done, "loss": running})
         log.info("train-prior step %d/%d: loss %.4f", done, config.steps, running)
         if accelerator.is_main_process:
-            state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step}
+            state = {"config": asdict(config), "history": history, "ema_step": ema.optimization_step,
+                     "data_fingerprint": data_fingerprint}
             shadow = {str(i): p for i, p in enumerate(ema.shadow_params)}
             save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(unet), optimizer, state, {"ema": shadow})
             prune_checkpoints(ckpt_dir, config.keep_checkpoints)
 
     loop = StepLoop(accelerator, optimizer, first, config.steps, config.checkpoint_every, "train-prior",
                     smoothing=0.99, progress=progress)
-    running = loop.run(batches, loss_fn, on_checkpoint, before_step=set_lr,
-                       after_step=lambda step: ema.step(accelerator.unwrap_model(unet).parameters()))
+    loop.run(batches, loss_fn, on_checkpoint, before_step=set_lr,
+             after_step=lambda step: ema.step(accelerator.unwrap_model(unet).parameters()))
 
     summary = {"steps": config.steps, "latent_scale": scale, "latents": len(latents), "history": history}
     if accelerator.is_main_process:
@@ -255,6 +282,4 @@ def train_prior(config: PriorTrainingConfig, *, progress: bool | None = None) ->
         summary["written_to"] = config.output
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    if not math.isfinite(running or 0.0):
-        raise RuntimeError(f"training diverged (loss {running})")
     return summary

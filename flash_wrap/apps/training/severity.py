@@ -24,7 +24,9 @@ from ...models._io import read_json
 from ...models.bundle_io import DEMO_PATH
 from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import get_task
+from ..arguments import check_settings
 from ..images import ImageFolder, list_images, usable_images
+from ..runs import check_output_folder, exclusive_if_main, fingerprint_files
 from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import StepLoop
 from .severity_loss import severity_loss
@@ -59,6 +61,12 @@ class SeverityTrainingConfig:
     init_from: str | None = None
     #: replace an encoder the bundle already has for the task (it is kept until the new one is written)
     force: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self, {"steps": (1, None), "batch_size": (1, None), "lr": (1e-12, None),
+                              "lambda_sigma": (0, None), "lambda_image": (0, None), "noise_std": (0, 1),
+                              "seed": (0, 2**63 - 1), "val_images": (0, None), "checkpoint_every": (1, None),
+                              "keep_checkpoints": (1, None), "limit": (1, None), "workers": (0, None)})
 
     def checkpoint_dir(self) -> Path:
         return Path(self.output) if self.output else Path(self.model) / "training" / f"severity-{self.task}"
@@ -111,17 +119,29 @@ def _validation_batches(task, files, size: int, seed: int, noise_std: float, bat
 def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = None) -> dict:
     """Train, checkpoint, resume and finally write the best encoder into the bundle.
 
+    One run at a time writes a bundle (a lock on its folder, see :mod:`flash_wrap.apps.runs`).
     Returns a summary dict (steps, best validation loss, where it was written).
     """
-    task = get_task(config.task)
+    get_task(config.task)
     _check_target(config)
+    with exclusive_if_main(resolve_bundle(config.model), what=f"flash-wrap train-severity {config.task}"):
+        return _train_severity(config, progress=progress)
+
+
+def _train_severity(config: SeverityTrainingConfig, *, progress: bool | None) -> dict:
+    task = get_task(config.task)
     files = usable_images(list_images(config.data)[: config.limit], 16)
+    data_fingerprint = fingerprint_files(files)
     model = LatentDiffusion.from_pretrained(config.model)
     size = model.image_size
     n_val = min(config.val_images, len(files) // 5)
+    if n_val < config.val_images:
+        raise ValueError(f"--val-images {config.val_images} asks for more than a fifth of the {len(files)} images in "
+                         f"{config.data}; use at most {len(files) // 5} (or more images)")
     train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
     if not train_files:
         raise ValueError(f"no training images left in {config.data} after holding out {n_val} for validation")
+    check_output_folder(config.checkpoint_dir(), inputs=[config.data])
 
     accelerator = Accelerator(cpu=config.cpu)
     model.to(accelerator.device).requires_grad_(False).eval()
@@ -138,6 +158,9 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     if previous is not None:
         saved = load_checkpoint(previous, encoder, optimizer)
         check_resume(saved["config"], asdict(config), previous, paths=("model", "data", "init_from"))
+        if saved.get("data_fingerprint", data_fingerprint) != data_fingerprint:
+            raise ValueError(f"cannot resume {previous}: the images in {config.data} changed since it was written "
+                             "(names or content); rerun with the same images or start over with --no-resume")
         if saved["step"] > config.steps:
             raise ValueError(f"checkpoint {previous} is at step {saved['step']}, beyond --steps {config.steps}")
         first, history, best = saved["step"], saved["history"], saved["best"]
@@ -160,6 +183,9 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
 
     def on_checkpoint(done: int, running: float) -> None:
         nonlocal best
+        if not math.isfinite(running):
+            raise ValueError(f"training diverged at step {done} (loss {running}); lower --lr and resume from the "
+                             "last checkpoint")
         val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
         history.append({"step": done, "train_loss": running, **val})
         log.info("train-severity %s step %d/%d: train loss %.4f, val loss %.4f", config.task, done,
@@ -169,7 +195,7 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
             if accelerator.is_main_process:
                 _save_best(accelerator.unwrap_model(encoder), ckpt_dir)
         if accelerator.is_main_process:
-            state = {"config": asdict(config), "history": history, "best": best}
+            state = {"config": asdict(config), "history": history, "best": best, "data_fingerprint": data_fingerprint}
             save_checkpoint(ckpt_dir, done, accelerator.unwrap_model(encoder), optimizer, state)
             prune_checkpoints(ckpt_dir, config.keep_checkpoints)
 
