@@ -15,7 +15,7 @@ import torch
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg
-from .runner import StepCallback, reconstruct_from
+from .runner import StepCallback, check_callback, reconstruct_from
 from .solver import Solver
 from .start import correct_noise, start_index
 
@@ -40,6 +40,10 @@ class Flash:
                             f"build one first: Flash({solver.__name__}(model))")
         if not isinstance(solver, Solver):
             raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
+        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c < float("inf")):
+            raise ValueError(f"Flash: c must be a finite number >= 0, got {c!r}")
+        if isinstance(fixed_start, bool):
+            raise TypeError("Flash: fixed_start must be a grid index (int) or one per sample, got a bool")
         if fixed_start is not None:
             starts = torch.as_tensor(fixed_start).reshape(-1).tolist()
             if not all(isinstance(k, int) and 0 <= k < solver.sampler.num_steps for k in starts):
@@ -76,6 +80,7 @@ class Flash:
             (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample.
         """
         solver, model = self.solver, self.solver.model
+        check_callback(callback)
         y = solver.prepare(y, operator, generator)
         if operator.task is None:
             raise ValueError(f"{type(operator).__name__} belongs to no task, so no severity encoder applies")

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 StepCallback = Callable[[StepState, torch.Tensor], Any]
 
 
+def check_callback(callback: object) -> None:
+    """``callback`` is ``None`` or callable (refused before any work, not after the first step)."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(state, output), got {type(callback).__name__}")
+
+
 def observers_for(callback: StepCallback | None) -> list[StepCallback]:
     """The observers of one call: its own ``callback`` (if any), then the process-wide
     ``flash_wrap_on_step`` plugins (a pluggy broadcast, a no-op when none is installed)."""

@@ -18,6 +18,7 @@ belong to flash-wrap. Subclass contract:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from .models import LatentDiffusion
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg, randn
-from .runner import StepCallback, reconstruct_from
+from .runner import StepCallback, check_callback, reconstruct_from
 from .samplers import Sampler
 from .state import StepState
 
@@ -73,6 +74,11 @@ class Solver(ABC):
             raise TypeError(
                 f"{type(self).__name__} got unknown hyper-parameter(s) {unknown}; known: {sorted(known)}"
             )
+        for key, value in hyperparameters.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
+        if hyperparameters.get("c", 0.0) < 0:
+            raise ValueError(f"{type(self).__name__}: the noise-correction constant c must be >= 0, got {hyperparameters['c']}")
         tuned = model.solver_defaults.get(self.name, {})
         for task, values in tuned.items():
             wrong = sorted(set(values) - known)
@@ -153,6 +159,7 @@ class Solver(ABC):
             callback: ``callback(state, output)`` after every step (see
                 :data:`flash_wrap.runner.StepCallback`), before the process-wide observers.
         """
+        check_callback(callback)
         y = self.prepare(y, operator, generator)
         params = self.hyperparameters(operator.task)
         batch = y.shape[0]

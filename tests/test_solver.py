@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flash_wrap import LatentDiffusion, Solver, StepState
+from flash_wrap import Flash, LatentDiffusion, Solver, StepState
 from flash_wrap.operators import GaussianBlur, Operator
 from flash_wrap.rng import randn
 from flash_wrap.testing import Darken, generators, smooth_images, tiny_model
+from flash_wrap_plugins.latent_dps import LatentDPS
 
 
 class Prior(Solver):
@@ -157,3 +158,23 @@ def test_the_sampler_is_built_once_on_the_model_device(model):
     sampler = solver.sampler
     assert solver.sampler is sampler and sampler.num_steps == 10
     assert sampler.coef_z0.device == model.alphas_cumprod.device
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "0.5", True])
+def test_hyper_parameter_values_must_be_finite_numbers(programmed_model, value):
+    with pytest.raises(TypeError, match="must be a finite number"):
+        LatentDPS(programmed_model, eta=value)
+
+
+def test_a_negative_correction_constant_and_a_non_callable_callback_are_refused(programmed_model):
+    with pytest.raises(ValueError, match="c must be >= 0"):
+        LatentDPS(programmed_model, c=-1.0)
+    with pytest.raises(ValueError, match="c must be a finite number >= 0"):
+        Flash(LatentDPS(programmed_model), c=float("inf"))
+    with pytest.raises(TypeError, match="fixed_start must be a grid index"):
+        Flash(LatentDPS(programmed_model), fixed_start=True)
+    op = GaussianBlur(sigma=0.5)
+    y = torch.rand(1, 3, 32, 32)
+    for runner in (LatentDPS(programmed_model), Flash(LatentDPS(programmed_model))):
+        with pytest.raises(TypeError, match="callback must be callable"):
+            runner.reconstruct(y, op, callback=5)
