@@ -538,3 +538,11 @@ def test_examples_of_a_png_and_a_jpg_with_one_stem_do_not_collide(world):
     assert main(_eval(world, "--limit", "2")) == 0
     names = sorted(p.name for p in (world / "out" / "examples").glob("*__clean.png"))
     assert names == ["000.jpg__clean.png", "000.png__clean.png"]
+
+
+def test_solver_defaults_nobody_reads_are_named(world, caplog):
+    _index_edit(solver_defaults={"latent-dsp": {"gaussian-blur": {"eta": 0.2}},
+                                 "latent-dps": {"gausian-blur": {"eta": 0.2}}})(world)
+    assert main(_eval(world, "--limit", "2")) == 0
+    assert "solver 'latent-dsp' (not installed)" in caplog.text
+    assert "task 'gausian-blur' of 'latent-dps' (unknown task)" in caplog.text

@@ -32,7 +32,7 @@ from ...flash import Flash
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import get_task
-from ...registry import get_solver
+from ...registry import get_solver, unused_solver_defaults
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
@@ -68,6 +68,10 @@ class Evaluator:
         self.model.set_runtime(channels_last=config.channels_last)
         self.model.severity_encoder(config.task)  # fail now, not after loading the data
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
+        unused = unused_solver_defaults(self.model.solver_defaults)
+        if unused:
+            log.warning("the model's solver_defaults name %s: those values are never used (check the spelling "
+                        "in model_index.json)", "; ".join(unused))
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
