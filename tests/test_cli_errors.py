@@ -546,3 +546,33 @@ def test_solver_defaults_nobody_reads_are_named(world, caplog):
     assert main(_eval(world, "--limit", "2")) == 0
     assert "solver 'latent-dsp' (not installed)" in caplog.text
     assert "task 'gausian-blur' of 'latent-dps' (unknown task)" in caplog.text
+
+
+def _train_severity_args(world: Path, *extra: str) -> list[str]:
+    return ["train-severity", "--model", str(world / "model"), "--task", "gaussian-blur", "--data", str(world / "data"),
+            "--batch-size", "2", "--val-images", "0", "--checkpoint-every", "1", "--cpu", "--force",
+            "--output", str(world / "ckpt"), *extra]
+
+
+def test_train_severity_resume_with_changed_images_is_refused(world, capsys):
+    assert main(_train_severity_args(world, "--steps", "1")) == 0
+    capsys.readouterr()
+    write_images(world / "data", 1, 40, 36, seed=11)  # same names, other content
+    line = _one_line_error(capsys, main(_train_severity_args(world, "--steps", "2")), "train-severity")
+    assert "the images in" in line and "changed since it was written" in line
+
+
+def test_train_severity_on_a_bundle_another_run_is_writing_is_refused(world, capsys):
+    before = _tree_hash(world / "model")
+    with exclusive(world / "model", what="another train-severity"):
+        line = _one_line_error(capsys, main(_train_severity_args(world, "--steps", "1")), "train-severity")
+    assert "is being written by another train-severity" in line and _tree_hash(world / "model") == before
+
+
+def test_a_taef2_config_with_negative_channels_is_refused(world, capsys):
+    config_file = world / "model" / "autoencoder" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["latent_channels"] = -4
+    config_file.write_text(json.dumps(config))
+    line = _one_line_error(capsys, main(_eval(world)), "eval")
+    assert "autoencoder/config.json is not a usable TAEF2 config" in line
