@@ -281,7 +281,15 @@ def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool | None 
     In a multi-process launch every process calls this; the images are shared out between them
     and every process returns the same merged results.
     """
-    evaluator = Evaluator(config)
+    out = Path(config.out).expanduser()
+    existed = out.exists()
+    try:
+        evaluator = Evaluator(config)
+    except Exception:
+        # a run refused during its checks leaves no empty --out behind (the checks create it)
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     try:
         return evaluator.run(resume=resume, progress=progress)
     finally:
