@@ -93,19 +93,16 @@ def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
     tensor, and so is a NaN or infinite value.
     """
     files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # diffusers' names (shards, variants)
-    stored: set[str] = set()
+    stored_dtypes: dict[str, str] = {}  # tensor name -> safetensors dtype ("F32", "I32", …), one header read per file
     for file in files:
         try:
             with safe_open(str(file), "pt") as f:
-                stored.update(f.keys())
+                for key in f.keys():
+                    stored_dtypes[key] = f.get_slice(key).get_dtype()
         except (SafetensorError, OSError) as err:
             raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+    stored = set(stored_dtypes)
     where = ", ".join(str(f) for f in files) or str(folder)
-    stored_dtypes: dict[str, str] = {}
-    for file in files:
-        with safe_open(str(file), "pt") as f:
-            for key in f.keys():
-                stored_dtypes[key] = f.get_slice(key).get_dtype()
     expected = module.state_dict()
     missing = [k for k in expected if k not in stored]
     if missing:
