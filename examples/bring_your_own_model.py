@@ -20,8 +20,8 @@ diffusers models and saves them to a temporary folder, so it runs offline in sec
 ever downloaded. --quick only shortens the run (1 face, 5 training steps, DDIM 10 steps). Random models reconstruct nothing useful; they only exercise the
 plumbing. To see a real model go through the same path, use the parts of the demo bundle (a TAEF2
 autoencoder and a diffusers UNet2DModel) as "your" model; the demo's Latent-DPS step size for
-Gaussian blur is η = 0.2 (the paper's η = 1.0 diverges on its latent, so tune η for your model,
-see examples/tune_step_size.py):
+Gaussian blur is η = 0.2 (the paper's η = 1.0 diverges on its latent, so tune η for your model
+with `flash-wrap tune`):
 
     python examples/bring_your_own_model.py --autoencoder flash_wrap/assets/demo/autoencoder \\
         --unet flash_wrap/assets/demo/unet --latent-scale 0.958850815775679 --eta 0.2 \\

@@ -283,7 +283,7 @@ CASES = [
          _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": "0.2"}}})),
     Case("train into the installed demo",
          lambda w: ["train-severity", "--model", "demo", "--task", "gaussian-blur", "--data", str(w / "data")],
-         "--model demo is the bundle installed inside the package", command="train-severity"),
+         "--model demo is the one installed inside the package; pass --output NEW_FOLDER", command="train-severity"),
     Case("train over a trained encoder",
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data", str(w / "data")],
          "already has a trained gaussian-blur encoder; pass --force", command="train-severity"),
@@ -551,7 +551,7 @@ def test_solver_defaults_nobody_reads_are_named(world, caplog):
 def _train_severity_args(world: Path, *extra: str) -> list[str]:
     return ["train-severity", "--model", str(world / "model"), "--task", "gaussian-blur", "--data", str(world / "data"),
             "--batch-size", "2", "--val-images", "0", "--checkpoint-every", "1", "--cpu", "--force",
-            "--output", str(world / "ckpt"), *extra]
+            "--checkpoints", str(world / "ckpt"), *extra]
 
 
 def test_train_severity_resume_with_changed_images_is_refused(world, capsys):

@@ -256,9 +256,9 @@ def test_inconsistent_construction_is_rejected() -> None:
         LatentDiffusion(vq.autoencoder, kl.denoiser, vq.scheduler, image_size=32)
     with pytest.raises(ValueError, match="downsampling factor 4, got 30"):
         LatentDiffusion(vq.autoencoder, vq.denoiser, vq.scheduler, image_size=30)
-    v_pred = DDPMScheduler.from_config(vq.scheduler.config, prediction_type="v_prediction")
-    with pytest.raises(ValueError, match="prediction_type='epsilon'"):
-        LatentDiffusion(vq.autoencoder, vq.denoiser, v_pred, image_size=32)
+    flow = DDPMScheduler.from_config(vq.scheduler.config, prediction_type="flow")
+    with pytest.raises(ValueError, match="epsilon, v_prediction, sample, got 'flow'"):
+        LatentDiffusion(vq.autoencoder, vq.denoiser, flow, image_size=32)
     with pytest.raises(ValueError, match="latent_scale must be > 0"):
         LatentDiffusion(vq.autoencoder, vq.denoiser, vq.scheduler, image_size=32, latent_scale=0.0)
     with pytest.raises(TypeError, match="VQModel, AutoencoderKL, AutoencoderTiny"):
@@ -318,7 +318,8 @@ def test_missing_severity_encoder_says_how_to_train_one() -> None:
         model.severity_encoder("gaussian-blur")
     message = str(err.value)
     assert "no severity encoder for task 'gaussian-blur'" in message and "(has: random-inpainting)" in message
-    assert "flash-wrap train-severity --model DIR --task gaussian-blur --data IMAGE_DIR" in message
+    assert "flash-wrap train-severity --model MODEL --task gaussian-blur --data IMAGE_DIR" in message
+    assert "flash-wrap import-encoder" in message
     with pytest.raises(ValueError, match="no dots or slashes"):
         model.add_severity_encoder("../evil", model.make_severity_encoder())
     with pytest.raises(ValueError, match="4 latent channels, this model's latents have 3"):
@@ -410,7 +411,7 @@ def test_taef2_real_weights_reconstruct_faces() -> None:
 
 
 def test_denoiser_rejects_bad_unets() -> None:
-    with pytest.raises(ValueError, match="in_channels 3 != out_channels 6"):
+    with pytest.raises(ValueError, match="takes 3 channels and predicts 6"):
         blocks = {"down_block_types": ("DownBlock2D",) * 2, "up_block_types": ("UpBlock2D",) * 2}
         Denoiser(UNet2DModel(in_channels=3, out_channels=6, block_out_channels=(8, 8), norm_num_groups=4, **blocks))
     with pytest.raises(TypeError, match="UNet2DModel or UNet2DConditionModel"):

@@ -97,5 +97,6 @@ def test_from_diffusers_folders(tmp_path):
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "config.json").write_text('{"_class_name": "VQModel"}')
     (tmp_path / "pickled" / "diffusion_pytorch_model.bin").write_bytes(b"not safe")
-    with pytest.raises(FileNotFoundError, match="no .safetensors"):
+    with pytest.raises(ValueError, match=r"pickled weights \(diffusion_pytorch_model.bin\).*never unpickles.*"
+                                         "safe_serialization=True"):
         LatentDiffusion.from_diffusers(tmp_path / "pickled", tmp_path / "unet", image_size=32)

@@ -94,7 +94,7 @@ def test_step_batches_do_not_depend_on_where_a_run_resumes():
 
 def _config(bundle, images, out, steps, **kw):
     # these tests train into one bundle several times, so replacing its encoder is asked for
-    settings = dict(batch_size=4, checkpoint_every=3, val_images=4, output=str(out), cpu=True, force=True) | kw
+    settings = dict(batch_size=4, checkpoint_every=3, val_images=4, checkpoints=str(out), cpu=True, force=True) | kw
     return SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(images), steps=steps, **settings)
 
 
@@ -108,9 +108,9 @@ def test_a_trained_encoder_is_replaced_only_when_asked(bundle, image_folder, tmp
 
 
 def test_the_installed_demo_bundle_is_never_trained_into(image_folder, tmp_path):
-    with pytest.raises(ValueError, match="--model demo is the bundle installed inside the package"):
+    with pytest.raises(ValueError, match="--model demo is the one installed inside the package; pass --output"):
         train_severity(SeverityTrainingConfig(model="demo", task="gaussian-blur", data=str(image_folder),
-                                              output=str(tmp_path / "x")))
+                                              checkpoints=str(tmp_path / "x")))
 
 
 def test_resume_refuses_other_settings_but_may_train_longer(bundle, image_folder, tmp_path):
@@ -170,7 +170,7 @@ def test_training_rejects_bad_settings_before_work(bundle, image_folder, tmp_pat
 def test_cli_train_severity(bundle, image_folder, tmp_path, capsys):
     code = main(["train-severity", "--model", str(bundle), "--task", "random-inpainting", "--data", str(image_folder),
                  "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--val-images", "2", "--cpu",
-                 "--output", str(tmp_path / "cli")])
+                 "--checkpoints", str(tmp_path / "cli")])
     assert code == 0
     assert "written to" in capsys.readouterr().out
     assert "random-inpainting" in LatentDiffusion.from_pretrained(bundle).severity_encoders
@@ -184,7 +184,7 @@ def test_training_runs_on_real_celeba_images(tmp_path):
     tiny_model("taef2", image_size=64, seed=0).save_pretrained(bundle)
     summary = train_severity(SeverityTrainingConfig(
         model=str(bundle), task="gaussian-blur", data=str(SHARED / "data" / "celeba_train"), steps=2, batch_size=4,
-        limit=24, val_images=4, checkpoint_every=2, cpu=True, output=str(tmp_path / "ckpt")), progress=False)
+        limit=24, val_images=4, checkpoint_every=2, cpu=True, checkpoints=str(tmp_path / "ckpt")), progress=False)
     assert np.isfinite(summary["best"]["val_loss"])
     assert "gaussian-blur" in LatentDiffusion.from_pretrained(bundle).severity_encoders
 

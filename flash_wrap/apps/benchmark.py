@@ -60,14 +60,20 @@ class BenchmarkConfig:
 
 
 def build_model(name: str, device: torch.device) -> tuple[LatentDiffusion, bool]:
-    """``(model, trained)``: a full-size random config by name, else a bundle folder or "demo"."""
+    """``(model, trained)``: a full-size random config by name, else a bundle or pipeline folder or
+    "demo"; ``trained`` is false when the model has no severity encoder of its own for the task."""
     if name in FULL_SIZE_CONFIGS:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = FULL_SIZE_CONFIGS[name]()
         model.add_severity_encoder(TASK, model.make_severity_encoder())
         return model.to(device), False
-    return LatentDiffusion.from_pretrained(name, device=device), True
+    model = LatentDiffusion.from_pretrained(name, device=device)
+    if TASK in model.severity_encoders:
+        return model, True
+    # e.g. a diffusers pipeline folder: time it with an untrained encoder and imposed starts
+    model.add_severity_encoder(TASK, model.make_severity_encoder())
+    return model, False
 
 
 class PeakMemory:

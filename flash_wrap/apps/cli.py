@@ -50,6 +50,7 @@ def _cmd_train_severity(args: argparse.Namespace) -> int:
         model=args.model, task=args.task, data=args.data, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, lambda_sigma=args.lambda_sigma, lambda_image=args.lambda_image, seed=args.seed,
         val_images=args.val_images, checkpoint_every=args.checkpoint_every, output=args.output,
+        checkpoints=args.checkpoints, prompt=args.prompt,
         limit=args.limit, cpu=args.cpu, workers=args.workers, resume=not args.no_resume, init_from=args.init_from,
         force=args.force,
     )
@@ -111,6 +112,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_encoder(args: argparse.Namespace) -> int:
+    from .import_encoder import import_encoder
+
+    done = import_encoder(args.checkpoint, model=args.model, task=args.task, output=args.output, force=args.force)
+    print(f"imported {args.checkpoint} (sha256 {done['sha256'][:12]}...) as the {args.task} severity encoder; "
+          f"written to {done['written_to']}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation.compare import table
     from .evaluation.runner import EvalConfig, evaluate
@@ -127,6 +137,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(table(result))
     print(f"\nresults: {args.out}/results.json, {args.out}/images.csv and figures")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import FIGURE, RECORDS, RESULT, TuneConfig, table, tune
+
+    config = TuneConfig(
+        model=args.model, task=args.task, solver=args.solver, data=args.data, out=args.out, eta=args.eta, c=args.c,
+        output=args.output, limit=args.limit, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+        device=args.device, write=not args.no_write,
+    )
+    result = tune(config, resume=args.resume)
+    best, written = result["best"], result["written"]
+    print(table(result))
+    print(f"\nbest: eta={best['eta']:g}, c={best['c']:g} (mean PSNR {best['psnr_mean']:.2f} dB over "
+          f"{best['n']} images)")
+    if written:
+        shown = ", ".join(f"{k}={v:g}" for k, v in written["values"].items())
+        print(f"wrote {shown} into {written['folder']} (solver_defaults of {args.solver} for {args.task})")
+    else:
+        print("nothing written (--no-write)")
+    print(f"results: {args.out}/{RESULT}, {args.out}/{RECORDS}, {args.out}/{FIGURE}")
     return 0
 
 
@@ -196,6 +228,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip (and name) images that cannot be used instead of refusing the whole run")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser(
+        "tune", help="grid-search a solver's step size eta (and c) on validation images; store the best in the bundle",
+        description="For each (eta, c), Flash(solver) reconstructs the validation images, degraded exactly as eval "
+                    "degrades them; the best mean PSNR goes into the bundle's solver_defaults, which every solver "
+                    "built on it (eval included) then uses. Use held-out images, never the ones you will evaluate "
+                    "on, and the --steps you will evaluate with.")
+    p.add_argument("--model", required=True, help="bundle folder (written in place unless --output), a diffusers "
+                   "pipeline folder or 'demo' (both need --output)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--solver", required=True, help="a solver with a step size eta, e.g. latent-dps "
+                   "(flash-wrap solvers --details)")
+    p.add_argument("--data", required=True, metavar="VALIDATION_DIR",
+                   help="held-out validation images (png/jpg): not the images you will evaluate on, nor inside --out")
+    p.add_argument("--eta", type=number(0.0, open_low=True), nargs="+", required=True, metavar="V",
+                   help="step sizes to try")
+    p.add_argument("--c", type=number(0.0, open_low=True), nargs="+", metavar="V",
+                   help="noise-correction constants to try (default: keep the solver's value for the task)")
+    p.add_argument("--out", required=True, metavar="RESULTS_DIR",
+                   help="results folder (tune.json, tune.jsonl, tune.png, run.json)")
+    p.add_argument("--output", metavar="BUNDLE", help="write the tuned bundle here (a new folder) instead of into --model")
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
+    p.add_argument("--steps", type=POSITIVE, help="grid length (default: the solver's own; fewer implies DDIM)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=POSITIVE, default=4)
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1, ... (default: the GPU if there is one)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same arguments, model content and images; refused otherwise)")
+    p.add_argument("--no-write", action="store_true", help="only report: write nothing into any bundle")
+    p.set_defaults(func=_cmd_tune)
+
     p = sub.add_parser("benchmark", help="seconds per image, peak memory and mixed-batch efficiency: bare vs Flash")
     p.add_argument("--config", default="demo",
                    help="'demo', a bundle folder, or a random full-size model: full-ldm-vq4, sd-v1")
@@ -224,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_solvers)
 
     p = sub.add_parser("train-severity", help="fine-tune a severity encoder for one task into a model bundle")
-    p.add_argument("--model", required=True, help="model bundle folder (the encoder is written into it)")
+    p.add_argument("--model", required=True,
+                   help="a flash-wrap bundle (the encoder is written into it unless --output is given), 'demo', or a "
+                        "diffusers pipeline folder (LDMPipeline, Stable Diffusion 1.x/2.x; never modified)")
     p.add_argument("--task", required=True, help="gaussian-blur, random-inpainting, motion-blur, super-resolution")
     p.add_argument("--data", required=True, help="folder of clean training images (png/jpg)")
     p.add_argument("--steps", type=POSITIVE, default=2000)
@@ -235,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=42)
     p.add_argument("--val-images", type=NON_NEGATIVE, default=64, help="images held out (from the end) for validation")
     p.add_argument("--checkpoint-every", type=POSITIVE, default=250)
-    p.add_argument("--output", help="checkpoint folder (default MODEL/training/severity-TASK)")
+    p.add_argument("--output", help="write the bundle here instead of into --model: a new folder, or one written "
+                   "earlier from the same --model (required for 'demo' and pipeline folders)")
+    p.add_argument("--checkpoints", help="checkpoint folder (default BUNDLE/training/severity-TASK)")
+    p.add_argument("--prompt", help="pipeline folders with a text-conditioned UNet: the fixed prompt whose embedding "
+                   "conditions it (default: the empty prompt, the pipeline's unconditional input)")
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--workers", type=NON_NEGATIVE, default=0, help="data-loading worker processes")
@@ -275,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage precision (bundles always load as float32)")
     p.add_argument("--force", action="store_true", help="replace --out if it already holds a bundle or other files")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import-encoder", help="convert a released Flash-Diffusion severity encoder into a bundle")
+    p.add_argument("checkpoint", help="the official .ckpt (PyTorch Lightning), its state dict, or a .safetensors "
+                   "of the same tensors; read as tensors only")
+    p.add_argument("--model", required=True, help="bundle folder (written in place unless --output), a diffusers "
+                   "LDMPipeline folder or 'demo' (both need --output); its autoencoder must be LDM VQ-f4")
+    p.add_argument("--task", required=True, help="the task the encoder was trained for, e.g. gaussian-blur")
+    p.add_argument("--output", metavar="BUNDLE", help="write a new bundle here instead of into --model")
+    p.add_argument("--force", action="store_true", help="replace the encoder the bundle already has for the task")
+    p.set_defaults(func=_cmd_import_encoder)
 
     p = sub.add_parser("sample", help="draw unconditional samples from a model's prior into a PNG grid")
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo'")

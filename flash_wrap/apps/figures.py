@@ -1,5 +1,6 @@
-"""Every figure flash-wrap draws: PNG image grids, captioned panel figures (demo, examples) and
-the evaluation plots (σ̂ vs severity, start-step histogram, PSNR vs NFE, example grid).
+"""Every figure flash-wrap draws: PNG image grids, captioned panel figures (demo, examples),
+the evaluation plots (σ̂ vs severity, start-step histogram, PSNR vs NFE, example grid) and the
+tuning curve (PSNR vs η).
 
 matplotlib is imported inside the functions that draw with it, so importing this module is cheap.
 """
@@ -191,6 +192,35 @@ def example_grid(out: Path, result: dict, path: Path) -> Path | None:
             record = by_name.get(stem)
             if record and col in record["psnr"]:
                 ax.set_xlabel(f"{record['psnr'][col]:.1f} dB, NFE {record['nfe'][col]}", fontsize=6)
+    return _save(fig, path)
+
+
+def tune_curve(result: dict, path: Path) -> Path:
+    """``flash-wrap tune``: mean PSNR against the step size η, one line per noise-correction
+    constant c, the best configuration starred (``result`` is ``tune.json``'s content; a
+    configuration that diverged on some image leaves a gap). No error bars: every configuration
+    sees the same images and noise, so the spread across images (in the table) says little about
+    the difference between configurations."""
+    grid = result["grid"]
+    fig, ax = _pyplot().subplots(figsize=(4.6, 3.4))
+    for c in sorted({g["c"] for g in grid}):
+        rows = sorted((g for g in grid if g["c"] == c), key=lambda g: g["eta"])
+        means = [math.nan if g["psnr_mean"] is None else g["psnr_mean"] for g in rows]
+        ax.plot([g["eta"] for g in rows], means, "o-", ms=4, label=f"c = {c:g}")
+    best = result["best"]
+    if best is not None:
+        ax.plot(best["eta"], best["psnr_mean"], "*", ms=14, color="tab:red", zorder=3,
+                label=f"best: η = {best['eta']:g}, c = {best['c']:g}")
+    etas = sorted({g["eta"] for g in grid})
+    if max(etas) >= 10 * min(etas):
+        ax.set_xscale("log")
+    if len(etas) <= 12:
+        ax.set_xticks(etas, [f"{eta:g}" for eta in etas])
+        ax.minorticks_off()
+    ax.set(xlabel="step size η", ylabel="mean PSNR (dB)",
+           title=f"{result['solver']} on {result['task']}, {result['sampler']}, {result['n_images']} images")
+    ax.title.set_fontsize(8.5)
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 

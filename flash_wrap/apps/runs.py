@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -134,6 +135,53 @@ def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",)) -> 
             dirs[:] = [d for d in dirs if d not in skip]
         files += [Path(root) / n for n in names if n != LOCK_NAME]
     return fingerprint_files(sorted(f for f in files if f.is_file()), folder)
+
+
+def identity_differences(previous: dict, current: dict) -> list[str]:
+    """What differs between two run identities (``run.json``: ``arguments``, ``model``, ``data``,
+    ``model_fingerprint``, ``data_fingerprint``, ``images``), named as a user would."""
+    changed = [f"--{k.replace('_', '-')}" for k in sorted(set(previous["arguments"]) | set(current["arguments"]))
+               if previous["arguments"].get(k) != current["arguments"].get(k)]
+    if previous["model_fingerprint"] != current["model_fingerprint"]:
+        changed.append(f"model (its weights or configs changed: {previous['model']} then, {current['model']} now)")
+    if previous["data_fingerprint"] != current["data_fingerprint"] or previous["images"] != current["images"]:
+        changed.append(f"set of images ({previous['images']} then, {current['images']} now, or their content)")
+    return changed
+
+
+def open_run(out: Path, identity: dict, *, records: str, run_file: str, resume: bool, command: str) -> bool:
+    """Start or resume the run whose results go to the folder ``out``; returns whether the records
+    already in ``out/records`` belong to this run (a resume), so the caller may keep them.
+
+    A fresh run refuses a folder that holds records and writes ``identity`` to ``out/run_file``.
+    A resume continues only a run whose recorded identity equals ``identity`` (see
+    :func:`identity_differences`); records without a ``run_file`` are refused. Nothing is deleted
+    when refusing."""
+    config_file, records_file = out / run_file, out / records
+    if resume:
+        if not config_file.is_file():
+            if records_file.is_file() and records_file.stat().st_size > 0:
+                raise RunFolderError(
+                    f"--resume: {out} has {records} but no {run_file}, so nothing says which run wrote "
+                    "those records; nothing was deleted: move them away or choose another --out"
+                )
+            # nothing there yet: a resume of nothing is a fresh run
+            config_file.write_text(json.dumps(identity, indent=2))
+            return False
+        previous = json.loads(config_file.read_text())
+        if set(previous) != set(identity):
+            raise RunFolderError(f"--resume: {config_file} was written by another version of {command}; "
+                                 "start a new run in another --out")
+        changed = identity_differences(previous, identity)
+        if changed:
+            raise RunFolderError(f"--resume: {out} was run with a different {', '.join(changed)}; "
+                                 "resume with the same model, data and arguments, or choose another --out")
+        return True
+    if records_file.is_file() and records_file.stat().st_size > 0:
+        raise RunFolderError(f"{records_file} exists: pass --resume to continue that run, or choose another --out")
+    records_file.unlink(missing_ok=True)  # empty: a run that failed before its first batch
+    config_file.write_text(json.dumps(identity, indent=2))
+    return False
 
 
 def check_new_file(path: str | Path, *, option: str = "--out", force: bool = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,6 @@ def check_safetensors(file: Path) -> None:
         raise ValueError(f"corrupt safetensors file {file}: {err}") from None
 
 
-def check_folder(folder: Path) -> None:
-    """Check every safetensors file directly inside ``folder`` (before a library loads them)."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {folder}")
-    for file in files:
-        check_safetensors(file)
-
-
 def load_tensors(file: Path) -> dict[str, torch.Tensor]:
     check_safetensors(file)
     try:
@@ -56,9 +48,17 @@ def load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"corrupt safetensors file {file}: {err}") from None
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
-    """Save detached, contiguous CPU copies (safetensors refuses shared or strided storage)."""
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(file))
+def save_tensors(tensors: dict[str, torch.Tensor], file: Path, metadata: dict[str, str] | None = None) -> None:
+    """Save detached, contiguous CPU copies (safetensors refuses shared or strided storage), with
+    optional string ``metadata`` in the file's header."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(file), metadata=metadata)
+
+
+def read_metadata(file: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (``{}`` when it has none)."""
+    check_safetensors(file)
+    with safe_open(str(file), framework="pt") as f:
+        return dict(f.metadata() or {})
 
 
 def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
@@ -85,14 +85,67 @@ def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what:
     module.load_state_dict(tensors, strict=True)
 
 
-def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
+#: diffusers' weights file name (a single file; shards are ``…-00001-of-00002.safetensors``).
+WEIGHTS_STEM = "diffusion_pytorch_model"
+#: Pickle-based weight formats that are never loaded (they can run code when unpickled).
+PICKLED_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+
+
+def _variant_of(file: Path, stem: str) -> str | None:
+    """``"fp16"`` for ``stem.fp16.safetensors`` or ``stem-00001-of-00002.fp16.safetensors``; ``None``
+    for the plain weights; ``"?"`` for a name that is not ``stem``'s."""
+    name = file.name[: -len(".safetensors")]
+    if name == stem or re.fullmatch(re.escape(stem) + r"-\d+-of-\d+", name):
+        return None
+    match = re.fullmatch(re.escape(stem) + r"(?:-\d+-of-\d+)?\.([A-Za-z0-9_]+)", name)
+    return match.group(1) if match else "?"
+
+
+def weights_files(folder: Path, stem: str = WEIGHTS_STEM, variant: str | None = None) -> tuple[list[Path], str | None]:
+    """The safetensors files of ``folder``'s weights for ``variant`` and the variant actually used.
+
+    With ``variant=None`` the plain weights are taken; a folder that holds only one variant (e.g.
+    ``fp16``) uses that one. Pickled weights alone are refused with how to convert them; a folder
+    with several variants and no plain weights must be told which (``variant=``)."""
+    found: dict[str | None, list[Path]] = {}
+    for file in sorted(folder.glob(f"{stem}*.safetensors")):
+        tag = _variant_of(file, stem)
+        if tag != "?":
+            found.setdefault(tag, []).append(file)
+    if variant is not None:
+        if variant not in found:
+            have = ", ".join(repr(v) for v in found) or "none"
+            raise FileNotFoundError(f"{folder} has no {variant!r} variant of {stem}.safetensors (variants here: {have})")
+        return found[variant], variant
+    if None in found:
+        return found[None], None
+    if len(found) == 1:
+        only = next(iter(found))
+        return found[only], only
+    if found:
+        raise ValueError(f"{folder} holds the weights variants {', '.join(repr(v) for v in found)} and no plain "
+                         "weights; choose one with variant=")
+    pickled = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix in PICKLED_SUFFIXES) \
+        if folder.is_dir() else []
+    if pickled:
+        raise ValueError(
+            f"{folder} holds pickled weights ({', '.join(pickled)}) and no .safetensors; flash-wrap never unpickles "
+            "model files (they can run code). Convert once where you trust the file: load the folder with diffusers "
+            "or transformers and call save_pretrained(folder, safe_serialization=True)"
+        )
+    raise FileNotFoundError(f"no .safetensors weights in {folder}")
+
+
+def verify_loaded(module: torch.nn.Module, folder: Path, files: list[Path] | None = None) -> None:
     """After a diffusers ``from_pretrained``: the folder's weights filled the module exactly.
 
     diffusers leaves a weight that is missing from the file on the ``meta`` device and skips
     unexpected ones with a log line; here either is a ``ValueError`` naming the file and the
-    tensor, and so is a NaN or infinite value.
+    tensor, and so is a NaN or infinite value. ``files``: the weights files that were loaded
+    (default: the folder's plain weights).
     """
-    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # diffusers' names (shards, variants)
+    if files is None:
+        files = weights_files(folder)[0]
     stored_dtypes: dict[str, str] = {}  # tensor name -> safetensors dtype ("F32", "I32", …), one header read per file
     for file in files:
         try:
@@ -121,15 +174,20 @@ def verify_loaded(module: torch.nn.Module, folder: Path) -> None:
             raise ValueError(f"{where}: tensor {key!r} holds NaN or infinite values")
 
 
-def build_from_folder(model_class: type, folder: Path) -> torch.nn.Module:
+def build_from_folder(model_class: type, folder: Path, *, variant: str | None = None) -> torch.nn.Module:
     """``model_class.from_pretrained(folder)`` from local safetensors in float32, then
     :func:`verify_loaded`; a config that cannot build the model (e.g. negative channel counts)
-    is a ``ValueError`` naming its ``config.json`` instead of an error from deep inside torch."""
+    is a ``ValueError`` naming its ``config.json`` instead of an error from deep inside torch.
+    ``variant``: diffusers' weights variant (``"fp16"`` reads ``diffusion_pytorch_model.fp16.safetensors``);
+    by default the plain weights, or the only variant the folder has."""
+    files, variant = weights_files(folder, variant=variant)
+    for file in files:
+        check_safetensors(file)
     try:
         model = model_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                            torch_dtype=torch.float32)
+                                            torch_dtype=torch.float32, variant=variant)
     except (RuntimeError, TypeError, KeyError, AttributeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{folder / 'config.json'}: cannot build a {model_class.__name__} from it ({first})") from None
-    verify_loaded(model, folder)
+    verify_loaded(model, folder, files)
     return model

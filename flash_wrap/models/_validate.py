@@ -10,6 +10,7 @@ from diffusers import DDPMScheduler
 
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
+from .prediction import check_prediction_type
 
 #: Task names become folder names and ``nn.ModuleDict`` keys: no dots, no slashes.
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -34,8 +35,7 @@ def check_parts(
             f"scheduler must be a diffusers DDPMScheduler, got {type(scheduler).__name__} "
             "(convert with DDPMScheduler.from_config(scheduler.config))"
         )
-    if scheduler.config.prediction_type != "epsilon":
-        raise ValueError(f"the scheduler must use prediction_type='epsilon', got {scheduler.config.prediction_type!r}")
+    check_prediction_type(scheduler.config.prediction_type, "the scheduler")
     check_schedule(scheduler)
     f = autoencoder.downsample_factor
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % f:

@@ -18,7 +18,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, ModelMixin, VQModel
 from torch import nn
 
-from ._io import build_from_folder, check_folder, load_strict, load_tensors, read_json, save_tensors, write_json
+from ._io import build_from_folder, load_strict, load_tensors, read_json, save_tensors, write_json
 from .taef2 import TAEF2, TAEF2_LICENSE
 
 
@@ -81,7 +81,7 @@ class Autoencoder(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
-    def _load(cls, path: Path) -> Autoencoder: ...
+    def _load(cls, path: Path, variant: str | None = None) -> Autoencoder: ...
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [0, 1] → raw latents ``(B, C, H/f, W/f)``, deterministic
@@ -94,8 +94,9 @@ class Autoencoder(nn.Module, ABC):
         return copy.deepcopy(self._encoder_path()).requires_grad_(True)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> Autoencoder:
-        """Load an adapter from a local folder; the adapter class comes from ``config.json``."""
+    def from_pretrained(cls, path: str | Path, *, variant: str | None = None) -> Autoencoder:
+        """Load an adapter from a local folder; the adapter class comes from ``config.json``.
+        ``variant``: a diffusers weights variant such as ``"fp16"`` (diffusers autoencoders only)."""
         path = Path(path)
         name = read_json(path / "config.json").get("_class_name")
         adapter = _ADAPTERS.get(str(name))
@@ -104,7 +105,7 @@ class Autoencoder(nn.Module, ABC):
             raise ValueError(f"{path / 'config.json'} names class {name!r}; supported autoencoders: {known}")
         if cls is not Autoencoder and adapter is not cls:
             raise ValueError(f"{path} holds a {name}, not a {cls.native_class}")
-        return adapter._load(path)
+        return adapter._load(path, variant)
 
 
 class _DiffusersAutoencoder(Autoencoder):
@@ -133,9 +134,8 @@ class _DiffusersAutoencoder(Autoencoder):
         self.model.save_pretrained(str(path), safe_serialization=True)
 
     @classmethod
-    def _load(cls, path: Path) -> Autoencoder:
-        check_folder(path)
-        return cls(build_from_folder(cls.model_class, path))
+    def _load(cls, path: Path, variant: str | None = None) -> Autoencoder:
+        return cls(build_from_folder(cls.model_class, path, variant=variant))
 
 
 class VQAutoencoder(_DiffusersAutoencoder):
@@ -215,7 +215,7 @@ class TAEF2Autoencoder(Autoencoder):
         (path / "LICENSE").write_text(TAEF2_LICENSE)
 
     @classmethod
-    def _load(cls, path: Path) -> Autoencoder:
+    def _load(cls, path: Path, variant: str | None = None) -> Autoencoder:
         config = read_json(path / "config.json")
         config.pop("_class_name", None)
         try:

@@ -1,4 +1,4 @@
-"""``LatentDiffusion``: autoencoder + latent ε-denoiser + DDPM schedule + severity encoders.
+"""``LatentDiffusion``: autoencoder + latent denoiser + DDPM schedule + severity encoders.
 
 The bundle is the one place that knows the latent scale: the denoiser and the severity
 encoders see *scaled* latents ``z = (raw − latent_shift) · latent_scale`` (ALGORITHMS.md §1;
@@ -18,11 +18,13 @@ from torch import nn
 
 from .._checks import check_images, check_tensor
 from ..severity.encoder import SeverityEncoder
-from ._validate import check_parts, check_task_name
+from ._io import read_json
+from ._validate import check_parts, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
-from .bundle_io import load_bundle, save_bundle, save_severity
+from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_solver_defaults
 from .denoiser import Denoiser
-from .schedule_config import ldm_scheduler, schedule_tensors
+from .prediction import to_epsilon
+from .schedule_config import ddpm_schedule_from_config, ldm_scheduler, schedule_tensors
 
 
 def _checkpoint(module: nn.Module, *args: Any) -> Any:
@@ -55,8 +57,10 @@ class LatentDiffusion(nn.Module):
 
     Args:
         autoencoder: an :class:`Autoencoder` adapter.
-        denoiser: ε-prediction :class:`Denoiser` whose channels equal the latent channels.
-        scheduler: a diffusers ``DDPMScheduler`` with ``prediction_type="epsilon"``.
+        denoiser: :class:`Denoiser` whose channels equal the latent channels.
+        scheduler: a diffusers ``DDPMScheduler``: the training schedule, and in its
+            ``prediction_type`` what the denoiser predicts ("epsilon", "v_prediction" or "sample";
+            :meth:`predict_noise` always returns ε).
         image_size: side ``H = W`` of the images, a multiple of the autoencoder's downsampling.
         latent_scale, latent_shift: ``z = (raw − shift) · scale``.
     """
@@ -125,6 +129,12 @@ class LatentDiffusion(nn.Module):
         """``(C, h, w)`` of one latent."""
         side = self._image_size // self.autoencoder.downsample_factor
         return (self.latent_channels, side, side)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the denoiser network predicts: "epsilon", "v_prediction" or "sample" (the
+        scheduler's ``prediction_type``); :meth:`predict_noise` converts it to ε."""
+        return str(self.scheduler.config.prediction_type)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -230,7 +240,10 @@ class LatentDiffusion(nn.Module):
 
     def predict_noise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """ε_θ(z_t, t): noisy scaled latents ``(B, *latent_shape)`` and integer timesteps
-        ``(B,)`` (or a scalar) in ``[0, T)`` → predicted noise ``(B, *latent_shape)``."""
+        ``(B,)`` (or a scalar) in ``[0, T)`` → predicted noise ``(B, *latent_shape)``.
+
+        A v- or x₀-predicting network's output is converted to ε here (ALGORITHMS.md §11), so every
+        solver sees ε whatever the model predicts."""
         self._check_latents(latents)
         if not isinstance(timesteps, torch.Tensor) or timesteps.is_floating_point() or timesteps.is_complex():
             got = timesteps.dtype if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
@@ -244,8 +257,9 @@ class LatentDiffusion(nn.Module):
         if lo < 0 or hi >= self.num_train_timesteps:
             raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
         with self._autocast("denoiser"):
-            eps = self.denoiser(latents.to(self.dtype).contiguous(memory_format=self.memory_format), timesteps)
-        return eps.to(latents.dtype).contiguous()
+            out = self.denoiser(latents.to(self.dtype).contiguous(memory_format=self.memory_format), timesteps)
+        out = out.to(latents.dtype).contiguous()
+        return to_epsilon(out, latents, self.alphas_cumprod[timesteps], self.prediction_type)
 
     # -- severity encoders -----------------------------------------------------------------
     def make_severity_encoder(self) -> SeverityEncoder:
@@ -261,7 +275,8 @@ class LatentDiffusion(nn.Module):
             has = ", ".join(self.severity_encoders) or "none"
             raise ValueError(
                 f"no severity encoder for task {task!r} in this model (has: {has}); train one with: "
-                f"flash-wrap train-severity --model DIR --task {task} --data IMAGE_DIR"
+                f"flash-wrap train-severity --model MODEL --task {task} --data IMAGE_DIR [--output NEW_BUNDLE, "
+                "required for a diffusers pipeline folder], or import a released one with flash-wrap import-encoder"
             )
         encoder = self.severity_encoders[task]
         assert isinstance(encoder, SeverityEncoder)
@@ -298,16 +313,50 @@ class LatentDiffusion(nn.Module):
             self.severity_metadata[task] = dict(metadata)
         save_severity(self, Path(path), task)
 
+    def set_solver_defaults(self, solver: str, task: str, values: dict[str, float]) -> None:
+        """Record tuned hyper-parameters for ``solver`` on ``task`` (e.g. ``{"eta": 0.3, "c": 0.8}``);
+        they override the solver's built-in defaults when a solver is built on this model, and are
+        merged into what the model already holds for that pair. Finite numbers only."""
+        check_task_name(task)
+        merged = {solver: {task: {**self.solver_defaults.get(solver, {}).get(task, {}), **values}}}
+        check_solver_defaults(merged, "set_solver_defaults")
+        self.solver_defaults.setdefault(solver, {})[task] = merged[solver][task]
+
+    def save_solver_defaults(self, path: str | Path) -> None:
+        """Write only ``solver_defaults`` into the ``model_index.json`` of the existing bundle
+        folder ``path`` (written to a temporary file, then renamed into place)."""
+        save_solver_defaults(Path(path), self.solver_defaults)
+
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        cls, path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+        image_size: int | None = None, prompt: str | None = None, conditioning: torch.Tensor | None = None,
+        variant: str | None = None,
     ) -> LatentDiffusion:
-        """Load a bundle from a local folder (never the network); ``"demo"`` is the demo bundle
-        shipped in the package. Returned in eval mode with frozen parameters.
+        """Load a model from a local folder (never the network): a flash-wrap bundle, ``"demo"`` (the
+        demo bundle shipped in the package), or a diffusers pipeline folder (``LDMPipeline``,
+        ``StableDiffusionPipeline`` 1.x/2.x, ...; told apart by ``model_index.json``'s
+        ``_class_name``). Returned in eval mode with frozen parameters.
+
+        Args:
+            device, dtype: where and in which precision the model is returned.
+            image_size, prompt, conditioning, variant: pipeline folders only (see
+                :func:`flash_wrap.models.pipeline.load_pipeline`); a bundle records its own.
 
         Raises ``FileNotFoundError`` for a missing folder or file, ``ValueError`` for a corrupt
-        safetensors file or a severity encoder that does not fit the model."""
-        model = load_bundle(cls, path)
+        safetensors file, an unsupported model family, or a severity encoder that does not fit."""
+        if folder_kind(path) == "pipeline":
+            from .pipeline import load_pipeline
+
+            model = load_pipeline(cls, path, image_size=image_size, prompt=prompt, conditioning=conditioning,
+                                  variant=variant)
+        else:
+            given = [n for n, v in (("image_size", image_size), ("prompt", prompt), ("conditioning", conditioning),
+                                    ("variant", variant)) if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for diffusers pipeline folders; the bundle {path} "
+                                 "records its own (re-create it from its pipeline folder to change them)")
+            model = load_bundle(cls, path)
         model.requires_grad_(False).eval()
         return model.to(device=device, dtype=dtype) if device is not None or dtype is not None else model
 
@@ -319,22 +368,30 @@ class LatentDiffusion(nn.Module):
         *,
         image_size: int,
         scheduler: str | Path | DDPMScheduler | None = None,
-        latent_scale: float = 1.0,
-        latent_shift: float = 0.0,
+        latent_scale: float | None = None,
+        latent_shift: float | None = None,
         empty_conditioning: torch.Tensor | None = None,
     ) -> LatentDiffusion:
-        """Build a bundle from diffusers models or local diffusers folders (never the network).
+        """Build a bundle from diffusers models or local diffusers component folders (never the
+        network). For a whole pipeline folder use :meth:`from_pretrained`, which reads all of this
+        from the folder.
 
         Args:
             autoencoder: a ``VQModel``, ``AutoencoderKL`` or ``AutoencoderTiny`` (or one of our
                 adapters, e.g. TAEF2), or a folder saved by ``save_pretrained`` (the class is read
                 from its ``config.json``; safetensors weights only).
-            unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (used with a fixed empty
-                conditioning, zeros by default), or a folder holding one.
+            unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (which needs ``empty_conditioning``
+                unless its folder holds one), or a folder holding one.
             image_size: side of the square images the model works on.
-            scheduler: a ``DDPMScheduler`` or a folder with ``scheduler_config.json``; default
-                the LDM schedule (:func:`ldm_scheduler`).
-            latent_scale, latent_shift: ``z = (raw − shift) · scale`` (SD v1: 0.18215).
+            scheduler: a ``DDPMScheduler``, or a folder with the ``scheduler_config.json`` of any
+                DDPM-family scheduler (its training betas and prediction type are kept). Default the
+                LDM schedule (:func:`ldm_scheduler`), allowed only with a ``UNet2DModel``: a Stable
+                Diffusion UNet was trained with another schedule.
+            latent_scale, latent_shift: ``z = (raw − shift) · scale``; default the LDM convention for a
+                VQ autoencoder (1, 0) and the autoencoder config's ``scaling_factor`` /
+                ``shift_factor`` otherwise (SD v1: 0.18215).
+            empty_conditioning: the fixed conditioning ``(1, L, D)`` of a ``UNet2DConditionModel``
+                (for Stable Diffusion the text encoder's embedding of ``""``; never assumed zeros).
 
         Returned in eval mode with frozen parameters; add severity encoders with
         ``flash-wrap train-severity`` after ``save_pretrained``.
@@ -346,15 +403,23 @@ class LatentDiffusion(nn.Module):
         if isinstance(unet, nn.Module):
             denoiser = Denoiser(unet, empty_conditioning)
         else:
-            denoiser = Denoiser.from_pretrained(_model_folder(unet, "unet"))
-            if empty_conditioning is not None:
-                denoiser = Denoiser(denoiser.unet, empty_conditioning)
+            denoiser = Denoiser.from_pretrained(_model_folder(unet, "unet"), empty_conditioning=empty_conditioning)
         if scheduler is None:
+            if denoiser.kind != "unet2d":
+                raise ValueError("scheduler: a UNet2DConditionModel (Stable Diffusion) was not trained with the LDM "
+                                 "schedule that is the default here; pass its scheduler folder, or load the whole "
+                                 "pipeline folder with LatentDiffusion.from_pretrained(PIPELINE_DIR)")
             scheduler = ldm_scheduler()
         elif not isinstance(scheduler, DDPMScheduler):
-            if not (Path(scheduler) / "scheduler_config.json").is_file():
+            file = Path(scheduler) / "scheduler_config.json"
+            if not file.is_file():
                 raise FileNotFoundError(f"scheduler: no scheduler_config.json in {scheduler}")
-            scheduler = DDPMScheduler.from_pretrained(str(scheduler))
+            scheduler = ddpm_schedule_from_config(read_json(file), str(file))
+        config = getattr(getattr(ae, "model", None), "config", {})
+        if latent_scale is None:
+            latent_scale = 1.0 if ae.kind in ("vq", "taef2") else float(config.get("scaling_factor") or 1.0)
+        if latent_shift is None:
+            latent_shift = 0.0 if ae.kind in ("vq", "taef2") else float(config.get("shift_factor") or 0.0)
         model = cls(ae, denoiser, scheduler, image_size=image_size, latent_scale=latent_scale,
                     latent_shift=latent_shift)
         return model.requires_grad_(False).eval()

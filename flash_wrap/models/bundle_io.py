@@ -40,6 +40,8 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
         "latent_shift": model.latent_shift,
         "autoencoder": model.autoencoder.kind,
         "denoiser": model.denoiser.kind,
+        "prediction_type": model.prediction_type,
+        "conditioning": model.denoiser.conditioning_source,
         "severity_tasks": sorted(model.severity_encoders),
         "solver_defaults": model.solver_defaults,
     }
@@ -88,8 +90,37 @@ def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
     write_json(path / "model_index.json", index)
 
 
+def save_solver_defaults(path: Path, defaults: dict) -> None:
+    """Replace ``solver_defaults`` in the index of the bundle folder ``path`` (atomically)."""
+    index_file = resolve(path) / "model_index.json"
+    index = read_json(index_file)
+    index["solver_defaults"] = check_solver_defaults(defaults, str(index_file))
+    staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
+    write_json(staging, index)
+    os.replace(staging, index_file)
+
+
+def folder_kind(path: str | Path) -> str:
+    """``"demo"`` (the bundle installed in the package), ``"bundle"`` (a flash-wrap bundle folder)
+    or ``"pipeline"`` (a diffusers pipeline folder: its ``model_index.json`` names another class).
+    A missing folder or index is ``FileNotFoundError``."""
+    if str(path) == "demo":
+        return "demo"
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{folder} is neither a flash-wrap bundle nor a diffusers pipeline folder: it has "
+                                "no model_index.json")
+    if folder.resolve() == DEMO_PATH.resolve():
+        return "demo"
+    return "bundle" if read_json(index_file).get("_class_name") == "LatentDiffusion" else "pipeline"
+
+
 def resolve(path: str | Path) -> Path:
-    """The bundle folder for ``path``; ``"demo"`` means :data:`DEMO_PATH`."""
+    """The model folder for ``path`` (a bundle or a diffusers pipeline folder); ``"demo"`` means
+    :data:`DEMO_PATH`."""
     if str(path) == "demo":
         if not (DEMO_PATH / "model_index.json").is_file():
             raise FileNotFoundError(
@@ -97,12 +128,8 @@ def resolve(path: str | Path) -> Path:
                 "reinstall flash-wrap or pass the path of a saved model folder"
             )
         return DEMO_PATH
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model folder {path} does not exist")
-    if not (path / "model_index.json").is_file():
-        raise FileNotFoundError(f"{path} is not a flash-wrap model folder: it has no model_index.json")
-    return path
+    folder_kind(path)  # a folder with a model_index.json: a bundle or a diffusers pipeline
+    return Path(path)
 
 
 def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion:
@@ -135,6 +162,10 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         check_schedule(scheduler)
     except ValueError as err:
         raise ValueError(f"{scheduler_file}: {err}") from None
+    recorded = index.get("prediction_type", "epsilon")  # bundles before prediction types were ε-only
+    if recorded != scheduler.config.prediction_type:
+        raise ValueError(f"{path / 'model_index.json'} says prediction_type {recorded!r} but {scheduler_file} says "
+                         f"{scheduler.config.prediction_type!r}; the bundle is inconsistent")
     model = cls(
         autoencoder,
         denoiser,

@@ -7,16 +7,18 @@ on weight values). Each is built from diffusers classes with the published shape
   with 224 base channels, mult 1-2-3-4, 2 res blocks, attention at 32², 16², 8² (head width 32).
 * ``sd-v1``: a Stable Diffusion v1-class model: KL-f8 autoencoder with 4 latent channels
   (ch 128, mult 1-2-4-4), ``UNet2DConditionModel`` (320-640-1280-1280, cross-attention width 768)
-  used unconditionally, 512×512 images, latent scale 0.18215.
+  with a fixed (1, 77, 768) conditioning, 512×512 images, latent scale 0.18215, SD's schedule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel, VQModel
 
 from .bundle import LatentDiffusion
+from .schedule_config import sd_scheduler
 
 
 def ldm_vq4_autoencoder() -> VQModel:
@@ -61,8 +63,12 @@ def full_ldm_vq4() -> LatentDiffusion:
 
 
 def sd_v1() -> LatentDiffusion:
-    """A random SD-v1-class bundle (512×512 images, 64×64×4 latents, latent scale 0.18215)."""
-    return LatentDiffusion.from_diffusers(sd_v1_autoencoder(), sd_v1_unet(), image_size=512, latent_scale=0.18215)
+    """A random SD-v1-class bundle (512×512 images, 64×64×4 latents, latent scale 0.18215, SD's
+    schedule). The conditioning is random of the real shape (1, 77, 768): with random weights no
+    text encoder's output would mean more, and the cross-attention costs what it costs in SD."""
+    cond = torch.randn(1, 77, 768, generator=torch.Generator().manual_seed(0))
+    return LatentDiffusion.from_diffusers(sd_v1_autoencoder(), sd_v1_unet(), image_size=512, latent_scale=0.18215,
+                                          scheduler=sd_scheduler(), empty_conditioning=cond)
 
 
 #: ``--config`` names of the benchmark.

@@ -1,9 +1,25 @@
-"""The LDM noise schedule as a diffusers scheduler (ALGORITHMS.md §1)."""
+"""Noise schedules as diffusers ``DDPMScheduler`` objects (ALGORITHMS.md §1 and §11)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import DDPMScheduler
+
+from .prediction import check_prediction_type
+
+#: diffusers schedulers that sample a DDPM-trained model: their configs carry the training betas
+#: (``num_train_timesteps``, ``beta_start``, ``beta_end``, ``beta_schedule`` / ``trained_betas``).
+DDPM_FAMILY = frozenset({
+    "DDPMScheduler", "DDIMScheduler", "DDIMInverseScheduler", "PNDMScheduler", "LMSDiscreteScheduler",
+    "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler", "DPMSolverSDEScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
+    "DDPMParallelScheduler", "DDIMParallelScheduler", "LCMScheduler", "TCDScheduler",
+})
+#: The entries of a scheduler config that define the training schedule and the prediction type.
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type")
 
 
 def ldm_scheduler() -> DDPMScheduler:
@@ -22,6 +38,43 @@ def ldm_scheduler() -> DDPMScheduler:
         variance_type="fixed_small",
         prediction_type="epsilon",
     )
+
+
+def sd_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The training schedule of Stable Diffusion 1.x/2.x: T = 1000, "scaled_linear" from 0.00085 to
+    0.012; ``prediction_type`` "epsilon" (1.x, 2.x-base) or "v_prediction" (2.x at 768²)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                         beta_end=0.012, clip_sample=False, variance_type="fixed_small",
+                         prediction_type=check_prediction_type(prediction_type))
+
+
+def ddpm_schedule_from_config(config: dict[str, Any], where: str) -> DDPMScheduler:
+    """The training schedule of any DDPM-family scheduler config as a ``DDPMScheduler``.
+
+    The sampler a pipeline ships (PNDM, DDIM, Euler, ...) does not matter here, only the betas
+    it was configured with and the prediction type. Refused, naming what is supported: flow-matching
+    and other non-DDPM schedulers, configs without betas, zero-terminal-SNR rescaling (ᾱ_T = 0 has
+    no start-time rule).
+    """
+    name = config.get("_class_name")
+    if name not in DDPM_FAMILY:
+        raise ValueError(
+            f"{where}: scheduler {name!r} is not a DDPM-family scheduler (flow-matching and other schedules are not "
+            "supported); flash-wrap supports models trained with a DDPM noise schedule, whose scheduler is one of "
+            f"{', '.join(sorted(DDPM_FAMILY))}"
+        )
+    if "beta_schedule" not in config and config.get("trained_betas") is None:
+        raise ValueError(f"{where}: the {name} config has neither beta_schedule nor trained_betas; cannot rebuild the "
+                         "noise schedule the model was trained with")
+    if config.get("rescale_betas_zero_snr"):
+        raise ValueError(f"{where}: rescale_betas_zero_snr is set (ᾱ_T = 0, zero terminal SNR); the adaptive start "
+                         "needs ᾱ_t > 0 at every step, so these schedules are not supported")
+    kwargs = {key: config[key] for key in _SCHEDULE_KEYS if config.get(key) is not None}
+    kwargs["prediction_type"] = check_prediction_type(kwargs.get("prediction_type", "epsilon"), where)
+    try:
+        return DDPMScheduler(**kwargs, clip_sample=False, variance_type="fixed_small")
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{where}: not a usable DDPM schedule ({err})") from None
 
 
 def schedule_tensors(scheduler: DDPMScheduler, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,18 +31,45 @@ from tqdm.auto import tqdm
 from ...flash import Flash
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
-from ...operators import get_task
+from ...operators import Operator, Task, get_task
 from ...registry import get_solver, unused_solver_defaults
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
-from ..runs import RunFolderError, check_output_folder, exclusive, fingerprint_files, fingerprint_folder
+from ..runs import check_output_folder, exclusive, fingerprint_files, fingerprint_folder, open_run
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
 
 #: images are fully decoded at this size when checked, before any work
 CHECK_SIZE = 16
+#: each image's random streams (``image_generators`` offsets): its severity level, its
+#: measurement noise, Flash, the bare baseline, and fixed start ``k`` at ``FIXED_START_STREAM + k``
+LEVEL_STREAM, NOISE_STREAM, FLASH_STREAM, BASELINE_STREAM, FIXED_START_STREAM = 0, 1, 2, 3, 4
 
 log = logging.getLogger(__name__)
+
+
+def task_operator(task: Task, names: list[str], levels: torch.Tensor, image_size: int, seed: int) -> Operator:
+    """``task``'s operator at ``levels`` (``(B,)``) for the images ``names``, each with its own kernel seed."""
+    seeds = torch.tensor([image_seed(n, seed) % (2**31 - 1) for n in names])
+    return task.operator(levels, image_size, seed=seeds)
+
+
+def degrade(task: Task, names: list[str], x: torch.Tensor, level_range: tuple[float, float],
+            seed: int) -> tuple[list[int], torch.Tensor, Operator, torch.Tensor]:
+    """The degradation ``eval`` applies to the clean images ``x`` (``(B, 3, H, W)`` in [0, 1])
+    named ``names``: each image's level ``t`` uniform in ``level_range`` and its measurement noise
+    come from its own file-name seed, so they do not depend on the batch or on the other images.
+
+    Returns ``(seeds, levels, operator, y)``: the per-image seeds (for :func:`image_generators`
+    at the ``*_STREAM`` offsets), ``(B,)`` levels, the operator and the measurements.
+    """
+    seeds = [image_seed(n, seed) for n in names]
+    lo, hi = level_range
+    levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g))
+                           for g in image_generators(seeds, LEVEL_STREAM)])
+    operator = task_operator(task, names, levels, x.shape[-1], seed)
+    y = operator.measure(x, generator=image_generators(seeds, NOISE_STREAM))
+    return seeds, levels, operator, y
 
 
 class Evaluator:
@@ -79,34 +106,30 @@ class Evaluator:
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
 
     # -- one batch ------------------------------------------------------------------------------
-    def _operator(self, names: list[str], levels: torch.Tensor):
-        seeds = torch.tensor([image_seed(n, self.config.seed) % (2**31 - 1) for n in names])
-        return self.task.operator(levels, self.model.image_size, seed=seeds)
+    def _operator(self, names: list[str], levels: torch.Tensor) -> Operator:
+        return task_operator(self.task, names, levels, self.model.image_size, self.config.seed)
 
     def run_batch(self, files: list[Path]) -> list[dict]:
         names = [f.name for f in files]
-        seeds = [image_seed(n, self.config.seed) for n in names]
-        lo, hi = self.range
-        levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g)) for g in image_generators(seeds, 0)])
-        device = self.model.device
-        x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(device)
-        operator = self._operator(names, levels)
-        y = operator.measure(x, generator=image_generators(seeds, 1))
+        x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(self.model.device)
+        seeds, levels, operator, y = degrade(self.task, names, x, self.range, self.config.seed)
 
         runs, seconds = {}, {}
         start = time.perf_counter()
-        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=image_generators(seeds, 2), progress=False)
+        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=image_generators(seeds, FLASH_STREAM),
+                                                       progress=False)
         seconds["flash"] = time.perf_counter() - start
         with torch.no_grad():
             ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
         if self.config.baseline:
             start = time.perf_counter()
-            runs["baseline"] = self.solver.reconstruct(y, operator, generator=image_generators(seeds, 3), progress=False)
+            runs["baseline"] = self.solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
+                                                         progress=False)
             seconds["baseline"] = time.perf_counter() - start
         for k in self.config.fixed_start:
             start = time.perf_counter()
             runs[f"fixed_start_{k}"] = Flash(self.solver, fixed_start=k).reconstruct(
-                y, operator, generator=image_generators(seeds, 4 + k), progress=False
+                y, operator, generator=image_generators(seeds, FIXED_START_STREAM + k), progress=False
             )
             seconds[f"fixed_start_{k}"] = time.perf_counter() - start
 
@@ -220,31 +243,9 @@ class Evaluator:
         """Names of finished images; on a fresh run, write ``run.json`` and start empty.
 
         Refuses, and deletes nothing, when the folder holds records it cannot attribute."""
-        config_file, records = self.out / RUN_FILE, self.out / RECORDS
-        current = self.identity()
-        if resume:
-            if not config_file.is_file():
-                if records.is_file() and records.stat().st_size > 0:
-                    raise RunFolderError(
-                        f"--resume: {self.out} has {RECORDS} but no {RUN_FILE}, so nothing says which run wrote "
-                        "those records; nothing was deleted: move them away or choose another --out"
-                    )
-                # nothing there yet: a resume of nothing is a fresh run
-                config_file.write_text(json.dumps(current, indent=2))
-                return set()
-            previous = json.loads(config_file.read_text())
-            if set(previous) != set(current):
-                raise RunFolderError(f"--resume: {config_file} was written by another version of flash-wrap eval; "
-                                     "start a new run in another --out")
-            changed = _differences(previous, current)
-            if changed:
-                raise RunFolderError(f"--resume: {self.out} was run with a different {', '.join(changed)}; "
-                                     "resume with the same model, data and arguments, or choose another --out")
-            return self._finished(records)
-        if records.is_file() and records.stat().st_size > 0:
-            raise RunFolderError(f"{records} exists: pass --resume to continue that run, or choose another --out")
-        records.unlink(missing_ok=True)  # empty: a run that failed before its first batch
-        config_file.write_text(json.dumps(current, indent=2))
+        if open_run(self.out, self.identity(), records=RECORDS, run_file=RUN_FILE, resume=resume,
+                    command="flash-wrap eval"):
+            return self._finished(self.out / RECORDS)
         return set()
 
     def _finished(self, records: Path) -> set[str]:
@@ -262,17 +263,6 @@ class Evaluator:
         whole = [name for batch in batches if all(n in kept for n in batch) for name in batch]
         records.write_text("".join(kept[n] + "\n" for n in whole))
         return set(whole)
-
-
-def _differences(previous: dict, current: dict) -> list[str]:
-    """What differs between two run identities, named as a user would."""
-    changed = [f"--{k.replace('_', '-')}" for k in sorted(set(previous["arguments"]) | set(current["arguments"]))
-               if previous["arguments"].get(k) != current["arguments"].get(k)]
-    if previous["model_fingerprint"] != current["model_fingerprint"]:
-        changed.append(f"model (its weights or configs changed: {previous['model']} then, {current['model']} now)")
-    if previous["data_fingerprint"] != current["data_fingerprint"] or previous["images"] != current["images"]:
-        changed.append(f"set of images ({previous['images']} then, {current['images']} now, or their content)")
-    return changed
 
 
 def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool | None = None) -> dict:

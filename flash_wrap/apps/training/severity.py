@@ -4,7 +4,9 @@ The encoder starts from the bundle's own encoder (weights copied) plus a fresh v
 and is trained with Adam on fresh degradations of a folder of clean images: per sample a task
 level ``t ~ U[train_range]`` and fresh measurement noise. Every step's data and degradation are a
 pure function of ``(seed, step)``, so a resumed run continues exactly where it stopped. The
-encoder with the lowest validation loss is written into the bundle.
+encoder with the lowest validation loss is written into the bundle: ``--model`` itself, or the
+bundle ``--output`` (required for ``demo`` and diffusers pipeline folders, which are never
+written; see :mod:`flash_wrap.apps.bundles`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ from torch.utils.data import DataLoader, Sampler
 
 from ...models import LatentDiffusion
 from ...models._io import read_json
-from ...models.bundle_io import DEMO_PATH
-from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import get_task
 from ..arguments import check_settings
+from ..bundles import bundle_target, write_bundle
 from ..images import ImageFolder, list_images, usable_images
-from ..runs import check_output_folder, exclusive_if_main, fingerprint_files
+from ..runs import check_output_folder, exclusive_if_main, fingerprint_files, main_process
 from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import StepLoop
 from .severity_loss import severity_loss
@@ -51,7 +52,12 @@ class SeverityTrainingConfig:
     val_images: int = 64
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
+    #: the bundle to write (default: ``model`` itself; required for "demo" and pipeline folders)
     output: str | None = None
+    #: checkpoint folder (default ``<bundle>/training/severity-<task>``)
+    checkpoints: str | None = None
+    #: the fixed prompt of a text-conditioned pipeline's UNet (default: the empty prompt)
+    prompt: str | None = None
     limit: int | None = None
     cpu: bool = False
     workers: int = 0
@@ -68,8 +74,8 @@ class SeverityTrainingConfig:
                               "seed": (0, 2**63 - 1), "val_images": (0, None), "checkpoint_every": (1, None),
                               "keep_checkpoints": (1, None), "limit": (1, None), "workers": (0, None)})
 
-    def checkpoint_dir(self) -> Path:
-        return Path(self.output) if self.output else Path(self.model) / "training" / f"severity-{self.task}"
+    def checkpoint_dir(self, bundle: Path) -> Path:
+        return Path(self.checkpoints) if self.checkpoints else bundle / "training" / f"severity-{self.task}"
 
 
 class StepBatches(Sampler[list[int]]):
@@ -123,16 +129,31 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
     Returns a summary dict (steps, best validation loss, where it was written).
     """
     get_task(config.task)
-    _check_target(config)
-    with exclusive_if_main(resolve_bundle(config.model), what=f"flash-wrap train-severity {config.task}"):
-        return _train_severity(config, progress=progress)
-
-
-def _train_severity(config: SeverityTrainingConfig, *, progress: bool | None) -> dict:
-    task = get_task(config.task)
     files = usable_images(list_images(config.data)[: config.limit], 16)
+    target, copy = bundle_target(config.model, config.output, command="flash-wrap train-severity",
+                                 inputs=(config.data,))
+    if not copy:
+        _check_target(config, target)
+    if copy:  # the model is written as a bundle first; its encoder is added at the end
+        try:
+            model = LatentDiffusion.from_pretrained(config.model, prompt=config.prompt)
+        except BaseException:
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()  # a refused model leaves no empty --output behind
+            raise
+        if main_process():
+            write_bundle(model, target, source=config.model)
+    else:
+        model = LatentDiffusion.from_pretrained(target)
+        _check_prompt(config, model, target)
+    with exclusive_if_main(target, what=f"flash-wrap train-severity {config.task}"):
+        return _train_severity(config, target, model, files, progress=progress)
+
+
+def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentDiffusion, files: list[Path], *,
+                    progress: bool | None) -> dict:
+    task = get_task(config.task)
     data_fingerprint = fingerprint_files(files)
-    model = LatentDiffusion.from_pretrained(config.model)
     size = model.image_size
     n_val = min(config.val_images, len(files) // 5)
     if n_val < config.val_images:
@@ -141,7 +162,7 @@ def _train_severity(config: SeverityTrainingConfig, *, progress: bool | None) ->
     train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
     if not train_files:
         raise ValueError(f"no training images left in {config.data} after holding out {n_val} for validation")
-    check_output_folder(config.checkpoint_dir(), inputs=[config.data])
+    check_output_folder(config.checkpoint_dir(target), inputs=[config.data])
 
     accelerator = Accelerator(cpu=config.cpu)
     model.to(accelerator.device).requires_grad_(False).eval()
@@ -152,7 +173,7 @@ def _train_severity(config: SeverityTrainingConfig, *, progress: bool | None) ->
     encoder = encoder.to(accelerator.device).train()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=config.lr)
 
-    ckpt_dir = config.checkpoint_dir()
+    ckpt_dir = config.checkpoint_dir(target)
     first, history, best = 0, [], {"val_loss": math.inf, "step": None}
     previous = latest_checkpoint(ckpt_dir) if config.resume else None
     if previous is not None:
@@ -219,24 +240,30 @@ def _train_severity(config: SeverityTrainingConfig, *, progress: bool | None) ->
         if parent_record is not None:  # keep the lineage: how the starting weights were trained
             metadata["parent"] = {"init_from": str(config.init_from), **parent_record}
         model.add_severity_encoder(config.task, best_encoder)
-        model.save_severity_encoder(config.model, config.task, metadata=json.loads(json.dumps(metadata)))
-        summary["written_to"] = str(Path(config.model) / "severity_encoders" / config.task)
+        model.save_severity_encoder(target, config.task, metadata=json.loads(json.dumps(metadata)))
+        summary["written_to"] = str(target / "severity_encoders" / config.task)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
 
 
-def _check_target(config: SeverityTrainingConfig) -> None:
-    """Before any work: the bundle the encoder is written into may be replaced only when asked."""
-    target = resolve_bundle(config.model).resolve()
-    if target == DEMO_PATH.resolve():
-        raise ValueError("--model demo is the bundle installed inside the package and train-severity writes into "
-                         "--model; copy it first (flash-wrap export --model demo --out my-model --dtype float32) "
-                         "and train into the copy")
+def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
+    """Before any work: an encoder the target bundle already has is replaced only when asked."""
     index = read_json(target / "model_index.json")
     if config.task in index.get("severity_tasks", []) and not config.force:
-        raise ValueError(f"{config.model} already has a trained {config.task} encoder; pass --force to replace it "
-                         "(the old one stays until the new one is written), or train into a copy of the bundle")
+        raise ValueError(f"{target} already has a trained {config.task} encoder; pass --force to replace it "
+                         "(the old one stays until the new one is written), or write a new bundle with --output")
+
+
+def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target: Path) -> None:
+    """A ``--prompt`` for a bundle that exists already must be the one it was written with."""
+    if config.prompt is None:
+        return
+    wanted = f"text encoder, prompt {config.prompt!r}"
+    if model.denoiser.conditioning_source != wanted:
+        raise ValueError(f"--prompt {config.prompt!r}: the bundle {target} is conditioned on "
+                         f"{model.denoiser.conditioning_source or 'nothing (an unconditional UNet)'}; a bundle keeps "
+                         "the conditioning it was written with (write a new one with --output)")
 
 
 def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:

@@ -1,0 +1,75 @@
+"""``flash-wrap import-encoder``: a released Flash-Diffusion severity encoder into a bundle.
+
+The checkpoint is converted by :mod:`flash_wrap.severity.official` (tensors only, strict
+names and shapes) for a model with the LDM VQ-f4 autoencoder; the bundle written follows
+:mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--output`` for ``demo`` or a pipeline
+folder). An encoder the bundle already has for the task is replaced only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ..models import LatentDiffusion
+from ..operators import get_task
+from ..severity.encoder import SeverityEncoder
+from ..severity.official import check_official_model, load_official_severity_encoder
+from .bundles import bundle_target, write_bundle
+from .runs import exclusive
+
+COMMAND = "flash-wrap import-encoder"
+SOURCE = "Flash-Diffusion severity encoder (github.com/z-fabian/flash-diffusion)"
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> tuple[LatentDiffusion, SeverityEncoder, dict]:
+    """Load and check the model, then convert the checkpoint for it (nothing written yet)."""
+    loaded = LatentDiffusion.from_pretrained(model)
+    check_official_model(loaded)
+    if task in loaded.severity_encoders and not force:
+        raise ValueError(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
+                         "into another bundle with --output NEW_FOLDER")
+    encoder = load_official_severity_encoder(checkpoint, loaded)
+    metadata = {"imported_from": {"source": SOURCE, "file": checkpoint.name, "sha256": _sha256(checkpoint)}}
+    return loaded, encoder, metadata
+
+
+def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, output: str | Path | None = None,
+                   force: bool = False) -> dict[str, Any]:
+    """Convert ``checkpoint`` into the severity encoder for ``task`` of the bundle written for ``model``.
+
+    Everything is checked (task, checkpoint file, target folder, model, existing encoder,
+    every tensor) before anything is written; a refused run leaves no empty ``--output`` behind.
+    Returns ``{"task", "written_to", "sha256"}``.
+    """
+    get_task(task)
+    file = Path(checkpoint).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint {file} does not exist or is not a file")
+    out = Path(output).expanduser() if output is not None else None
+    existed = out is None or out.exists()
+    folder, copy = bundle_target(model, output, command=COMMAND)
+    try:
+        if copy:
+            loaded, encoder, metadata = _converted(file, model, task, force)
+            write_bundle(loaded, folder, source=model)
+        with exclusive(folder, what=f"{COMMAND} {task}"):
+            if not copy:  # the bundle itself is written: hold its lock from the first check on
+                loaded, encoder, metadata = _converted(file, folder, task, force)
+            loaded.add_severity_encoder(task, encoder, metadata)
+            loaded.save_severity_encoder(folder, task, metadata=metadata)
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    return {"task": task, "written_to": str(folder / "severity_encoders" / task),
+            "sha256": metadata["imported_from"]["sha256"]}

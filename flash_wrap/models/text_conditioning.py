@@ -1,0 +1,72 @@
+"""The fixed text conditioning of a text-conditioned UNet, as its pipeline computes it.
+
+Stable Diffusion's unconditional input is not zeros: it is the text encoder's last hidden state for
+the empty prompt, tokenized and padded to the tokenizer's ``model_max_length`` (77 for CLIP), with
+the attention mask only when the encoder's config asks for one (ALGORITHMS.md §11; the same
+computation as diffusers' ``StableDiffusionPipeline.encode_prompt``). Shapes: (1, 77, 768) for
+SD 1.x, (1, 77, 1024) for SD 2.x.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ._io import read_json, weights_files
+
+log = logging.getLogger(__name__)
+
+#: transformers classes accepted for the text encoder and the tokenizer of a pipeline folder.
+TEXT_ENCODERS = ("CLIPTextModel",)
+TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
+
+
+def check_text_components(folder: Path, encoder_class: object, tokenizer_class: object, width: object) -> None:
+    """From the configs alone: supported classes, and an encoder whose hidden size is the UNet's
+    ``cross_attention_dim`` (``width``)."""
+    if encoder_class not in TEXT_ENCODERS:
+        raise ValueError(f"{folder}: text encoder {encoder_class!r} is not supported (supported: "
+                         f"{', '.join(TEXT_ENCODERS)}, as in Stable Diffusion 1.x/2.x)")
+    if tokenizer_class not in TOKENIZERS:
+        raise ValueError(f"{folder}: tokenizer {tokenizer_class!r} is not supported (supported: {', '.join(TOKENIZERS)})")
+    hidden = read_json(folder / "text_encoder" / "config.json").get("hidden_size")
+    if isinstance(width, int) and hidden != width:
+        raise ValueError(f"{folder}: the text encoder's hidden_size {hidden} differs from the UNet's "
+                         f"cross_attention_dim {width}; the folder's components do not belong together")
+
+
+def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, variant: str | None = None) -> torch.Tensor:
+    """The conditioning ``(1, L, D)`` (float32) for ``prompt`` with the pipeline folder's own
+    ``tokenizer/`` and ``text_encoder/`` (local files, safetensors only)."""
+    import transformers
+
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    encoder_folder = folder / "text_encoder"
+    files, variant = weights_files(encoder_folder, stem="model", variant=variant)
+    tokenizer = getattr(transformers, tokenizer_class).from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a bar per load would flood logs; the state is restored
+    try:
+        encoder, info = transformers.CLIPTextModel.from_pretrained(
+            str(encoder_folder), local_files_only=True, use_safetensors=True, variant=variant, output_loading_info=True
+        )
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+    bad = [*info.get("missing_keys", []), *[str(m) for m in info.get("mismatched_keys", [])]]
+    if bad:
+        raise ValueError(f"{', '.join(map(str, files))}: the text encoder's weights do not match its config "
+                         f"({len(bad)} missing or misshapen, e.g. {bad[0]!r})")
+    encoder = encoder.float().eval()
+    tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt")
+    mask = tokens.attention_mask if getattr(encoder.config, "use_attention_mask", False) else None
+    with torch.no_grad():
+        hidden = encoder(tokens.input_ids, attention_mask=mask)[0]
+    if not bool(torch.isfinite(hidden).all()):
+        raise ValueError(f"{encoder_folder}: the text encoder gave NaN or infinite values for the prompt {prompt!r}")
+    log.info("conditioning: text encoder output for prompt %r, shape %s", prompt, tuple(hidden.shape))
+    return hidden.float().detach()

@@ -1,0 +1,253 @@
+"""Diffusers pipeline folders load as bundles, checked against the pipelines' own components."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from flash_wrap import LatentDiffusion
+from flash_wrap.apps.cli import main
+from flash_wrap.apps.runs import fingerprint_folder
+from flash_wrap.testing import write_images
+from flash_wrap.testing.pipelines import tiny_ldm_pipeline, tiny_sd_pipeline, write_sd3_like_folder
+
+T = torch.tensor([0, 10, 500, 999])
+
+
+@pytest.fixture(scope="module")
+def ldm(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ldm") / "ldm-celebahq"
+    return folder, tiny_ldm_pipeline(folder)
+
+
+@pytest.fixture(scope="module")
+def sd15(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sd") / "sd15"
+    return folder, tiny_sd_pipeline(folder)
+
+
+@pytest.fixture(scope="module")
+def sd21v(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sd2") / "sd21"
+    return folder, tiny_sd_pipeline(folder, prediction_type="v_prediction", cross_attention_dim=24, seed=1)
+
+
+def _noisy(model: LatentDiffusion, seed: int = 0) -> torch.Tensor:
+    return torch.randn(len(T), *model.latent_shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _empty_prompt(pipe) -> torch.Tensor:
+    with torch.no_grad():
+        return pipe.encode_prompt("", "cpu", 1, False)[0]
+
+
+# -- each family in one call -------------------------------------------------------------------
+def test_ldm_pipeline_loads_with_unscaled_latents_and_its_schedule(ldm):
+    folder, pipe = ldm
+    model = LatentDiffusion.from_pretrained(folder)
+    assert model.latent_scale == 1.0 and model.latent_shift == 0.0  # LDMPipeline decodes vqvae.decode(latents)
+    assert pipe.vqvae.config.scaling_factor != 1.0  # ... although the VQ config carries a scaling factor
+    assert model.image_size == pipe.unet.config.sample_size * 4 and model.autoencoder.kind == "vq"
+    torch.testing.assert_close(model.alphas_cumprod, pipe.scheduler.alphas_cumprod, atol=1e-6, rtol=0)
+    z = _noisy(model)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict_noise(z, T), pipe.unet(z, T).sample)
+        torch.testing.assert_close(model.decode(z[:1]), (pipe.vqvae.decode(z[:1]).sample + 1) / 2)
+
+
+def test_sd_pipeline_uses_the_empty_prompt_embedding_scale_and_schedule(sd15):
+    folder, pipe = sd15
+    model = LatentDiffusion.from_pretrained(folder)
+    assert model.latent_scale == pytest.approx(0.18215) and model.latent_shift == 0.0
+    assert model.image_size == pipe.unet.config.sample_size * 2 and model.prediction_type == "epsilon"
+    torch.testing.assert_close(model.alphas_cumprod, pipe.scheduler.alphas_cumprod, atol=1e-6, rtol=0)
+    cond = _empty_prompt(pipe)
+    assert cond.shape == (1, 77, 32) and cond.abs().max() > 0  # not zeros
+    torch.testing.assert_close(model.denoiser.empty_conditioning, cond)
+    z = _noisy(model)
+    with torch.no_grad():
+        reference = pipe.unet(z, T, encoder_hidden_states=cond.expand(len(T), -1, -1)).sample
+        torch.testing.assert_close(model.predict_noise(z, T), reference)
+        x = torch.rand(1, 3, 32, 32)
+        torch.testing.assert_close(model.encode(x), pipe.vae.encode(x * 2 - 1).latent_dist.mean * 0.18215)
+
+
+def test_v_prediction_is_converted_to_epsilon(sd21v):
+    folder, pipe = sd21v
+    model = LatentDiffusion.from_pretrained(folder)
+    assert model.prediction_type == "v_prediction"
+    z = _noisy(model, 1)
+    a = pipe.scheduler.alphas_cumprod[T].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        v = pipe.unet(z, T, encoder_hidden_states=_empty_prompt(pipe).expand(len(T), -1, -1)).sample
+    torch.testing.assert_close(model.predict_noise(z, T), a.sqrt() * v + (1 - a).sqrt() * z, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["ldm", "sd15", "sd21v"])
+def test_a_saved_bundle_reproduces_the_pipeline(family, request, tmp_path):
+    folder, _ = request.getfixturevalue(family)
+    model = LatentDiffusion.from_pretrained(folder)
+    model.save_pretrained(tmp_path / "bundle")
+    index = json.loads((tmp_path / "bundle" / "model_index.json").read_text())
+    assert index["prediction_type"] == model.prediction_type and index["_class_name"] == "LatentDiffusion"
+    again = LatentDiffusion.from_pretrained(tmp_path / "bundle")
+    assert (again.latent_scale, again.latent_shift, again.image_size, again.prediction_type) == (
+        model.latent_scale, model.latent_shift, model.image_size, model.prediction_type)
+    assert again.denoiser.conditioning_source == model.denoiser.conditioning_source
+    torch.testing.assert_close(again.alphas_cumprod, model.alphas_cumprod, atol=0, rtol=0)
+    z = _noisy(model, 2)
+    torch.testing.assert_close(again.predict_noise(z, T), model.predict_noise(z, T), atol=0, rtol=0)
+
+
+def test_a_fixed_prompt_conditions_the_unet(sd15):
+    folder, pipe = sd15
+    model = LatentDiffusion.from_pretrained(folder, prompt="a photo of a face")
+    with torch.no_grad():
+        expected = pipe.encode_prompt("a photo of a face", "cpu", 1, False)[0]
+    torch.testing.assert_close(model.denoiser.empty_conditioning, expected)
+    assert not torch.allclose(expected, _empty_prompt(pipe))
+    assert model.denoiser.conditioning_source == "text encoder, prompt 'a photo of a face'"
+
+
+def test_fp16_variant_weights_load_and_other_sizes_warn(tmp_path):
+    pipe = tiny_sd_pipeline(tmp_path / "fp16", variant="fp16")
+    assert (tmp_path / "fp16" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    model = LatentDiffusion.from_pretrained(tmp_path / "fp16")  # the only variant there is used
+    half = pipe.unet.to(torch.float16).float()
+    torch.testing.assert_close(model.denoiser.unet.state_dict()["conv_in.weight"], half.state_dict()["conv_in.weight"])
+    assert LatentDiffusion.from_pretrained(tmp_path / "fp16", variant="fp16", dtype=torch.float16).dtype == torch.float16
+    with pytest.raises(FileNotFoundError, match="no 'bf16' variant"):
+        LatentDiffusion.from_pretrained(tmp_path / "fp16", variant="bf16")
+    with pytest.warns(UserWarning, match="image_size 64 differs from the size the model was trained at"):
+        assert LatentDiffusion.from_pretrained(tmp_path / "fp16", image_size=64).image_size == 64
+
+
+# -- refused before any weights are read --------------------------------------------------------
+def _without_weights(src, dst):
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors"))
+    return dst
+
+
+def test_sd3_style_and_flow_matching_are_refused(tmp_path, ldm):
+    with pytest.raises(ValueError, match="denoiser is a SD3Transformer2DModel.*not a UNet.*supported: LDMPipeline"):
+        LatentDiffusion.from_pretrained(write_sd3_like_folder(tmp_path / "sd3"))
+    flow = _without_weights(ldm[0], tmp_path / "flow")
+    (flow / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}))
+    with pytest.raises(ValueError, match="'FlowMatchEulerDiscreteScheduler' is not a DDPM-family scheduler"):
+        LatentDiffusion.from_pretrained(flow)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: _drop(f, "text_encoder", "tokenizer"), "no text_encoder and tokenizer.*zeros are not the empty prompt"),
+    (lambda f: _add(f, text_encoder_2=["transformers", "CLIPTextModelWithProjection"]), "two text encoders"),
+    (lambda f: _unet(f, addition_embed_type="text_time"), "inputs besides the text conditioning"),
+    (lambda f: _unet(f, in_channels=9), "takes 9 channels and predicts 4"),
+    (lambda f: _scheduler(f, rescale_betas_zero_snr=True), "zero terminal SNR"),
+    (lambda f: _scheduler(f, beta_schedule=None), "neither beta_schedule nor trained_betas"),
+    (lambda f: _scheduler(f, prediction_type="flow"), "epsilon, v_prediction, sample, got 'flow'"),
+    (lambda f: _drop(f, "vae"), "no autoencoder"),
+    (lambda f: _unet(f, cross_attention_dim=48), "hidden_size 32 differs from the UNet's cross_attention_dim 48"),
+])
+def test_unsupported_folders_are_refused_from_their_configs(tmp_path, sd15, edit, message):
+    folder = _without_weights(sd15[0], tmp_path / "sd")
+    edit(folder)
+    with pytest.raises(ValueError, match=message):
+        LatentDiffusion.from_pretrained(folder)
+
+
+def _edit_json(file, **changes):
+    data = json.loads(file.read_text())
+    data.update(changes)
+    file.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+
+
+def _drop(folder, *names):
+    _edit_json(folder / "model_index.json", **{n: [None, None] for n in names})
+
+
+def _add(folder, **entries):
+    _edit_json(folder / "model_index.json", **entries)
+
+
+def _unet(folder, **changes):
+    _edit_json(folder / "unet" / "config.json", **changes)
+
+
+def _scheduler(folder, **changes):
+    _edit_json(folder / "scheduler" / "scheduler_config.json", **changes)
+
+
+def test_pickled_weights_are_refused_with_how_to_convert(tmp_path, ldm):
+    folder = shutil.copytree(ldm[0], tmp_path / "bin")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.unlink()
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"a pickle that is never opened")
+    with pytest.raises(ValueError, match="pickled weights.*never unpickles.*safe_serialization=True"):
+        LatentDiffusion.from_pretrained(folder)
+
+
+def test_zeros_are_never_the_conditioning_silently():
+    from diffusers import UNet2DConditionModel
+
+    from flash_wrap.models import Denoiser
+    from flash_wrap.testing import tiny_autoencoder
+
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    with pytest.raises(ValueError, match="needs its conditioning, and zeros are not the empty prompt"):
+        Denoiser(unet)
+    with pytest.raises(ValueError, match="not trained with the LDM schedule"):
+        LatentDiffusion.from_diffusers(tiny_autoencoder("kl", 4), unet, image_size=32,
+                                       empty_conditioning=torch.randn(1, 3, 8))
+
+
+def test_pipeline_only_options_are_refused_for_bundles(tmp_path, ldm):
+    LatentDiffusion.from_pretrained(ldm[0]).save_pretrained(tmp_path / "bundle")
+    with pytest.raises(ValueError, match="prompt: only for diffusers pipeline folders"):
+        LatentDiffusion.from_pretrained(tmp_path / "bundle", prompt="a face")
+    with pytest.raises(ValueError, match="takes no text conditioning"):
+        LatentDiffusion.from_pretrained(ldm[0], prompt="a face")
+
+
+# -- the command line on pipeline folders ---------------------------------------------------------
+def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, sd15, capsys):
+    folder = shutil.copytree(sd15[0], tmp_path / "sd15")
+    before = fingerprint_folder(folder)
+    write_images(tmp_path / "data", 10, 40, 36, seed=3)
+    train = ["train-severity", "--model", str(folder), "--task", "gaussian-blur", "--data", str(tmp_path / "data"),
+             "--steps", "2", "--batch-size", "2", "--val-images", "2", "--checkpoint-every", "1", "--cpu"]
+    assert main(train) == 2
+    assert "diffusers pipeline folder, which is never modified; pass --output" in capsys.readouterr().err
+    assert main([*train, "--output", str(tmp_path / "bundle")]) == 0
+    bundle = LatentDiffusion.from_pretrained(tmp_path / "bundle")
+    assert "gaussian-blur" in bundle.severity_encoders and bundle.latent_scale == pytest.approx(0.18215)
+    torch.testing.assert_close(bundle.denoiser.empty_conditioning, _empty_prompt(sd15[1]))
+    # the same command again continues into the bundle it wrote; another task adds to it
+    assert main([*train, "--output", str(tmp_path / "bundle"), "--steps", "3"]) == 2
+    assert "already has a trained gaussian-blur encoder" in capsys.readouterr().err
+    assert main([*train[:4], "random-inpainting", *train[5:], "--output", str(tmp_path / "bundle")]) == 0
+    assert set(LatentDiffusion.from_pretrained(tmp_path / "bundle").severity_encoders) == {
+        "gaussian-blur", "random-inpainting"}
+    assert fingerprint_folder(folder) == before
+
+    evaluate = ["eval", "--data", str(tmp_path / "data"), "--task", "gaussian-blur", "--steps", "3", "--limit", "2",
+                "--batch-size", "2", "--device", "cpu"]
+    assert main([*evaluate, "--model", str(folder), "--out", str(tmp_path / "e1")]) == 2
+    err = capsys.readouterr().err
+    assert "no severity encoder for task 'gaussian-blur'" in err and "flash-wrap train-severity" in err
+    assert main([*evaluate, "--model", str(tmp_path / "bundle"), "--out", str(tmp_path / "e2")]) == 0
+    tune = ["tune", "--model", str(folder), "--task", "gaussian-blur", "--solver", "latent-dps", "--data",
+            str(tmp_path / "data"), "--out", str(tmp_path / "t"), "--steps", "3", "--batch-size", "2", "--limit", "2",
+            "--eta", "0.1", "0.5"]
+    assert main(tune) == 2 and "pass --output" in capsys.readouterr().err  # never written into the pipeline
+    assert main([*tune, "--output", str(tmp_path / "bundle")]) == 0  # tunes the bundle written from it
+    assert "gaussian-blur" in LatentDiffusion.from_pretrained(tmp_path / "bundle").solver_defaults["latent-dps"]
+    assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "2"]) == 0
+    assert main(["benchmark", "--config", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
+    assert fingerprint_folder(folder) == before
