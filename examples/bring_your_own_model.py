@@ -1,12 +1,15 @@
 """Bring your own latent diffusion model: wrap diffusers folders, train a severity encoder, run Flash.
 
-You have an autoencoder and a latent ε-prediction UNet, each saved with diffusers'
-``save_pretrained`` (safetensors): e.g. a ``VQModel`` or ``AutoencoderKL`` folder and a
-``UNet2DModel`` folder. This example
+A whole diffusers *pipeline* folder (LDMPipeline, Stable Diffusion 1.x/2.x) needs none of this:
+``LatentDiffusion.from_pretrained(PIPELINE_DIR)`` or any command's ``--model PIPELINE_DIR`` reads
+it in one call (README, "Use your own LDM or Stable Diffusion"). This example is for separate
+component folders: an autoencoder and a latent ε-prediction UNet, each saved with diffusers'
+``save_pretrained`` (safetensors), e.g. a ``VQModel`` or ``AutoencoderKL`` folder and a
+``UNet2DModel`` folder. It
 
 1. loads them with ``LatentDiffusion.from_diffusers`` (the class comes from each folder's
    ``config.json``: VQModel, AutoencoderKL, AutoencoderTiny or TAEF2; UNet2DModel, or
-   UNet2DConditionModel used unconditionally) together with a DDPM noise schedule,
+   UNet2DConditionModel with an explicit conditioning) together with a DDPM noise schedule,
 2. saves the result as a flash-wrap bundle folder (safetensors + JSON),
 3. fine-tunes a severity encoder for one task into that bundle (the Python API behind
    ``flash-wrap train-severity``; the equivalent command is printed),

@@ -1,49 +1,224 @@
-"""The demo command and the metrics it reports."""
+"""The demo command: its severities, the numbers it writes (demo.json, demo.md), the figure and
+its progress output."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
+import json
 import math
 
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from flash_wrap.apps import demo as demo_module
 from flash_wrap.apps.cli import main
-from flash_wrap.apps.demo import DEMO_LEVELS, run_demo
+from flash_wrap.apps.demo import (
+    DEFAULT_FACES,
+    DEFAULT_STEPS,
+    DEMO_LEVELS,
+    DEMO_TASKS,
+    NOISE_STREAM,
+    ROW_KEYS,
+    STREAMS,
+    run_demo,
+    sample_seed,
+)
+from flash_wrap.apps.images import list_images, load_image
+from flash_wrap.models import LatentDiffusion
+from flash_wrap.operators import get_task
 from flash_wrap.testing import tiny_model, write_images
 
+STEPS = 6
+TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
+TOP_LEVEL = {"model", "solver", "grid", "image_size", "n_faces", "seed", "seconds", "rows"}
 
-@pytest.fixture
-def demo_setup(tmp_path):
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def demo_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
     model = tiny_model("taef2", image_size=32, seed=0)
-    for task in ("gaussian-blur", "super-resolution"):
+    for task in TASKS:
         model.add_severity_encoder(task, model.make_severity_encoder())
-    model.save_pretrained(tmp_path / "model")
-    return tmp_path / "model", write_images(tmp_path / "faces", 2, 64, 64)
+    model.save_pretrained(tmp / "model")
+    return tmp, tmp / "model", write_images(tmp / "faces", 3, 64, 64)
 
 
-def test_demo_runs_every_available_task_and_writes_a_figure(demo_setup, tmp_path):
-    model, faces = demo_setup
-    out = run_demo(model=str(model), out=tmp_path / "out", faces=faces, steps=8, progress=False)
-    results = out["results"]
-    assert [r.task for r in results] == ["gaussian-blur", "super-resolution"]  # only tasks with an encoder
-    for r in results:
-        assert r.baseline_nfe.tolist() == [8] * 2 * len(DEMO_LEVELS)
-        assert (r.flash_nfe <= 8).all() and r.flash_nfe.shape == (4,)
-        assert all(math.isfinite(v) for v in r.flash_psnr.tolist() + r.baseline_psnr.tolist())
-    assert out["figure"].is_file()
+@pytest.fixture(scope="module")
+def demo_run(demo_setup):
+    """One demo run on 2 faces with stderr captured as a non-terminal (a log file)."""
+    tmp, model, faces = demo_setup
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        out = run_demo(model=str(model), out=tmp / "out", faces=faces, n_faces=2, steps=STEPS, seed=3)
+    return out, err.getvalue(), json.loads((tmp / "out" / "demo.json").read_text())
+
+
+def _mean_psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
+    mse = (estimate.clamp(0, 1).double() - clean.double()).square().flatten(1).mean(1)
+    return float((-10 * torch.log10(mse)).mean())
+
+
+def _degrade(model: LatentDiffusion, faces, task: str, level: float, seed: int):
+    """The demo's degradation, rebuilt from the documented seeds: the clean faces, the operator, y."""
+    files = list_images(faces)[:2]
+    clean = torch.stack([load_image(f, model.image_size) for f in files])
+    seeds = [sample_seed(seed, task, level, f.name) for f in files]
+    operator = get_task(task).operator(torch.full((len(files),), level), model.image_size, seed=torch.tensor(seeds))
+    y = operator.measure(clean, generator=[torch.Generator().manual_seed(s * STREAMS + NOISE_STREAM) for s in seeds])
+    return clean, operator, y
+
+
+def test_demo_levels_span_each_tasks_training_range():
+    assert set(DEMO_LEVELS) == set(DEMO_TASKS)
+    for task, levels in DEMO_LEVELS.items():
+        lo, hi = get_task(task).train_range
+        assert all(lo <= t <= hi for t in levels) and list(levels) == sorted(levels)
+    assert DEMO_LEVELS["gaussian-blur"] == DEMO_LEVELS["motion-blur"] == get_task("gaussian-blur").train_range
+    missing = get_task("random-inpainting").operator(torch.tensor(DEMO_LEVELS["random-inpainting"]), 64).severity
+    assert missing.tolist() == pytest.approx([0.3, 0.8])
+    assert len(DEMO_LEVELS["super-resolution"]) == 1  # t is ignored: one severity row
+
+
+def test_demo_json_has_one_row_per_task_and_level_with_exactly_the_documented_keys(demo_run):
+    out, _, summary = demo_run
+    assert TOP_LEVEL <= set(summary)
+    assert (summary["solver"], summary["grid"], summary["image_size"], summary["n_faces"], summary["seed"]) == (
+        "latent-dps", f"ddim-{STEPS} (η=0)", 32, 2, 3)
+    assert summary["seconds"] > 0
+    rows = summary["rows"]
+    assert all(list(row) == list(ROW_KEYS) for row in rows)
+    assert [(r["task"], r["level"]) for r in rows] == [(t, lv) for t in TASKS for lv in DEMO_LEVELS[t]]
+    assert sum(r["task"] == "super-resolution" for r in rows) == 1
+    assert rows == out["rows"]
+    for r in rows:
+        assert r["baseline_nfe"] == STEPS and 0 <= r["flash_nfe"] <= STEPS
+        assert all(math.isfinite(r[k]) for k in ROW_KEYS[2:])
+
+
+def test_demo_numbers_are_the_means_of_the_per_face_results(demo_run):
+    out, _, summary = demo_run
+    rows = iter(summary["rows"])
+    for result in out["results"]:
+        n = result.n_faces
+        assert n == 2 and result.baseline_nfe.tolist() == [STEPS] * n * len(result.task_levels)
+        for k in range(len(result.task_levels)):
+            row, s = next(rows), slice(k * n, (k + 1) * n)
+            assert row["flash_nfe"] == pytest.approx(result.flash_nfe[s].double().mean().item(), abs=1e-4)
+            assert row["flash_psnr"] == pytest.approx(result.flash_psnr[s].double().mean().item(), abs=1e-4)
+            assert row["sigma_hat"] == pytest.approx(result.sigma_hat[s].double().mean().item(), abs=1e-6)
+
+
+def test_degraded_and_autoencoder_psnr_recomputed_from_the_faces_and_the_seeds(demo_setup, demo_run):
+    _, model_path, faces = demo_setup
+    _, _, summary = demo_run
+    model = LatentDiffusion.from_pretrained(str(model_path))
+    for row in summary["rows"]:
+        clean, operator, y = _degrade(model, faces, row["task"], row["level"], seed=3)
+        degraded = operator.to_image(y)
+        if row["task"] == "super-resolution":  # the degraded input shown is the bicubic upsampling
+            assert torch.allclose(degraded, F.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False))
+        assert row["degraded_psnr"] == pytest.approx(_mean_psnr(degraded, clean), abs=1e-3)
+        with torch.no_grad():
+            z_hat, variance = model.severity_encoder(row["task"])(degraded)
+            estimate = model.decode(z_hat)
+        assert row["autoencoder_psnr"] == pytest.approx(_mean_psnr(estimate, clean), abs=1e-2)
+        assert row["sigma_hat"] == pytest.approx(float(variance.double().mean()), rel=1e-3)
+
+
+def test_demo_md_shows_the_numbers_of_demo_json(demo_run, demo_setup):
+    out, _, summary = demo_run
+    md = (demo_setup[0] / "out" / "demo.md").read_text()
+    assert md == out["table"] + "\n" and md.startswith(f"latent-dps, ddim-{STEPS} (η=0)")
+    lines = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| task")]
+    assert len(lines) == len(summary["rows"])
+    for line, row in zip(lines, summary["rows"]):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == row["task"] and float(cells[1]) == pytest.approx(row["level"], abs=5e-4)
+        shown = [float(c) for c in cells[3:]]
+        wanted = [row[k] for k in ("degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
+                                   "baseline_nfe", "flash_nfe")]
+        assert shown[:6] == pytest.approx(wanted, abs=0.051)
+        assert shown[6] == pytest.approx(row["sigma_hat"], rel=1e-3)
+
+
+def test_demo_figure_is_a_png_with_five_columns_per_task(demo_run):
+    out, _, _ = demo_run
+    with open(out["figure"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with Image.open(out["figure"]) as img:
-        assert img.width > 500 and img.height > 300
-    rows = [line for line in out["table"].splitlines() if line.startswith("| ") and not line.startswith("| task")]
-    assert len(rows) == 4  # 2 tasks × 2 severities
-    assert out["grid"] == "ddim-8 (η=0)" and out["table"].startswith("latent-dps, ddim-8 (η=0)")
-    assert (tmp_path / "out" / "demo.md").read_text() == out["table"] + "\n"
+        assert img.format == "PNG" and img.width > img.height > 300
+
+
+def test_progress_without_a_terminal_is_one_line_per_stage(demo_run):
+    _, err, _ = demo_run
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert all(line.startswith("demo: ") for line in lines)
+    stages = [line for line in lines if ": baseline ddim" in line or ": flash ddim" in line]
+    assert len(stages) == 2 * len(TASKS) and len(lines) == len(stages) + 2  # plus a header and a summary
+    for task in TASKS:
+        for method in ("baseline", "flash"):
+            assert sum(line.startswith(f"demo: {task} t=") and f": {method} ddim-{STEPS}" in line
+                       and line.endswith(" s") for line in stages) == 1
+    assert "demo: gaussian-blur t=0.00/1.00: baseline" in err and "demo: super-resolution t=0.00: flash" in err
+
+
+def test_progress_on_a_terminal_is_tqdm_bars(demo_setup, monkeypatch):
+    tmp, model, faces = demo_setup
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    run_demo(model=str(model), out=tmp / "tty", faces=faces, n_faces=1, steps=2, tasks=("super-resolution",))
+    assert "\r" in term.getvalue() and "demo: super-resolution" in term.getvalue()
+    assert ": flash ddim-2 (η=0): 1 image, mean NFE" not in term.getvalue()  # no stage lines beside the bars
+
+
+def test_two_runs_write_the_same_rows_and_the_seed_matters(demo_setup, demo_run):
+    tmp, model, faces = demo_setup
+    again = run_demo(model=str(model), out=tmp / "again", faces=faces, n_faces=2, steps=STEPS, seed=3,
+                     progress=False)
+    assert json.loads((tmp / "again" / "demo.json").read_text())["rows"] == demo_run[2]["rows"]
+    assert again["rows"] == demo_run[2]["rows"]
+    other = run_demo(model=str(model), out=tmp / "other", faces=faces, n_faces=2, steps=STEPS, seed=4,
+                     tasks=("motion-blur",), progress=False)
+    assert [r["degraded_psnr"] for r in other["rows"]] != [r["degraded_psnr"] for r in demo_run[2]["rows"][4:6]]
+
+
+def test_demo_defaults_are_the_module_constants(demo_setup):
+    params = inspect.signature(run_demo).parameters
+    assert params["steps"].default == DEFAULT_STEPS and params["n_faces"].default == DEFAULT_FACES
+
+
+def test_demo_cli_passes_only_the_options_given(monkeypatch, capsys, tmp_path):
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return {"table": "table", "figure": tmp_path / "demo.png", "json": tmp_path / "demo.json"}
+
+    monkeypatch.setattr(demo_module, "run_demo", fake)
+    assert main(["demo", "--out", str(tmp_path / "a")]) == 0
+    assert "steps" not in calls[-1] and "n_faces" not in calls[-1]  # run_demo's defaults apply
+    assert main(["demo", "--out", str(tmp_path / "a"), "--steps", "0", "--n-faces", "2", "--seed", "5"]) == 0
+    assert (calls[-1]["steps"], calls[-1]["n_faces"], calls[-1]["seed"]) == (None, 2, 5)  # 0: the solver's sampler
+    assert "figure:" in capsys.readouterr().out
 
 
 def test_demo_cli(demo_setup, tmp_path, capsys):
-    model, faces = demo_setup
+    _, model, faces = demo_setup
     assert main(["demo", "--model", str(model), "--faces", str(faces), "--n-faces", "1", "--steps", "4",
                  "--out", str(tmp_path / "cli")]) == 0
-    assert "figure:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "figure:" in printed and "numbers:" in printed
+    summary = json.loads((tmp_path / "cli" / "demo.json").read_text())
+    assert summary["n_faces"] == 1 and summary["grid"] == "ddim-4 (η=0)"
     assert main(["demo", "--model", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
-

@@ -97,10 +97,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    out = run_demo(model=args.model, out=args.out, solver=args.solver, steps=args.steps or None, faces=args.faces,
-                   n_faces=args.n_faces, seed=args.seed)
+    given = {}  # options left out take run_demo's defaults (DEFAULT_STEPS, DEFAULT_FACES)
+    if args.steps is not None:
+        given["steps"] = args.steps or None  # 0: the solver's own sampler
+    if args.n_faces is not None:
+        given["n_faces"] = args.n_faces
+    out = run_demo(model=args.model, out=args.out, solver=args.solver, faces=args.faces, seed=args.seed, **given)
     print(out["table"])
-    print(f"\nfigure: {out['figure']}")
+    print(f"\nfigure: {out['figure']}\nnumbers: {out['json']}")
     return 0
 
 
@@ -193,14 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="baseline vs Flash on the shipped faces, every task at two severities")
+    p = sub.add_parser("demo", help="degraded input, autoencoder-only D(z), baseline and Flash on the shipped "
+                       "faces, every task at an easy and a hard severity")
     p.add_argument("--model", default="demo", help="model bundle folder, or 'demo' (shipped)")
-    p.add_argument("--out", default="flash-demo", help="output folder for demo.png and demo.md")
+    p.add_argument("--out", default="flash-demo", help="output folder for demo.png, demo.md and demo.json")
     p.add_argument("--solver", default="latent-dps")
-    p.add_argument("--steps", type=NON_NEGATIVE, default=100,
-                   help="DDIM steps for both baseline and Flash (0: the solver's own sampler, DDPM-1000: slow)")
+    p.add_argument("--steps", type=NON_NEGATIVE,
+                   help="DDIM steps for both baseline and Flash (default: the demo's own, named in its table "
+                   "header; 0: the solver's own sampler, DDPM-1000: slow)")
     p.add_argument("--faces", help="folder of face images (default: the shipped faces)")
-    p.add_argument("--n-faces", type=POSITIVE, help="use only the first N faces")
+    p.add_argument("--n-faces", type=POSITIVE,
+                   help="use the first N faces of the folder (default: the demo's own number, recorded in demo.json)")
     p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=_cmd_demo)
 
