@@ -181,6 +181,44 @@ def _scheduler(folder, **changes):
     _edit_json(folder / "scheduler" / "scheduler_config.json", **changes)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: (f / "tokenizer" / "tokenizer.json").unlink(), "has no vocabulary"),
+    (lambda f: _edit_json(f / "tokenizer" / "tokenizer_config.json", model_max_length=int(1e30)),
+     "model_max_length=1000000000000000019884624838656 tokens but the text encoder has max_position_embeddings=77"),
+    (lambda f: _scheduler(f, trained_betas=[0.001] * 500), "trained_betas has 500 entries but num_train_timesteps"),
+    (lambda f: _scheduler(f, timestep_type="continuous", _class_name="EulerDiscreteScheduler"), "continuous"),
+    (lambda f: _scheduler(f, use_flow_sigmas=True, _class_name="DPMSolverMultistepScheduler"), "flow-matching noise"),
+    (lambda f: _edit_json(f / "model_index.json", _class_name=None), "has no _class_name"),
+    (lambda f: _unet(f, sample_size=None), "has no sample_size.*pass image_size="),
+    (lambda f: _edit_json(f / "vae" / "config.json", scaling_factor="x"), "scaling_factor must be a number"),
+    (lambda f: (f / "text_encoder" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{"),
+     "corrupt safetensors file .*text_encoder"),
+])
+def test_broken_text_parts_and_schedules_are_refused_with_the_file(tmp_path, sd15, edit, message):
+    folder = shutil.copytree(sd15[0], tmp_path / "sd")
+    edit(folder)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        LatentDiffusion.from_pretrained(folder)
+
+
+def test_an_unknown_pipeline_class_warns_how_its_latents_were_scaled(tmp_path, ldm):
+    folder = shutil.copytree(ldm[0], tmp_path / "custom")
+    _edit_json(folder / "model_index.json", _class_name="MyLDMPipeline")
+    with pytest.warns(UserWarning, match="MyLDMPipeline is not a pipeline whose latent convention flash-wrap knows"):
+        assert LatentDiffusion.from_pretrained(folder).latent_scale == pytest.approx(0.18215)
+    assert LatentDiffusion.from_pretrained(folder, latent_scale=1.0).latent_scale == 1.0
+
+
+def test_sharded_variant_weights_are_found(tmp_path, ldm):
+    folder = shutil.copytree(ldm[0], tmp_path / "sharded")
+    plain = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    plain.rename(folder / "unet" / "diffusion_pytorch_model.fp16-00001-of-00001.safetensors")
+    from flash_wrap.models._io import weights_files
+
+    files, variant = weights_files(folder / "unet")
+    assert variant == "fp16" and [f.name for f in files] == ["diffusion_pytorch_model.fp16-00001-of-00001.safetensors"]
+
+
 def test_pickled_weights_are_refused_with_how_to_convert(tmp_path, ldm):
     folder = shutil.copytree(ldm[0], tmp_path / "bin")
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
@@ -205,6 +243,22 @@ def test_zeros_are_never_the_conditioning_silently():
     with pytest.raises(ValueError, match="not trained with the LDM schedule"):
         LatentDiffusion.from_diffusers(tiny_autoencoder("kl", 4), unet, image_size=32,
                                        empty_conditioning=torch.randn(1, 3, 8))
+
+
+def test_a_bundle_written_from_a_pipeline_is_not_continued_after_the_pipeline_changed(tmp_path, ldm):
+    from flash_wrap.apps.bundles import bundle_target, write_bundle
+
+    folder = shutil.copytree(ldm[0], tmp_path / "ldm")
+    target, copy = bundle_target(folder, tmp_path / "out", command="test")
+    assert copy
+    write_bundle(LatentDiffusion.from_pretrained(folder), target, source=folder)
+    assert bundle_target(folder, tmp_path / "out", command="test") == (target, False)  # continues
+    tiny_ldm_pipeline(folder, seed=5)  # other weights in the same place
+    from flash_wrap.apps import bundles
+
+    bundles._FINGERPRINTS.clear()  # a new process
+    with pytest.raises(ValueError, match="has changed since"):
+        bundle_target(folder, tmp_path / "out", command="test")
 
 
 def test_pipeline_only_options_are_refused_for_bundles(tmp_path, ldm):
@@ -235,6 +289,11 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     assert set(LatentDiffusion.from_pretrained(tmp_path / "bundle").severity_encoders) == {
         "gaussian-blur", "random-inpainting"}
     assert fingerprint_folder(folder) == before
+    # the bundle keeps its conditioning: another prompt into it is refused, and so is a prompt for a bundle
+    assert main([*train[:4], "motion-blur", *train[5:], "--output", str(tmp_path / "bundle"), "--prompt", "a face"]) == 2
+    assert "was written with the conditioning text encoder, prompt ''" in capsys.readouterr().err
+    assert main([*train[:2], str(tmp_path / "bundle"), *train[3:4], "motion-blur", *train[5:], "--prompt", "x"]) == 2
+    assert "--prompt applies to diffusers pipeline folders" in capsys.readouterr().err
 
     evaluate = ["eval", "--data", str(tmp_path / "data"), "--task", "gaussian-blur", "--steps", "3", "--limit", "2",
                 "--batch-size", "2", "--device", "cpu"]

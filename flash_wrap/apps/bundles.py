@@ -7,8 +7,9 @@ Rules (README, "Use your own LDM or Stable Diffusion"):
 * ``demo`` (the bundle installed inside the package) and a diffusers pipeline folder are never
   written: ``--output`` is required and receives a flash-wrap bundle of the model first;
 * an ``--output`` other than ``--model`` must be new or empty, so nothing of the user's is
-  overwritten or merged; or a bundle written earlier from the same ``--model`` (its index records
-  ``derived_from``), so a second command adds to it and an interrupted one continues.
+  overwritten or merged; or a bundle written earlier from the same ``--model`` with the same content
+  (its index records ``derived_from``: the path and a SHA-256 of the folder), so a second command
+  adds to it and an interrupted one continues.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..models._io import read_json, write_json
 from ..models.bundle_io import folder_kind, replace_folder
 from ..models.bundle_io import resolve as resolve_bundle
-from .runs import RunFolderError, check_output_folder
+from .runs import RunFolderError, check_output_folder, fingerprint_folder
 
 if TYPE_CHECKING:
     from ..models import LatentDiffusion
@@ -49,7 +50,11 @@ def bundle_target(model: str | Path, output: str | Path | None, *, command: str,
     if kind == "bundle" and out.resolve() == source.resolve():
         return source.resolve(), False
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if derived_from(out) == str(source.resolve()):
+        record = derived_from(out)
+        if record is not None and record.get("path") == str(source.resolve()):
+            if record.get("fingerprint") != source_fingerprint(source):
+                raise RunFolderError(f"--output {out} was written from {model}, which has changed since (its files' "
+                                     "SHA-256 differs); write a new bundle to another --output")
             return out.resolve(), False
         raise RunFolderError(f"--output {out} exists and is not an empty folder (nor a bundle written from {model}); "
                              f"{command} writes a new bundle there: choose a new folder, or pass that bundle itself "
@@ -58,14 +63,28 @@ def bundle_target(model: str | Path, output: str | Path | None, *, command: str,
     return resolved, True
 
 
-def derived_from(folder: Path) -> str | None:
-    """The ``--model`` a bundle folder was written from by :func:`write_bundle` (``None`` otherwise)."""
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def source_fingerprint(folder: Path) -> str:
+    """SHA-256 of a model folder's files, computed once per process (a Stable Diffusion folder is
+    gigabytes)."""
+    key = str(Path(folder).resolve())
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = fingerprint_folder(Path(key))
+    return _FINGERPRINTS[key]
+
+
+def derived_from(folder: Path) -> dict | None:
+    """``{"path", "fingerprint"}`` of the ``--model`` a bundle folder was written from by
+    :func:`write_bundle` (``None`` otherwise)."""
     index = folder / "model_index.json"
     try:
         data = read_json(index) if index.is_file() else {}
     except ValueError:
         return None
-    return data.get("derived_from") if data.get("_class_name") == "LatentDiffusion" else None
+    record = data.get("derived_from") if data.get("_class_name") == "LatentDiffusion" else None
+    return record if isinstance(record, dict) else None
 
 
 def write_bundle(model: LatentDiffusion, target: Path, *, source: str | Path | None = None) -> None:
@@ -81,7 +100,8 @@ def write_bundle(model: LatentDiffusion, target: Path, *, source: str | Path | N
         model.save_pretrained(staging)
         if source is not None:
             index = read_json(staging / "model_index.json")
-            index["derived_from"] = str(resolve_bundle(source).resolve())
+            folder = resolve_bundle(source).resolve()
+            index["derived_from"] = {"path": str(folder), "fingerprint": source_fingerprint(folder)}
             write_json(staging / "model_index.json", index)
         replace_folder(staging, target)
     finally:

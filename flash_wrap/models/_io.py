@@ -97,7 +97,8 @@ def _variant_of(file: Path, stem: str) -> str | None:
     name = file.name[: -len(".safetensors")]
     if name == stem or re.fullmatch(re.escape(stem) + r"-\d+-of-\d+", name):
         return None
-    match = re.fullmatch(re.escape(stem) + r"(?:-\d+-of-\d+)?\.([A-Za-z0-9_]+)", name)
+    # diffusers writes variant shards both ways: stem-00001-of-00002.fp16 and stem.fp16-00001-of-00002
+    match = re.fullmatch(re.escape(stem) + r"(?:-\d+-of-\d+)?\.([A-Za-z0-9_]+)(?:-\d+-of-\d+)?", name)
     return match.group(1) if match else "?"
 
 

@@ -81,6 +81,9 @@ def check_schedule(scheduler: DDPMScheduler) -> None:
     betas = scheduler.betas.double()
     if betas.numel() < 1:
         raise ValueError("the scheduler has no timesteps (num_train_timesteps must be >= 1)")
+    if betas.numel() != scheduler.config.num_train_timesteps:
+        raise ValueError(f"the scheduler has {betas.numel()} betas but num_train_timesteps is "
+                         f"{scheduler.config.num_train_timesteps}; they must agree")
     if not bool(((betas > 0) & (betas < 1)).all()):
         raise ValueError(f"the scheduler's betas must lie in (0, 1), got [{float(betas.min()):.4g}, "
                          f"{float(betas.max()):.4g}] (check beta_start, beta_end, trained_betas)")

@@ -331,7 +331,7 @@ class LatentDiffusion(nn.Module):
     def from_pretrained(
         cls, path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
         image_size: int | None = None, prompt: str | None = None, conditioning: torch.Tensor | None = None,
-        variant: str | None = None,
+        variant: str | None = None, latent_scale: float | None = None, latent_shift: float | None = None,
     ) -> LatentDiffusion:
         """Load a model from a local folder (never the network): a flash-wrap bundle, ``"demo"`` (the
         demo bundle shipped in the package), or a diffusers pipeline folder (``LDMPipeline``,
@@ -340,8 +340,8 @@ class LatentDiffusion(nn.Module):
 
         Args:
             device, dtype: where and in which precision the model is returned.
-            image_size, prompt, conditioning, variant: pipeline folders only (see
-                :func:`flash_wrap.models.pipeline.load_pipeline`); a bundle records its own.
+            image_size, prompt, conditioning, variant, latent_scale, latent_shift: pipeline folders
+                only (see :func:`flash_wrap.models.pipeline.load_pipeline`); a bundle records its own.
 
         Raises ``FileNotFoundError`` for a missing folder or file, ``ValueError`` for a corrupt
         safetensors file, an unsupported model family, or a severity encoder that does not fit."""
@@ -349,10 +349,11 @@ class LatentDiffusion(nn.Module):
             from .pipeline import load_pipeline
 
             model = load_pipeline(cls, path, image_size=image_size, prompt=prompt, conditioning=conditioning,
-                                  variant=variant)
+                                  variant=variant, latent_scale=latent_scale, latent_shift=latent_shift)
         else:
             given = [n for n, v in (("image_size", image_size), ("prompt", prompt), ("conditioning", conditioning),
-                                    ("variant", variant)) if v is not None]
+                                    ("variant", variant), ("latent_scale", latent_scale),
+                                    ("latent_shift", latent_shift)) if v is not None]
             if given:
                 raise ValueError(f"{', '.join(given)}: only for diffusers pipeline folders; the bundle {path} "
                                  "records its own (re-create it from its pipeline folder to change them)")

@@ -22,6 +22,7 @@ from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
 from ._validate import check_schedule, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
+from .prediction import check_prediction_type
 
 if TYPE_CHECKING:
     from .bundle import LatentDiffusion
@@ -162,10 +163,17 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         check_schedule(scheduler)
     except ValueError as err:
         raise ValueError(f"{scheduler_file}: {err}") from None
-    recorded = index.get("prediction_type", "epsilon")  # bundles before prediction types were ε-only
-    if recorded != scheduler.config.prediction_type:
+    recorded = index.get("prediction_type")
+    if recorded is None and scheduler.config.prediction_type != "epsilon":  # older bundles were ε-only
+        raise ValueError(f"{path / 'model_index.json'} records no prediction_type (bundles without one are ε) but "
+                         f"{scheduler_file} says {scheduler.config.prediction_type!r}; the bundle is inconsistent")
+    if recorded is not None and recorded != scheduler.config.prediction_type:
         raise ValueError(f"{path / 'model_index.json'} says prediction_type {recorded!r} but {scheduler_file} says "
                          f"{scheduler.config.prediction_type!r}; the bundle is inconsistent")
+    try:
+        check_prediction_type(scheduler.config.prediction_type, str(scheduler_file))
+    except ValueError as err:
+        raise ValueError(str(err)) from None
     model = cls(
         autoencoder,
         denoiser,

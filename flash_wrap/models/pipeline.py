@@ -75,7 +75,10 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     """Read and check a pipeline folder's configs; every unsupported family is refused here."""
     folder = Path(folder)
     index = read_json(folder / "model_index.json")
-    pipeline = str(index.get("_class_name"))
+    if not isinstance(index.get("_class_name"), str):
+        raise ValueError(f"{folder / 'model_index.json'} has no _class_name: it is neither a flash-wrap bundle index "
+                         "nor a diffusers pipeline index")
+    pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
         if _component(index, name):
             raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet")
@@ -102,7 +105,9 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     side = unet_config.get("sample_size")
     if isinstance(side, (list, tuple)) and len(side) == 2 and side[0] == side[1]:
         side = side[0]
-    if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
+    if side is None:
+        side = 0  # unknown: load_pipeline then needs image_size
+    elif isinstance(side, bool) or not isinstance(side, int) or side <= 0:
         raise _unsupported(folder, pipeline, f"the UNet's sample_size is {side!r}; flash-wrap works on square images")
 
     conditional = unet_class == "UNet2DConditionModel"
@@ -126,21 +131,43 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
                 )
             check_text_components(folder, encoder_class, tokenizer_class, unet_config.get("cross_attention_dim"))
 
+    scale, shift = _latent_convention(folder / ae_name / "config.json", ae_config, pipeline)
+    return PipelinePlan(folder, pipeline, ae_name, scheduler, scale, shift, int(side), conditional, tokenizer_class)
+
+
+def _latent_convention(where: Path, ae_config: dict, pipeline: str) -> tuple[float, float]:
+    """``(scale, shift)`` as the pipeline applies them: LDMPipeline decodes unscaled latents,
+    Stable Diffusion pipelines divide by ``scaling_factor`` (no shift); for another pipeline class
+    the autoencoder config's ``scaling_factor`` and ``shift_factor`` are used, with a warning."""
     if pipeline in _UNSCALED:
-        scale, shift = 1.0, 0.0
-    else:
-        scale = ae_config.get("scaling_factor")
-        if scale is None:
-            scale = 1.0 if ae_config.get("_class_name") == "AutoencoderTiny" else 0.18215  # diffusers' defaults
-        # Stable Diffusion pipelines divide by scaling_factor only; shift_factor is an SD3/FLUX convention
-        shift = 0.0 if pipeline.startswith("StableDiffusion") else float(ae_config.get("shift_factor") or 0.0)
-    return PipelinePlan(folder, pipeline, ae_name, scheduler, float(scale), shift, int(side), conditional,
-                        tokenizer_class)
+        return 1.0, 0.0
+    values = {}
+    for key, default in (("scaling_factor", 1.0 if ae_config.get("_class_name") == "AutoencoderTiny" else 0.18215),
+                         ("shift_factor", 0.0)):
+        value = ae_config.get(key)
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: {key} must be a number, got {value!r}")
+        values[key] = float(value)
+    if pipeline.startswith("StableDiffusion"):
+        return values["scaling_factor"], 0.0  # the shift is an SD3/FLUX convention, unused by these pipelines
+    # another pipeline class: load_pipeline warns unless the caller gives the scale
+    return values["scaling_factor"], values["shift_factor"]
+
+
+def _warn_unknown_convention(plan: PipelinePlan) -> None:
+    warnings.warn(
+        f"{plan.pipeline} is not a pipeline whose latent convention flash-wrap knows (LDMPipeline: unscaled; "
+        f"StableDiffusion*: × scaling_factor); using the autoencoder config's z = (E(x) − {plan.latent_shift:.6g})"
+        f" × {plan.latent_scale:.6g}. If the pipeline scales otherwise, pass latent_scale= and latent_shift=",
+        UserWarning, stacklevel=4,
+    )
 
 
 def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size: int | None = None,
                   prompt: str | None = None, conditioning: torch.Tensor | None = None,
-                  variant: str | None = None) -> LatentDiffusion:
+                  variant: str | None = None, latent_scale: float | None = None,
+                  latent_shift: float | None = None) -> LatentDiffusion:
     """Build ``cls`` from a diffusers pipeline folder, on the CPU in float32.
 
     Args:
@@ -151,13 +178,20 @@ def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size:
         conditioning: an explicit conditioning ``(1, L, D)`` instead of the text encoder's.
         variant: diffusers weights variant, e.g. ``"fp16"`` (default: the plain weights, or the only
             variant the folder has).
+        latent_scale, latent_shift: override the pipeline's latent convention (needed only for a
+            pipeline class other than LDMPipeline / StableDiffusion*, which warns).
     """
     plan = plan_pipeline(folder, prompt=prompt, conditioning=conditioning)
+    if plan.sample_size == 0 and image_size is None:
+        raise ValueError(f"{plan.folder / 'unet' / 'config.json'} has no sample_size, so the image size the model was "
+                         "trained at is unknown; pass image_size=")
+    if latent_scale is None and plan.pipeline not in _UNSCALED and not plan.pipeline.startswith("StableDiffusion"):
+        _warn_unknown_convention(plan)
     autoencoder = Autoencoder.from_pretrained(plan.folder / plan.autoencoder, variant=variant)
     native = plan.sample_size * autoencoder.downsample_factor
     if image_size is None:
         image_size = native
-    elif image_size != native:
+    elif image_size != native and native:
         warnings.warn(f"{plan.folder}: image_size {image_size} differs from the size the model was trained at "
                       f"({native} = UNet sample_size {plan.sample_size} × downsampling {autoencoder.downsample_factor})",
                       UserWarning, stacklevel=3)
@@ -169,5 +203,6 @@ def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size:
                                         conditioning_source=source)
     log.info("loaded %s from %s: %s latents × %.6g, %s prediction, %d² images", plan.pipeline, plan.folder,
              autoencoder.kind, plan.latent_scale, plan.prediction_type, image_size)
-    return cls(autoencoder, denoiser, plan.scheduler, image_size=image_size, latent_scale=plan.latent_scale,
-               latent_shift=plan.latent_shift)
+    return cls(autoencoder, denoiser, plan.scheduler, image_size=image_size,
+               latent_scale=plan.latent_scale if latent_scale is None else latent_scale,
+               latent_shift=plan.latent_shift if latent_shift is None else latent_shift)

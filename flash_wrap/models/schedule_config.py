@@ -66,6 +66,14 @@ def ddpm_schedule_from_config(config: dict[str, Any], where: str) -> DDPMSchedul
     if "beta_schedule" not in config and config.get("trained_betas") is None:
         raise ValueError(f"{where}: the {name} config has neither beta_schedule nor trained_betas; cannot rebuild the "
                          "noise schedule the model was trained with")
+    if config.get("timestep_type", "discrete") != "discrete" or config.get("use_flow_sigmas"):
+        raise ValueError(f"{where}: the {name} config samples continuous or flow-matching noise levels "
+                         f"(timestep_type={config.get('timestep_type')!r}, use_flow_sigmas={config.get('use_flow_sigmas')!r}); "
+                         "flash-wrap supports models trained on the discrete DDPM timesteps 0..T-1")
+    betas, steps = config.get("trained_betas"), config.get("num_train_timesteps", 1000)
+    if betas is not None and (not isinstance(betas, list) or len(betas) != steps):
+        got = len(betas) if isinstance(betas, list) else type(betas).__name__
+        raise ValueError(f"{where}: trained_betas has {got} entries but num_train_timesteps is {steps}; they must agree")
     if config.get("rescale_betas_zero_snr"):
         raise ValueError(f"{where}: rescale_betas_zero_snr is set (ᾱ_T = 0, zero terminal SNR); the adaptive start "
                          "needs ᾱ_t > 0 at every step, so these schedules are not supported")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ._io import read_json, weights_files
+from ._io import check_safetensors, read_json, weights_files
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,36 @@ def check_text_components(folder: Path, encoder_class: object, tokenizer_class: 
                          f"cross_attention_dim {width}; the folder's components do not belong together")
 
 
+def _load_tokenizer(folder: Path, tokenizer_class: str, encoder_config: dict):
+    """The pipeline's tokenizer, checked against its text encoder: its vocabulary files must be
+    there (transformers would otherwise build a default two-token tokenizer without a word), its
+    ids must fit the encoder's vocabulary and its padded length the encoder's positions."""
+    import transformers
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the pipeline names a tokenizer but {folder} does not exist")
+    names = {f.name for f in folder.iterdir()}
+    if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
+        raise FileNotFoundError(f"{folder} has no vocabulary: a CLIP tokenizer needs tokenizer.json, or vocab.json "
+                                f"and merges.txt (found: {', '.join(sorted(names)) or 'nothing'})")
+    try:
+        tokenizer = getattr(transformers, tokenizer_class).from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{folder}: cannot load the {tokenizer_class} ({first})") from None
+    positions = encoder_config.get("max_position_embeddings")
+    length = tokenizer.model_max_length
+    if not isinstance(positions, int) or not isinstance(length, int) or not 0 < length <= positions:
+        raise ValueError(f"{folder}: the tokenizer pads prompts to model_max_length={length!r} tokens but the text "
+                         f"encoder has max_position_embeddings={positions!r}; set model_max_length in "
+                         "tokenizer_config.json (77 for the CLIP encoders of Stable Diffusion)")
+    vocab = encoder_config.get("vocab_size")
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise ValueError(f"{folder}: the tokenizer has {len(tokenizer)} tokens, more than the text encoder's "
+                         f"vocab_size {vocab}; the folder's tokenizer and text encoder do not belong together")
+    return tokenizer
+
+
 def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, variant: str | None = None) -> torch.Tensor:
     """The conditioning ``(1, L, D)`` (float32) for ``prompt`` with the pipeline folder's own
     ``tokenizer/`` and ``text_encoder/`` (local files, safetensors only)."""
@@ -46,7 +76,10 @@ def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, varia
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
     encoder_folder = folder / "text_encoder"
     files, variant = weights_files(encoder_folder, stem="model", variant=variant)
-    tokenizer = getattr(transformers, tokenizer_class).from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+    for file in files:
+        check_safetensors(file)
+    config = read_json(encoder_folder / "config.json")
+    tokenizer = _load_tokenizer(folder / "tokenizer", tokenizer_class, config)
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a bar per load would flood logs; the state is restored
     try:

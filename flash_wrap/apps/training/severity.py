@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ...models import LatentDiffusion
 from ...models._io import read_json
+from ...models.bundle_io import folder_kind
 from ...operators import get_task
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
@@ -256,14 +257,22 @@ def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
 
 
 def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target: Path) -> None:
-    """A ``--prompt`` for a bundle that exists already must be the one it was written with."""
-    if config.prompt is None:
+    """``--prompt`` belongs to a pipeline folder. Continuing into a bundle written from one, the
+    prompt (default: the empty one) must be the one the bundle was written with."""
+    if folder_kind(config.model) != "pipeline":
+        if config.prompt is not None:
+            raise ValueError(f"--prompt applies to diffusers pipeline folders; {config.model} is a bundle, which keeps "
+                             "the conditioning it was written with")
         return
-    wanted = f"text encoder, prompt {config.prompt!r}"
+    if model.denoiser.conditioning_source is None:
+        if config.prompt is not None:
+            raise ValueError(f"--prompt: {config.model} has an unconditional UNet, which takes no text conditioning")
+        return
+    wanted = f"text encoder, prompt {config.prompt or ''!r}"
     if model.denoiser.conditioning_source != wanted:
-        raise ValueError(f"--prompt {config.prompt!r}: the bundle {target} is conditioned on "
-                         f"{model.denoiser.conditioning_source or 'nothing (an unconditional UNet)'}; a bundle keeps "
-                         "the conditioning it was written with (write a new one with --output)")
+        raise ValueError(f"--prompt {config.prompt or ''!r}: the bundle {target} was written with the conditioning "
+                         f"{model.denoiser.conditioning_source}; a bundle keeps its conditioning (pass the same "
+                         "--prompt, or write a new bundle to another --output)")
 
 
 def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:
