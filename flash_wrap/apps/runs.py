@@ -184,6 +184,20 @@ def open_run(out: Path, identity: dict, *, records: str, run_file: str, resume: 
     return False
 
 
+def run_identity(arguments: dict, model: str | Path, data: str | Path, model_folder: Path,
+                 files: Sequence[Path]) -> dict:
+    """What ``run.json`` records and a resume must match (``eval`` and ``tune``): the comparable
+    arguments, and fingerprints of the model folder's content and of the image files."""
+    return {
+        "arguments": arguments,
+        "model": str(model),
+        "data": str(data),
+        "model_fingerprint": fingerprint_folder(model_folder),
+        "data_fingerprint": fingerprint_files(files),
+        "images": len(files),
+    }
+
+
 def check_new_file(path: str | Path, *, option: str = "--out", force: bool = False,
                    inputs: Sequence[str | Path] = ()) -> Path:
     """Check a single output file before any work: not an existing file unless ``force``, not a

@@ -59,9 +59,9 @@ from .runs import (
     RunFolderError,
     check_output_folder,
     exclusive,
-    fingerprint_files,
     fingerprint_folder,
     open_run,
+    run_identity,
 )
 
 RECORDS = "tune.jsonl"
@@ -196,15 +196,9 @@ class Tuner:
 
     # -- the whole run --------------------------------------------------------------------------
     def identity(self) -> dict:
-        """What ``run.json`` records and a resume must match (the same keys as ``eval``'s)."""
-        return {
-            "arguments": self.config.comparable(),
-            "model": str(self.config.model),
-            "data": str(self.config.data),
-            "model_fingerprint": fingerprint_folder(self.model_folder),
-            "data_fingerprint": fingerprint_files(self.files),
-            "images": len(self.files),
-        }
+        """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
+        return run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
+                            self.files)
 
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
         """Run (or resume) the grid, write ``tune.json`` and ``tune.png`` and, unless told not to,

@@ -36,7 +36,7 @@ from ...registry import get_solver, unused_solver_defaults
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
-from ..runs import check_output_folder, exclusive, fingerprint_files, fingerprint_folder, open_run
+from ..runs import check_output_folder, exclusive, open_run, run_identity
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
 
 #: images are fully decoded at this size when checked, before any work
@@ -228,16 +228,9 @@ class Evaluator:
         return result
 
     def identity(self) -> dict:
-        """What ``run.json`` records and a resume must match: the arguments, and fingerprints of
-        the model folder's content and of the image files (names and bytes)."""
-        return {
-            "arguments": self.config.comparable(),
-            "model": str(self.config.model),
-            "data": str(self.config.data),
-            "model_fingerprint": fingerprint_folder(self.model_folder),
-            "data_fingerprint": fingerprint_files(self.files),
-            "images": len(self.files),
-        }
+        """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
+        return run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
+                            self.files)
 
     def _prepare_resume(self, resume: bool) -> set[str]:
         """Names of finished images; on a fresh run, write ``run.json`` and start empty.
