@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import logging
 import pickle
 import re
 import shutil
@@ -26,7 +28,7 @@ from safetensors.torch import save_file
 
 from flash_wrap.apps.cli import main
 from flash_wrap.models import LatentDiffusion
-from flash_wrap.severity.official import load_official_severity_encoder, read_official_checkpoint
+from flash_wrap.severity.official import load_official_severity_encoder, read_official, read_official_checkpoint
 from flash_wrap.testing import tiny_model
 
 TASK = "gaussian-blur"
@@ -116,13 +118,33 @@ class Official:
         return state
 
 
+#: ``flash_configs/inverse_configs/*.yaml``'s ``operator:`` sections, as the official training script
+#: passes them to ``SeverityEncoderModule(operator_config=...)``; the noise is their ``noise:``.
+GAUSSIAN_BLUR = {"type": "gaussian_blur", "kernel_size": 61, "scheduling": "linear", "max_std": 3.0}
+NONLINEAR_BLUR = {"type": "nonlinear_blur"}
+RANDOM_INPAINTING = {"type": "inpainting", "mask_type": "random", "mask_min_ratio": 0.2, "mask_max_ratio": 1.0,
+                     "scheduling": "linear"}
+FIXED_NOISE = {"sigma_min": 0.05, "sigma_max": 0.05}
+
+
+def _hyper_parameters(operator_config: object = GAUSSIAN_BLUR, noise_config: object = FIXED_NOISE) -> dict:
+    """``SeverityEncoderModule``'s ``save_hyperparameters()``: its ``__init__`` arguments, as in
+    ``scripts/train_celeba256_gblur_varying.sh``."""
+    return {
+        "operator_config": operator_config, "noise_config": noise_config,
+        "ldm_model_ckpt_path": "ldm/models/ldm/celeba256/model.ckpt",
+        "ldm_model_config_path": "ldm/models/ldm/celeba256/config.yaml", "sev_encoder_ckpt_path": None,
+        "sev_encoder_config_path": None, "pretrained_encoder_ckpt_path": None,
+        "pretrained_encoder_config_path": None, "lr": 1e-4, "lr_step_size": None, "lr_gamma": 0.1,
+        "sigma_reg": 1.0, "img_space_reg": 1.0, "lr_milestones": None, "weight_decay": 0.0, "logger_type": "wandb",
+    }
+
+
 def _lightning(state: dict, hyper_parameters: object = None) -> dict:
     return {
         "epoch": 41, "global_step": 32_000, "pytorch-lightning_version": "2.1.3", "state_dict": state,
-        "hyper_parameters": hyper_parameters if hyper_parameters is not None else {
-            "operator_config": {"operator": "gaussian_blur", "kernel_size": 61}, "noise_config": {"sigma": 0.05},
-            "sigma_reg": 1.0, "img_space_reg": 1.0, "lr": 1e-4, "lr_milestones": None,
-        },
+        "hparams_name": "kwargs",
+        "hyper_parameters": hyper_parameters if hyper_parameters is not None else _hyper_parameters(),
         "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4}]}], "lr_schedulers": [],
         "callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": {"best_model_score": torch.tensor(0.1)}},
         "loops": {},
@@ -336,6 +358,10 @@ def test_cli_imports_into_the_bundle_which_then_gives_the_official_variance(offi
     model = LatentDiffusion.from_pretrained(bundle)
     _assert_official(model.severity_encoder(TASK), official)
     imported = model.severity_metadata[TASK]["imported_from"]
+    training = model.severity_metadata[TASK]["official_training"]
+    assert training["operator"] == "gaussian_blur" and training["task_checked"] is True
+    assert training["operator_config"] == GAUSSIAN_BLUR
+    assert training["noise_std"] == 0.05 and training["noise_std_matches"] is True
     assert imported["file"] == ckpt.name
     assert imported["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert not list(bundle.glob(".*"))  # no lock or staging folder left behind
@@ -395,3 +421,206 @@ def test_cli_refusals_end_in_one_line_and_leave_nothing_behind(bundle, ckpt, tmp
     assert status == 2 and err.startswith("flash-wrap import-encoder: error: ") and "\n" not in err
     assert message in err
     assert not out.exists()
+
+
+# --- the operator and noise the checkpoint records -------------------------------------------------------------------
+
+TASKS = ["gaussian-blur", "random-inpainting", "motion-blur", "super-resolution"]
+#: official operator_config → the flash-wrap task it is, and how messages name it
+OFFICIAL = [
+    (GAUSSIAN_BLUR, "gaussian-blur", "'gaussian_blur'"),
+    (NONLINEAR_BLUR, "motion-blur", "'nonlinear_blur'"),
+    (RANDOM_INPAINTING, "random-inpainting", "'inpainting' with mask_type 'random'"),
+]
+OFFICIAL_LOG = "flash_wrap.severity.official"
+
+
+def _official_ckpt(official: Official, tmp_path: Path, operator_config: object = GAUSSIAN_BLUR,
+                   noise_config: object = FIXED_NOISE, name: str = "sevenc.ckpt") -> Path:
+    file = tmp_path / name
+    torch.save(_lightning(official.module_state(), _hyper_parameters(operator_config, noise_config)), file)
+    return file
+
+
+def _light_ckpt(official: Official, tmp_path: Path, operator_config: object) -> Path:
+    """``extract_sev_encoder_ckpt``'s ``*_light.ckpt`` (scripts/utils.py): the LDMSevEncoder's own
+    state dict and three hyper-parameters."""
+    file = tmp_path / "sevenc_light.ckpt"
+    state = {k.removeprefix("encoder."): v for k, v in official.module_state().items() if k.startswith("encoder.")}
+    model_config = {"target": "ldm.models.autoencoder.VQModelInterface",
+                    "params": {"embed_dim": 3, "n_embed": 8192, "ddconfig": {"z_channels": 3, "ch_mult": [1, 2, 4]}}}
+    torch.save({"state_dict": state, "hyper_parameters": {"operator_config": operator_config,
+                                                          "noise_config": FIXED_NOISE, "model_config": model_config}},
+               file)
+    return file
+
+
+def _import(file: Path, model: Path, task: str, *extra: str) -> int:
+    return main(["import-encoder", str(file), "--model", str(model), "--task", task, *extra])
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flash-wrap import-encoder: error: ") and "\n" not in err, err
+    return err
+
+
+def _training(folder: Path, task: str) -> dict:
+    return LatentDiffusion.from_pretrained(folder).severity_metadata[task]["official_training"]
+
+
+@pytest.mark.parametrize(("operator_config", "trained", "label"), OFFICIAL)
+@pytest.mark.parametrize("task", TASKS)
+def test_the_task_must_be_the_one_of_the_recorded_official_operator(official, bundle, tmp_path, capsys,
+                                                                     operator_config, trained, label, task):
+    file, out = _official_ckpt(official, tmp_path, operator_config), tmp_path / "imported"
+    status = _import(file, bundle, task, "--output", str(out))
+    if task != trained:
+        err = _error_line(capsys)
+        assert status == 2, err
+        assert f"trained for the official operator {label} (flash-wrap task {trained}), not {task}" in err
+        assert err.endswith(f"pass --task {trained}")
+        assert not out.exists()
+        return
+    assert status == 0, capsys.readouterr().err
+    training = _training(out, task)
+    assert training["operator"] == operator_config["type"] and training["task_checked"] is True
+    assert training["operator_config"] == operator_config
+    _assert_official(LatentDiffusion.from_pretrained(out).severity_encoder(task), official)
+
+
+@pytest.mark.parametrize("operator_config", [GAUSSIAN_BLUR, {"operator": "gaussian_blur", "kernel_size": 61}])
+def test_a_refused_import_into_the_bundle_itself_leaves_it_alone(official, bundle, tmp_path, capsys, operator_config):
+    """The hostile report's case: a gaussian-blur encoder imported as super-resolution, also with the
+    hand-written spelling ``operator_config.operator``."""
+    before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    file = _official_ckpt(official, tmp_path, operator_config)
+    assert _import(file, bundle, "super-resolution") == 2
+    err = _error_line(capsys)
+    assert "'gaussian_blur'" in err and "not super-resolution" in err and "pass --task gaussian-blur" in err
+    assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before
+    assert not list(bundle.glob(".*")) and not LatentDiffusion.from_pretrained(bundle).severity_encoders
+
+
+def test_the_light_checkpoint_of_the_official_extractor_is_checked_too(official, bundle, tmp_path, capsys):
+    file = _light_ckpt(official, tmp_path, NONLINEAR_BLUR)
+    assert _import(file, bundle, "gaussian-blur", "--output", str(tmp_path / "refused")) == 2
+    assert "'nonlinear_blur' (flash-wrap task motion-blur), not gaussian-blur" in _error_line(capsys)
+    assert not (tmp_path / "refused").exists()
+    assert _import(file, bundle, "motion-blur") == 0
+    assert _training(bundle, "motion-blur")["operator"] == "nonlinear_blur"
+    _assert_official(LatentDiffusion.from_pretrained(bundle).severity_encoder("motion-blur"), official)
+
+
+def test_the_library_loader_checks_the_task_when_given_one(official, bundle, tmp_path):
+    file = _official_ckpt(official, tmp_path, NONLINEAR_BLUR)
+    model = LatentDiffusion.from_pretrained(bundle)
+    with pytest.raises(ValueError, match=re.escape("not gaussian-blur; pass --task motion-blur")):
+        load_official_severity_encoder(file, model, task="gaussian-blur")
+    _assert_official(load_official_severity_encoder(file, model, task="motion-blur"), official)
+    _assert_official(load_official_severity_encoder(file, model), official)  # no task: not checked
+
+
+@pytest.mark.parametrize(("operator_config", "task", "message"), [
+    ({"type": "inpainting", "mask_type": "box", "box_size": 128, "scheduling": "linear"}, "random-inpainting",
+     "the official operator 'inpainting' with mask_type 'box', which has no flash-wrap task"),
+    ({"type": "inpainting", "scheduling": "linear"}, "random-inpainting",  # InpaintingOperator's default mask
+     "the official operator 'inpainting' with mask_type 'box', which has no flash-wrap task"),
+    ({"type": "inpainting", "mask_type": "random_box", "box_min_size": [0, 0], "box_max_size": [0.5, 0.5],
+      "scheduling": "linear"}, "random-inpainting", "'inpainting' with mask_type 'random_box', which has no"),
+    ({"type": "inpainting", "mask_type": "gaussian", "mask_min_std": 1, "mask_max_std": 9, "mask_pow": 2,
+      "scheduling": "linear"}, "gaussian-blur", "'inpainting' with mask_type 'gaussian', which has no"),
+    ({"type": "motion_blur"}, "motion-blur", "records the operator 'motion_blur', which is not one of the official"),
+    ({"type": "super_resolution"}, "super-resolution", "records the operator 'super_resolution', which is not one"),
+    ({"type": 3}, "gaussian-blur", "records the operator 3, which is not one of the official"),
+    ({"type": "gaussian_blur", "operator": "nonlinear_blur"}, "gaussian-blur",
+     "names two operators, type 'gaussian_blur' and operator 'nonlinear_blur'"),
+])
+def test_an_operator_without_a_flash_wrap_task_is_refused_naming_it(official, bundle, tmp_path, capsys,
+                                                                     operator_config, task, message):
+    out = tmp_path / "imported"
+    assert _import(_official_ckpt(official, tmp_path, operator_config), bundle, task, "--output", str(out)) == 2
+    err = _error_line(capsys)
+    assert message in err
+    if "which has no" in message or "not one of" in message:
+        assert "nonlinear_blur as motion-blur" in err  # the ones it does import
+    assert not out.exists()
+
+
+def _no_hyper_parameters(official, tmp_path):
+    file = tmp_path / "no_hparams.ckpt"
+    checkpoint = _lightning(official.module_state())
+    del checkpoint["hyper_parameters"]
+    torch.save(checkpoint, file)
+    return file
+
+
+def _no_operator_config(official, tmp_path):
+    file = tmp_path / "no_operator_config.ckpt"
+    hyper_parameters = _hyper_parameters()
+    del hyper_parameters["operator_config"]
+    torch.save(_lightning(official.module_state(), hyper_parameters), file)
+    return file
+
+
+def _unnamed_operator(official, tmp_path):
+    return _official_ckpt(official, tmp_path, {"kernel_size": 61, "max_std": 3.0})
+
+
+@pytest.mark.parametrize(("write", "reason", "noise"), [
+    (_state_dict_only, "a bare state dict records no hyper-parameters", None),
+    (_sev_encoder_layout, "a bare state dict records no hyper-parameters", None),
+    (_safetensors, "a safetensors file holds tensors only", None),
+    (_no_hyper_parameters, "the checkpoint has no hyper_parameters", None),
+    (_no_operator_config, "its hyper_parameters name no operator_config", 0.05),
+    (_unnamed_operator, "its operator_config names no operator", 0.05),
+    (_namespace_hparams, "its operator_config names no operator", None),
+])
+def test_a_checkpoint_that_names_no_operator_is_imported_marked_unchecked(official, bundle, tmp_path, capsys, caplog,
+                                                                          write, reason, noise):
+    file, out = write(official, tmp_path), tmp_path / "imported"
+    with caplog.at_level(logging.WARNING, logger=OFFICIAL_LOG):
+        assert _import(file, bundle, "super-resolution", "--output", str(out)) == 0, capsys.readouterr().err
+    training = _training(out, "super-resolution")
+    assert training["task_checked"] is False and training["operator"] is None
+    assert training["task_not_checked_because"].startswith(reason)
+    assert training["noise_std"] == noise and training["noise_std_matches"] is (None if noise is None else True)
+    assert any("could not check that it was trained for super-resolution" in r.getMessage() for r in caplog.records)
+    _assert_official(LatentDiffusion.from_pretrained(out).severity_encoder("super-resolution"), official)
+
+
+@pytest.mark.parametrize(("noise_config", "recorded", "shown"), [
+    ({"sigma_min": 0.1, "sigma_max": 0.1}, 0.1, "sigma_y 0.1 "),
+    ({"sigma_min": 0.01, "sigma_max": 0.1}, [0.01, 0.1], "sigma_y from 0.01 to 0.1 "),
+    (None, 0.0, "sigma_y 0 "),  # noise_config None: the official module adds no noise
+])
+def test_another_training_noise_level_is_a_warning_and_recorded(official, bundle, tmp_path, capsys, caplog,
+                                                                 noise_config, recorded, shown):
+    file = _official_ckpt(official, tmp_path, GAUSSIAN_BLUR, noise_config)
+    with caplog.at_level(logging.WARNING, logger=OFFICIAL_LOG):
+        assert _import(file, bundle, TASK) == 0, capsys.readouterr().err
+    warned = [r.getMessage() for r in caplog.records if r.name == OFFICIAL_LOG]
+    assert len(warned) == 1 and shown in warned[0] and "flash-wrap's tasks use 0.05" in warned[0]
+    training = _training(bundle, TASK)
+    assert training["noise_std"] == recorded and training["noise_std_matches"] is False
+    assert training["flash_wrap_noise_std"] == 0.05 and training["task_checked"] is True
+
+
+def test_the_official_noise_level_gives_no_warning(official, bundle, ckpt, capsys, caplog):
+    with caplog.at_level(logging.WARNING, logger=OFFICIAL_LOG):
+        assert _import(ckpt, bundle, TASK) == 0
+    assert not [r for r in caplog.records if r.name == OFFICIAL_LOG]
+
+
+def test_only_plain_hyper_parameters_are_recorded(official, bundle, tmp_path, capsys):
+    extra = {**GAUSSIAN_BLUR, "kernel": torch.ones(2), "max_std": float("nan"), "nested": {"a": [1, 2.5, None]}}
+    file = _official_ckpt(official, tmp_path, extra, {"sigma_min": torch.tensor(0.05), "sigma_max": 0.05})
+    training = read_official(file).training
+    # the tensor and the NaN are left out, plain values kept as they are
+    plain = {k: v for k, v in GAUSSIAN_BLUR.items() if k != "max_std"}
+    assert training["operator_config"] == {**plain, "nested": {"a": [1, 2.5, None]}}
+    assert training["noise_std"] is None and "sigma_min and sigma_max" in training["noise_std_unreadable"]
+    assert _import(file, bundle, TASK) == 0
+    stored = json.loads((bundle / "severity_encoders" / TASK / "config.json").read_text())["metadata"]
+    assert stored["official_training"] == _training(bundle, TASK)
+    assert stored["official_training"]["operator"] == "gaussian_blur"

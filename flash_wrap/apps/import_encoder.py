@@ -4,6 +4,12 @@ The checkpoint is converted by :mod:`flash_wrap.severity.official` (tensors only
 names and shapes) for a model with the LDM VQ-f4 autoencoder; the bundle written follows
 :mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--output`` for ``demo`` or a pipeline
 folder). An encoder the bundle already has for the task is replaced only with ``--force``.
+
+The operator the checkpoint's hyper-parameters name must be ``--task``'s (official
+``gaussian_blur`` → ``gaussian-blur``, ``nonlinear_blur`` → ``motion-blur``, ``inpainting`` with
+``mask_type: random`` → ``random-inpainting``); one that names none (a bare state dict, a
+safetensors file) is imported with ``task_checked: false`` in the encoder's metadata, and a
+training noise level other than flash-wrap's is a warning (:func:`~flash_wrap.severity.official.check_official_training`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 from ..models import LatentDiffusion
 from ..operators import get_task
 from ..severity.encoder import SeverityEncoder
-from ..severity.official import check_official_model, load_official_severity_encoder
+from ..severity.official import check_official_model, check_official_training, official_encoder, read_official
 from .bundles import bundle_target, write_bundle
 from .runs import exclusive
 
@@ -38,8 +44,12 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
     if task in loaded.severity_encoders and not force:
         raise ValueError(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
                          "into another bundle with --output NEW_FOLDER")
-    encoder = load_official_severity_encoder(checkpoint, loaded)
-    metadata = {"imported_from": {"source": SOURCE, "file": checkpoint.name, "sha256": _sha256(checkpoint)}}
+    official = read_official(checkpoint)
+    what = f"checkpoint {checkpoint}"
+    training = check_official_training(official.training, task, what)  # refuses another task's encoder
+    encoder = official_encoder(official.tensors, loaded, what)
+    metadata = {"imported_from": {"source": SOURCE, "file": checkpoint.name, "sha256": _sha256(checkpoint)},
+                "official_training": training}
     return loaded, encoder, metadata
 
 
@@ -47,8 +57,10 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
                    force: bool = False) -> dict[str, Any]:
     """Convert ``checkpoint`` into the severity encoder for ``task`` of the bundle written for ``model``.
 
-    Everything is checked (task, checkpoint file, target folder, model, existing encoder,
-    every tensor) before anything is written; a refused run leaves no empty ``--output`` behind.
+    Everything is checked (task, checkpoint file, target folder, model, existing encoder, the
+    operator the checkpoint was trained for, every tensor) before anything is written; a refused
+    run leaves no empty ``--output`` behind. The encoder's metadata records the checkpoint's file
+    and hash (``imported_from``) and its training operator and noise (``official_training``).
     Returns ``{"task", "written_to", "sha256"}``.
     """
     get_task(task)

@@ -19,14 +19,24 @@ from [0, 1] images: its backbone rescales to [−1, 1] before the same encoder a
 
 Only tensors are read: ``torch.load(..., weights_only=True)`` (never the full unpickler), or a
 safetensors file.
+
+The checkpoint's ``hyper_parameters`` say what it was trained on: ``operator_config`` (the
+``operator:`` section of an ``flash_configs/inverse_configs/*.yaml``, its operator named by
+``type``) and ``noise_config`` (``sigma_min``, ``sigma_max``), saved by ``save_hyperparameters()``
+in ``SeverityEncoderModule.__init__`` [C `pl_modules/severity_encoder_module.py`] or kept by
+``extract_sev_encoder_ckpt`` in its ``*_light.ckpt`` [C `scripts/utils.py`].
+:func:`official_training` reads them as plain values and :func:`check_official_task` refuses an
+encoder trained for another operator than the task it is imported as.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +45,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..operators.base import DEFAULT_NOISE_STD
 from .encoder import SeverityEncoder
 
 if TYPE_CHECKING:
@@ -49,6 +60,29 @@ _PARTS = ("encoder.", "quant_conv.", "std_conv.")
 _MODULE_PREFIX = "encoder."  # SeverityEncoderModule.encoder is the LDMSevEncoder
 _IGNORED_PREFIX = "pretrained_autoencoder."
 _REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+)")
+log = logging.getLogger(__name__)
+
+#: The official operators, as ``create_operator`` in [C `data_utils/operators.py`] spells
+#: ``operator_config['type']``, → flash-wrap's task (None: no flash-wrap counterpart by itself).
+#: ``nonlinear_blur`` (the bkse KernelWizard blur) is what flash-wrap's ``motion-blur`` stands in for.
+#: ``inpainting`` depends on ``mask_type`` (:data:`OFFICIAL_INPAINTING_MASKS`).
+OFFICIAL_OPERATORS: dict[str, str | None] = {
+    "gaussian_blur": "gaussian-blur",
+    "nonlinear_blur": "motion-blur",
+    "inpainting": None,
+}
+#: ``InpaintingOperator``'s ``mask_type`` values [C `data_utils/operators.py`] → flash-wrap's task;
+#: an absent ``mask_type`` is the constructor's default, ``'box'``.
+OFFICIAL_INPAINTING_MASKS: dict[str, str | None] = {
+    "random": "random-inpainting",
+    "box": None,
+    "random_box": None,
+    "gaussian": None,
+}
+_DEFAULT_MASK_TYPE = "box"
+#: Keys of ``operator_config`` that name the operator: the official ``type``, then ``operator``
+#: (a hand-written checkpoint's spelling; the official code never writes it).
+_OPERATOR_KEYS = ("type", "operator")
 _SAVE_STATE_DICT = ("in an environment you trust, load it with the code that wrote it and save the weights alone, "
                     "e.g. torch.save(ckpt['state_dict'], 'encoder_state_dict.pt'), then import that file")
 
@@ -115,16 +149,27 @@ def _official_layout(state: dict[str, Any], file: Path) -> dict[str, Any]:
     return out
 
 
-def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of an official severity-encoder checkpoint, in the ``LDMSevEncoder``'s names.
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    """An official checkpoint as read by :func:`read_official`.
 
-    Accepts the Lightning checkpoint (``.ckpt``), its bare ``state_dict`` saved with ``torch.save``,
-    or a ``.safetensors`` file of the same keys; in either key layout, ``encoder.encoder.*`` (the
+    Attributes:
+        tensors: the ``LDMSevEncoder``'s tensors (see :func:`read_official_checkpoint`).
+        training: what its hyper-parameters say it was trained on, plain JSON values
+            (see :func:`official_training`).
+    """
+
+    tensors: dict[str, torch.Tensor]
+    training: dict[str, Any]
+
+
+def read_official(path: str | Path) -> OfficialCheckpoint:
+    """The tensors of an official severity-encoder checkpoint and its training record, read once.
+
+    Accepts the Lightning checkpoint (``.ckpt``, or the ``*_light.ckpt`` of the official
+    ``extract_sev_encoder_ckpt``), its bare ``state_dict`` saved with ``torch.save``, or a
+    ``.safetensors`` file of the same keys; in either key layout, ``encoder.encoder.*`` (the
     Lightning module's) or ``encoder.*`` (the ``LDMSevEncoder``'s own).
-
-    Returns:
-        ``{"encoder.<CompVis name>": ..., "quant_conv.weight": (3, 3, 1, 1), "quant_conv.bias": (3,),
-        "std_conv.weight": (3, 3, 1, 1), "std_conv.bias": (3,)}``, CPU tensors as stored.
 
     Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for anything else that is not
     such a checkpoint, including a pickle that needs more than tensors and plain containers.
@@ -137,9 +182,196 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             content: Any = load_file(str(file), device="cpu")
         except SafetensorError as err:
             raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+        training = official_training(None, "a safetensors file holds tensors only, no hyper-parameters")
     else:
         content = _torch_load(file)
-    return _official_layout(_state_dict(content, file), file)
+        training = official_training(content)
+    return OfficialCheckpoint(_official_layout(_state_dict(content, file), file), training)
+
+
+def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of an official severity-encoder checkpoint, in the ``LDMSevEncoder``'s names.
+
+    Accepts the files :func:`read_official` does.
+
+    Returns:
+        ``{"encoder.<CompVis name>": ..., "quant_conv.weight": (3, 3, 1, 1), "quant_conv.bias": (3,),
+        "std_conv.weight": (3, 3, 1, 1), "std_conv.bias": (3,)}``, CPU tensors as stored.
+
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for anything else that is not
+    such a checkpoint, including a pickle that needs more than tensors and plain containers.
+    """
+    return read_official(path).tensors
+
+
+_SKIP = object()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a plain JSON value (None, bool, int, finite float, str, lists and str-keyed dicts
+    of those), or ``_SKIP`` where it is something else (a tensor, a non-finite float, ...)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _SKIP
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return _SKIP if any(v is _SKIP for v in items) else items
+    if isinstance(value, (dict, argparse.Namespace)):
+        return {str(k): v for k, v in ((k, _plain(v)) for k, v in _entries(value).items()) if v is not _SKIP}
+    return _SKIP
+
+
+def _entries(value: Any) -> dict[Any, Any] | None:
+    """A dict or an ``argparse.Namespace`` (what Lightning's ``hparams`` may be saved as) as a dict."""
+    if isinstance(value, argparse.Namespace):
+        return vars(value)
+    return value if isinstance(value, dict) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _noise_std(hyper_parameters: dict[Any, Any]) -> tuple[float | list[float] | None, str | None]:
+    """The training noise σ_y from ``noise_config`` and, where it is recorded but unreadable, why.
+
+    The official ``NoiseScheduler`` draws σ_y(t) = sigma_min·(sigma_max/sigma_min)^t and adds it to
+    images in [0, 1] before they are rescaled to [−1, 1] (``ImageDataTransform.__call__``,
+    [C `data_utils/data_transforms.py`, `data_utils/operators.py`]): the same units as flash-wrap's
+    ``noise_std``. ``noise_config: None`` trains without noise (σ_y = 0).
+    """
+    if "noise_config" not in hyper_parameters:
+        return None, None
+    config = hyper_parameters["noise_config"]
+    if config is None:
+        return 0.0, None
+    entries = _entries(config)
+    if entries is None:
+        return None, f"noise_config is a {type(config).__name__}"
+    low, high = _number(entries.get("sigma_min")), _number(entries.get("sigma_max"))
+    if low is None or high is None:
+        return None, "noise_config has no numbers sigma_min and sigma_max"
+    return (low if low == high else [low, high]), None
+
+
+def official_training(content: Any, unrecorded: str | None = None) -> dict[str, Any]:
+    """What an official checkpoint's ``hyper_parameters`` say it was trained on, plain JSON values.
+
+    Args:
+        content: what the checkpoint file holds (a Lightning dict, or a bare state dict).
+        unrecorded: why nothing can be recorded, where the caller knows (a safetensors file).
+
+    Returns:
+        ``{"operator": the official name or None, "operator_config": {...}, "noise_std": σ_y or
+        [σ_min, σ_max] or None, ...}``; where no operator is named, ``"task_not_checked_because"``
+        says why, and where the noise is recorded but unreadable, ``"noise_std_unreadable"``.
+        Only plain values of ``operator_config`` are kept.
+    """
+    record: dict[str, Any] = {"operator": None, "noise_std": None}
+    entries = _entries(content)
+    if unrecorded is None:
+        if entries is None or "state_dict" not in entries:
+            unrecorded = "a bare state dict records no hyper-parameters"
+        elif "hyper_parameters" not in entries:
+            unrecorded = "the checkpoint has no hyper_parameters"
+        elif _entries(entries["hyper_parameters"]) is None:
+            unrecorded = f"its hyper_parameters are a {type(entries['hyper_parameters']).__name__}"
+    if unrecorded is not None:
+        record["task_not_checked_because"] = unrecorded
+        return record
+    hyper_parameters = _entries(entries["hyper_parameters"])
+    record["noise_std"], unreadable = _noise_std(hyper_parameters)
+    if unreadable is not None:
+        record["noise_std_unreadable"] = unreadable
+    config = _entries(hyper_parameters.get("operator_config"))
+    if config is None:
+        record["task_not_checked_because"] = "its hyper_parameters name no operator_config"
+        return record
+    record["operator_config"] = _plain(config)
+    named = [(key, config[key]) for key in _OPERATOR_KEYS if key in config]
+    if len({repr(name) for _, name in named}) > 1:
+        record["operator_conflict"] = " and ".join(f"{key} {name!r}" for key, name in named)
+    if not named:
+        record["task_not_checked_because"] = "its operator_config names no operator (no 'type')"
+        return record
+    name = _plain(named[0][1])
+    record["operator"] = name if name is not _SKIP else repr(named[0][1])
+    return record
+
+
+def _operator_label(name: str, config: dict[str, Any]) -> str:
+    if name == "inpainting":
+        return f"'inpainting' with mask_type {config.get('mask_type', _DEFAULT_MASK_TYPE)!r}"
+    return repr(name)
+
+
+def _official_task(name: Any, config: dict[str, Any], what: str) -> str:
+    """The flash-wrap task of the official operator ``name``; ``ValueError`` if it has none."""
+    known = ("gaussian_blur as gaussian-blur, nonlinear_blur as motion-blur and inpainting with mask_type 'random' "
+             "as random-inpainting")
+    if not isinstance(name, str) or name not in OFFICIAL_OPERATORS:
+        raise ValueError(f"{what} records the operator {name!r}, which is not one of the official code's "
+                         f"({', '.join(OFFICIAL_OPERATORS)}); flash-wrap imports {known}")
+    task = OFFICIAL_OPERATORS[name]
+    if name == "inpainting":
+        mask = config.get("mask_type", _DEFAULT_MASK_TYPE)
+        task = OFFICIAL_INPAINTING_MASKS.get(mask) if isinstance(mask, str) else None
+    if task is None:
+        raise ValueError(f"{what} was trained for the official operator {_operator_label(name, config)}, which has "
+                         f"no flash-wrap task; flash-wrap imports {known}")
+    return task
+
+
+def check_official_training(training: dict[str, Any], task: str, what: str) -> dict[str, Any]:
+    """Refuse an encoder imported as ``task`` that was trained for another operator; compare its noise.
+
+    Args:
+        training: :func:`official_training`'s record.
+        task: the flash-wrap task it is imported as.
+        what: names the checkpoint in messages.
+
+    Returns the record for the bundle's metadata: ``training`` plus ``"task_checked"`` (False where
+    the checkpoint names no operator, which is accepted), ``"noise_std_matches"`` (None where no
+    noise is recorded) and ``"flash_wrap_noise_std"``. A noise level other than flash-wrap's σ_y is
+    a warning, not an error: the encoder still works, its σ̂ is calibrated to other measurements.
+
+    Raises ``ValueError`` (one line naming both and the ``--task`` to pass) for an operator of another
+    task, and for an operator flash-wrap has no task for.
+    """
+    record = dict(training)
+    config = record.get("operator_config") or {}
+    if record.get("operator") is None:
+        record["task_checked"] = False
+        log.warning("%s: could not check that it was trained for %s (%s); imported as %s unchecked", what, task,
+                    record.get("task_not_checked_because", "no operator recorded"), task)
+    elif "operator_conflict" in record:
+        raise ValueError(f"{what}: its operator_config names two operators, {record['operator_conflict']}; "
+                         "import it with the operator_config of the official code (one 'type')")
+    else:
+        expected = _official_task(record["operator"], config, what)
+        if expected != task:
+            raise ValueError(f"{what} was trained for the official operator {_operator_label(record['operator'], config)}"
+                             f" (flash-wrap task {expected}), not {task}; pass --task {expected}")
+        record["task_checked"] = True
+    noise = record.get("noise_std")
+    record["flash_wrap_noise_std"] = DEFAULT_NOISE_STD
+    if noise is None:
+        record["noise_std_matches"] = None
+        if "noise_std_unreadable" in record:
+            log.warning("%s: its training noise level could not be read (%s)", what, record["noise_std_unreadable"])
+        return record
+    levels = noise if isinstance(noise, list) else [noise]
+    record["noise_std_matches"] = all(math.isclose(v, DEFAULT_NOISE_STD, rel_tol=1e-6, abs_tol=1e-9) for v in levels)
+    if not record["noise_std_matches"]:
+        shown = f"{noise:g}" if not isinstance(noise, list) else f"from {noise[0]:g} to {noise[1]:g}"
+        log.warning("%s was trained with measurement noise sigma_y %s (its noise_config, on [0, 1] images) but "
+                    "flash-wrap's tasks use %g: imported anyway, its predicted severities were calibrated on that "
+                    "noise", what, shown, DEFAULT_NOISE_STD)
+    return record
 
 
 def check_official_model(model: LatentDiffusion) -> None:
@@ -218,12 +450,22 @@ def _load_checked(encoder: SeverityEncoder, state: dict[str, torch.Tensor], what
     encoder.load_state_dict(state, strict=True)
 
 
-def load_official_severity_encoder(path: str | Path, model: LatentDiffusion) -> SeverityEncoder:
+def official_encoder(tensors: dict[str, torch.Tensor], model: LatentDiffusion, what: str) -> SeverityEncoder:
+    """:func:`read_official` tensors as a new :class:`SeverityEncoder` of ``model`` (already checked
+    with :func:`check_official_model`), on its device and dtype, in eval mode."""
+    encoder = model.make_severity_encoder()
+    _load_checked(encoder, convert_official_state_dict(tensors, model), what)
+    return encoder.eval()
+
+
+def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, task: str | None = None) -> SeverityEncoder:
     """An official Flash-Diffusion severity-encoder checkpoint as a :class:`SeverityEncoder` of ``model``.
 
     Args:
-        path: the checkpoint (see :func:`read_official_checkpoint`).
+        path: the checkpoint (see :func:`read_official`).
         model: a bundle whose autoencoder is the LDM VQ-f4 one (:func:`check_official_model`).
+        task: where given, the checkpoint's recorded operator must be this task's
+            (:func:`check_official_training`).
 
     Returns:
         A new encoder on the model's device and dtype, in eval mode, mapping ``(B, 3, H, W)``
@@ -231,7 +473,7 @@ def load_official_severity_encoder(path: str | Path, model: LatentDiffusion) -> 
         ``LDMSevEncoder`` on ``2·y − 1``.
     """
     check_official_model(model)
-    tensors = read_official_checkpoint(path)
-    encoder = model.make_severity_encoder()
-    _load_checked(encoder, convert_official_state_dict(tensors, model), f"checkpoint {path}")
-    return encoder.eval()
+    checkpoint = read_official(path)
+    if task is not None:
+        check_official_training(checkpoint.training, task, f"checkpoint {path}")
+    return official_encoder(checkpoint.tensors, model, f"checkpoint {path}")
