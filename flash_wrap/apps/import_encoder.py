@@ -20,6 +20,7 @@ from typing import Any
 
 from ..models import LatentDiffusion
 from ..operators import get_task
+from ..operators.base import DEFAULT_NOISE_STD
 from ..severity.encoder import SeverityEncoder
 from ..severity.official import check_official_model, check_official_training, official_encoder, read_official
 from .bundles import bundle_target, write_bundle
@@ -46,7 +47,7 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
                          "into another bundle with --output NEW_FOLDER")
     official = read_official(checkpoint)
     what = f"checkpoint {checkpoint}"
-    training = check_official_training(official.training, task, what)  # refuses another task's encoder
+    training = check_official_training(official.training, task, what, noise_std=DEFAULT_NOISE_STD)  # refuses another task's encoder
     encoder = official_encoder(official.tensors, loaded, what)
     metadata = {"imported_from": {"source": SOURCE, "file": checkpoint.name, "sha256": _sha256(checkpoint)},
                 "official_training": training}

@@ -45,7 +45,6 @@ from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..operators.base import DEFAULT_NOISE_STD
 from .encoder import SeverityEncoder
 
 if TYPE_CHECKING:
@@ -326,13 +325,16 @@ def _official_task(name: Any, config: dict[str, Any], what: str) -> str:
     return task
 
 
-def check_official_training(training: dict[str, Any], task: str, what: str) -> dict[str, Any]:
+def check_official_training(training: dict[str, Any], task: str, what: str, *,
+                            noise_std: float | None = None) -> dict[str, Any]:
     """Refuse an encoder imported as ``task`` that was trained for another operator; compare its noise.
 
     Args:
         training: :func:`official_training`'s record.
         task: the flash-wrap task it is imported as.
         what: names the checkpoint in messages.
+        noise_std: the measurement noise σ_y the encoder will see (flash-wrap's tasks: 0.05); ``None``
+            skips the comparison.
 
     Returns the record for the bundle's metadata: ``training`` plus ``"task_checked"`` (False where
     the checkpoint names no operator, which is accepted), ``"noise_std_matches"`` (None where no
@@ -358,19 +360,21 @@ def check_official_training(training: dict[str, Any], task: str, what: str) -> d
                              f" (flash-wrap task {expected}), not {task}; pass --task {expected}")
         record["task_checked"] = True
     noise = record.get("noise_std")
-    record["flash_wrap_noise_std"] = DEFAULT_NOISE_STD
+    if noise_std is None:
+        return record
+    record["flash_wrap_noise_std"] = noise_std
     if noise is None:
         record["noise_std_matches"] = None
         if "noise_std_unreadable" in record:
             log.warning("%s: its training noise level could not be read (%s)", what, record["noise_std_unreadable"])
         return record
     levels = noise if isinstance(noise, list) else [noise]
-    record["noise_std_matches"] = all(math.isclose(v, DEFAULT_NOISE_STD, rel_tol=1e-6, abs_tol=1e-9) for v in levels)
+    record["noise_std_matches"] = all(math.isclose(v, noise_std, rel_tol=1e-6, abs_tol=1e-9) for v in levels)
     if not record["noise_std_matches"]:
         shown = f"{noise:g}" if not isinstance(noise, list) else f"from {noise[0]:g} to {noise[1]:g}"
         log.warning("%s was trained with measurement noise sigma_y %s (its noise_config, on [0, 1] images) but "
                     "flash-wrap's tasks use %g: imported anyway, its predicted severities were calibrated on that "
-                    "noise", what, shown, DEFAULT_NOISE_STD)
+                    "noise", what, shown, noise_std)
     return record
 
 
@@ -458,14 +462,15 @@ def official_encoder(tensors: dict[str, torch.Tensor], model: LatentDiffusion, w
     return encoder.eval()
 
 
-def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, task: str | None = None) -> SeverityEncoder:
+def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, task: str | None = None, *,
+                                   noise_std: float | None = None) -> SeverityEncoder:
     """An official Flash-Diffusion severity-encoder checkpoint as a :class:`SeverityEncoder` of ``model``.
 
     Args:
         path: the checkpoint (see :func:`read_official`).
         model: a bundle whose autoencoder is the LDM VQ-f4 one (:func:`check_official_model`).
         task: where given, the checkpoint's recorded operator must be this task's
-            (:func:`check_official_training`).
+            (:func:`check_official_training`), which also compares the training noise with ``noise_std``.
 
     Returns:
         A new encoder on the model's device and dtype, in eval mode, mapping ``(B, 3, H, W)``
@@ -475,5 +480,5 @@ def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, tas
     check_official_model(model)
     checkpoint = read_official(path)
     if task is not None:
-        check_official_training(checkpoint.training, task, f"checkpoint {path}")
+        check_official_training(checkpoint.training, task, f"checkpoint {path}", noise_std=noise_std)
     return official_encoder(checkpoint.tensors, model, f"checkpoint {path}")
