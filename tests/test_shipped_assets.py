@@ -40,8 +40,8 @@ def test_demo_bundle_is_small_and_safetensors_only() -> None:
 
 def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: LatentDiffusion) -> None:
     index = json.loads((DEMO / "model_index.json").read_text())
-    assert demo_model.image_size == index["image_size"] == 64
-    assert demo_model.latent_shape == (32, 8, 8)
+    assert demo_model.image_size == index["image_size"] == 128
+    assert demo_model.latent_shape == (32, 16, 16)
     assert sorted(demo_model.severity_encoders) == sorted(DEMO_TASKS)
     assert all(p.dtype == torch.float32 for p in demo_model.parameters())
     for task in DEMO_TASKS:
@@ -63,7 +63,7 @@ def test_demo_model_reconstructs_a_shipped_face(demo_model: LatentDiffusion) -> 
     op = get_task("gaussian-blur").operator(torch.tensor([1.0]), demo_model.image_size)
     y = op.measure(x, generator=torch.Generator().manual_seed(0))
     out = Flash(LatentDPS(demo_model)).reconstruct(y, op, generator=torch.Generator().manual_seed(0))
-    assert out.images.shape == (1, 3, 64, 64)
+    assert out.images.shape == (1, 3, 128, 128)
     assert 0 < int(out.start_step) < 200 and int(out.nfe) == int(out.start_step)
     error = (out.images - x).pow(2).mean()
     assert error < (op.to_image(y) - x).pow(2).mean()

@@ -43,7 +43,7 @@ DEMO_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolu
 #: DDIM steps of the baseline and Flash grid (``steps=None``: the solver's own sampler).
 DEFAULT_STEPS = 100
 #: How many faces (the first ones of the sorted folder) the demo uses by default.
-DEFAULT_FACES = 3
+DEFAULT_FACES = 2
 
 #: The demo's task levels t (easy, hard), spanning each task's *training* range
 #: (operators/tasks.py; physical sizes are stated at 256² and scale with H/256):
