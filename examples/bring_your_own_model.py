@@ -22,12 +22,12 @@ Without --autoencoder/--unet (as in the tests, which add --quick) it first creat
 diffusers models and saves them to a temporary folder, so it runs offline in seconds: nothing is
 ever downloaded. --quick only shortens the run (1 face, 5 training steps, DDIM 10 steps). Random models reconstruct nothing useful; they only exercise the
 plumbing. To see a real model go through the same path, use the parts of the demo bundle (a TAEF2
-autoencoder and a diffusers UNet2DModel) as "your" model; the demo's Latent-DPS step size for
-Gaussian blur is η = 0.2 (the paper's η = 1.0 diverges on its latent, so tune η for your model
+autoencoder and a diffusers UNet2DModel, 128² images) as "your" model; the demo's Latent-DPS step size for
+Gaussian blur is η = 0.4 (the paper's η = 1.0 diverges on its latent, so tune η for your model
 with `flash-wrap tune`):
 
     python examples/bring_your_own_model.py --autoencoder flash_wrap/assets/demo/autoencoder \\
-        --unet flash_wrap/assets/demo/unet --latent-scale 0.958850815775679 --eta 0.2 \\
+        --unet flash_wrap/assets/demo/unet --latent-scale 0.958850815775679 --eta 0.4 \\
         --data ../shared/data/celeba_train --limit 256 --train-steps 60
 """
 
