@@ -34,6 +34,7 @@ from ..operators.tasks import SEED_BOUND
 from ..registry import get_solver
 from .images import list_images, load_image
 from .metrics import psnr
+from .progress import progress_mode
 from .runs import check_output_folder
 
 log = logging.getLogger(__name__)
@@ -150,9 +151,7 @@ class Progress:
     silent (``flash-wrap tune``'s rule)."""
 
     def __init__(self, progress: bool | None, stages: int) -> None:
-        tty = sys.stderr.isatty()
-        self.bars = tty if progress is None else bool(progress)
-        self.lines = progress is None and not tty
+        self.bars, self.lines = progress_mode(progress)
         self.bar = tqdm(total=stages, desc="demo", unit="stage", disable=not self.bars)
 
     def start(self, label: str) -> float:

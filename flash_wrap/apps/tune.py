@@ -54,6 +54,7 @@ from .evaluation.runner import CHECK_SIZE, FLASH_STREAM, degrade, task_operator
 from .figures import tune_curve
 from .images import list_images, load_image, usable_images
 from .metrics import psnr
+from .progress import progress_mode
 from .runs import (
     LOCK_NAME,
     RunFolderError,
@@ -252,9 +253,7 @@ class Tuner:
     def _run_grid(self, rows: dict[Setting, dict[str, dict]], progress: bool | None) -> None:
         """Every configuration's missing batches, appended to ``tune.jsonl`` as they finish: a
         progress bar per configuration on a terminal, a line per configuration otherwise."""
-        tty = sys.stderr.isatty()
-        bars = tty if progress is None else progress
-        lines = progress is None and not tty
+        bars, lines = progress_mode(progress)
         with open(self.out / RECORDS, "a") as sink:
             for k, setting in enumerate(self.grid, 1):
                 done = rows.setdefault(setting, {})

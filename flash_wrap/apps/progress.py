@@ -1,0 +1,12 @@
+"""How long-running commands show progress (``demo``, ``tune``)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def progress_mode(progress: bool | None) -> tuple[bool, bool]:
+    """``(bars, lines)``: tqdm bars when stderr is a terminal, otherwise one line per stage, so a
+    log file is not flooded; ``progress`` True forces bars, False is silent."""
+    tty = sys.stderr.isatty()
+    return (tty if progress is None else bool(progress)), (progress is None and not tty)
