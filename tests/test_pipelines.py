@@ -300,7 +300,20 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     assert main([*evaluate, "--model", str(folder), "--out", str(tmp_path / "e1")]) == 2
     err = capsys.readouterr().err
     assert "no severity encoder for task 'gaussian-blur'" in err and "flash-wrap train-severity" in err
+    assert "--severity-from" in err
     assert main([*evaluate, "--model", str(tmp_path / "bundle"), "--out", str(tmp_path / "e2")]) == 0
+    # the pipeline folder itself, with the encoder of the bundle written from it: the same results
+    assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "bundle"),
+                 "--out", str(tmp_path / "e3")]) == 0
+    e2, e3 = (json.loads((tmp_path / e / "results.json").read_text()) for e in ("e2", "e3"))
+    assert e3["severity_from"] == str(tmp_path / "bundle")
+    runs = [json.loads((tmp_path / e / "run.json").read_text()) for e in ("e2", "e3")]
+    assert "severity_fingerprint" not in runs[0] and runs[1]["severity_fingerprint"] == runs[0]["model_fingerprint"]
+    for key in ("sigma_hat", "start_step", "psnr", "ssim", "nfe"):
+        assert [r[key] for r in e3["images"]] == [r[key] for r in e2["images"]], key
+    assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "bundle"), "--task",
+                 "motion-blur", "--out", str(tmp_path / "e4")]) == 2
+    assert "has no severity encoder for 'motion-blur'" in capsys.readouterr().err
     tune = ["tune", "--model", str(folder), "--task", "gaussian-blur", "--solver", "latent-dps", "--data",
             str(tmp_path / "data"), "--out", str(tmp_path / "t"), "--steps", "3", "--batch-size", "2", "--limit", "2",
             "--eta", "0.1", "0.5"]
@@ -310,3 +323,29 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "2"]) == 0
     assert main(["benchmark", "--config", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
     assert fingerprint_folder(folder) == before
+
+
+def test_adopted_severity_encoders_must_share_the_latent_space(tmp_path, sd15, ldm):
+    """``adopt_severity_encoders`` (``eval --severity-from``): the same autoencoder weights up to an
+    export's rounding, refused for another kind of autoencoder or other weights of the same kind."""
+    source = LatentDiffusion.from_pretrained(sd15[0])
+    source.add_severity_encoder("gaussian-blur", source.make_severity_encoder())
+    model = LatentDiffusion.from_pretrained(sd15[0])
+    model.adopt_severity_encoders(source, ["gaussian-blur"])
+    torch.testing.assert_close(model.severity_encoder("gaussian-blur").state_dict(),
+                               source.severity_encoder("gaussian-blur").state_dict())
+    rounded = LatentDiffusion.from_pretrained(sd15[0], dtype=torch.bfloat16)
+    rounded.add_severity_encoder("gaussian-blur", rounded.make_severity_encoder())
+    fresh = LatentDiffusion.from_pretrained(sd15[0])
+    fresh.adopt_severity_encoders(rounded, ["gaussian-blur"])  # an export's rounding is the same space
+    assert next(fresh.severity_encoder("gaussian-blur").parameters()).dtype == torch.float32
+    with torch.no_grad():
+        next(source.autoencoder.parameters()).add_(0.1)
+    with pytest.raises(ValueError, match="its autoencoder's weights differ from the model's"):
+        LatentDiffusion.from_pretrained(sd15[0]).adopt_severity_encoders(source, ["gaussian-blur"], origin="x")
+    other = LatentDiffusion.from_pretrained(ldm[0])
+    other.add_severity_encoder("gaussian-blur", other.make_severity_encoder())
+    with pytest.raises(ValueError, match="its autoencoder is vq, the model's is kl"):
+        LatentDiffusion.from_pretrained(sd15[0]).adopt_severity_encoders(other, ["gaussian-blur"])
+    with pytest.raises(ValueError, match="has no severity encoder for 'motion-blur'"):
+        LatentDiffusion.from_pretrained(sd15[0]).adopt_severity_encoders(other, ["motion-blur"])

@@ -134,7 +134,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, baseline=args.baseline, fixed_start=args.fixed_start or [],
         severity_range=tuple(args.severity_range) if args.severity_range else None, seed=args.seed,
         limit=args.limit, batch_size=args.batch_size, device=args.device, channels_last=args.channels_last,
-        skip_unreadable=args.skip_unreadable,
+        skip_unreadable=args.skip_unreadable, severity_from=args.severity_from,
     )
     result = evaluate(config, resume=args.resume)
     if not _main_process():
@@ -215,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder of clean images (png/jpg), centre-cropped and resized")
     p.add_argument("--task", required=True)
     p.add_argument("--solver", default="latent-dps")
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default="demo", help="model bundle folder, a diffusers pipeline folder, or 'demo'")
+    p.add_argument("--severity-from", metavar="BUNDLE",
+                   help="use this bundle's severity encoder for --task (e.g. one train-severity or import-encoder "
+                   "wrote from the pipeline folder given as --model); its autoencoder must be the model's")
     p.add_argument("--steps", type=POSITIVE, help="grid length (default: the solver's own; fewer implies DDIM)")
     p.add_argument("--scheduler", choices=["ddpm", "ddim"])
     p.add_argument("--baseline", action="store_true", help="also run the bare solver from pure noise")

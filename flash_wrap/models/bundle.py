@@ -23,6 +23,7 @@ from ._validate import check_parts, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_solver_defaults
 from .denoiser import Denoiser
+from .latent_space import latent_space_difference
 from .prediction import to_epsilon
 from .schedule_config import ddpm_schedule_from_config, ldm_scheduler, schedule_tensors
 
@@ -296,6 +297,23 @@ class LatentDiffusion(nn.Module):
             )
         self.severity_encoders[task] = encoder
         self.severity_metadata[task] = dict(metadata or {})
+
+    def adopt_severity_encoders(self, source: LatentDiffusion, tasks: list[str], *, origin: str = "source") -> None:
+        """Use ``source``'s severity encoders for ``tasks`` as they are (moved to this model's
+        device and dtype), e.g. a diffusers pipeline folder with the encoders of a bundle trained
+        from it. Refused (``ValueError``, nothing adopted) unless ``source`` has each task and the
+        same latent space, autoencoder weights included (:mod:`~flash_wrap.models.latent_space`)."""
+        missing = [t for t in tasks if t not in source.severity_encoders]
+        if missing:
+            raise ValueError(f"{origin} has no severity encoder for {', '.join(map(repr, missing))} "
+                             f"(it has: {', '.join(source.severity_encoders) or 'none'})")
+        difference = latent_space_difference(self, source, weights=True)
+        if difference is not None:
+            raise ValueError(f"{origin}: {difference}, so its severity encoders would predict latents in another "
+                             "space; use encoders trained from this model (flash-wrap train-severity --model MODEL)")
+        for task in tasks:
+            encoder = source.severity_encoder(task).to(device=self.device, dtype=self.dtype)
+            self.add_severity_encoder(task, encoder, {**source.severity_metadata.get(task, {}), "adopted_from": origin})
 
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:

@@ -38,6 +38,9 @@ class EvalConfig:
     device: str | None = None
     channels_last: bool = False
     skip_unreadable: bool = False
+    #: a bundle whose severity encoder for ``task`` is used as it is (``--severity-from``), e.g.
+    #: for a diffusers pipeline folder, which has none; its latent space must be the model's.
+    severity_from: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None)})
@@ -47,9 +50,9 @@ class EvalConfig:
 
     def comparable(self) -> dict:
         """The arguments a resumed run must share with the original one: not the speed-only ones,
-        and not the model's or the data's path (both are compared by content, see ``run.json``)."""
+        and not the paths of the model, the data and ``severity_from`` (compared by content, see ``run.json``)."""
         keep = asdict(self)
-        for name in ("out", "channels_last", "model", "data", "device"):
+        for name in ("out", "channels_last", "model", "data", "device", "severity_from"):
             keep.pop(name)
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None
         return keep

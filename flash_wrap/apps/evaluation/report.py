@@ -79,6 +79,7 @@ def write_report(out: Path, config, model, solver) -> dict:
         "task": config.task,
         "solver": config.solver,
         "model": config.model,
+        "severity_from": config.severity_from,
         "steps": solver.grid.steps,
         "scheduler": solver.grid.kind,
         "ddim_eta": solver.grid.eta,

@@ -36,7 +36,7 @@ from ...registry import get_solver, unused_solver_defaults
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
-from ..runs import check_output_folder, exclusive, open_run, run_identity
+from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
 
 #: images are fully decoded at this size when checked, before any work
@@ -85,7 +85,9 @@ class Evaluator:
         self.files = usable_images(list_images(config.data)[: config.limit], CHECK_SIZE,
                                    skip_unreadable=config.skip_unreadable)
         self.model_folder = resolve_bundle(config.model)
-        self.out = check_output_folder(config.out, inputs=[config.data, self.model_folder])
+        self.severity_folder = resolve_bundle(config.severity_from) if config.severity_from else None
+        self.out = check_output_folder(config.out, inputs=[config.data, self.model_folder,
+                                                           *([self.severity_folder] if self.severity_folder else [])])
         # under a launcher on a machine without CUDA the ranks must still meet: accelerate forms a
         # multi-process CPU group only with cpu=True (otherwise each rank is a lone process)
         self.state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
@@ -93,7 +95,14 @@ class Evaluator:
         device = self.state.device if self.state.num_processes > 1 or config.device is None else config.device
         self.model = LatentDiffusion.from_pretrained(config.model, device=device)
         self.model.set_runtime(channels_last=config.channels_last)
-        self.model.severity_encoder(config.task)  # fail now, not after loading the data
+        if config.severity_from:
+            self._adopt_severity_encoder(config.severity_from, device)
+        if config.task not in self.model.severity_encoders:  # fail now, not after loading the data
+            try:
+                self.model.severity_encoder(config.task)
+            except ValueError as err:
+                raise ValueError(f"{err}; then evaluate that bundle as --model, or keep --model {config.model} and "
+                                 "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
         unused = unused_solver_defaults(self.model.solver_defaults)
         if unused:
@@ -104,6 +113,24 @@ class Evaluator:
             if not 0 <= k < grid:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
+
+    def _adopt_severity_encoder(self, source: str, device: str | torch.device | None) -> None:
+        """``--severity-from``: the task's encoder of another bundle with this model's latent space."""
+        origin = f"--severity-from {source}"
+        if self.config.task in self.model.severity_encoders:
+            raise ValueError(f"{origin}: the model {self.config.model} has its own {self.config.task} severity "
+                             "encoder; evaluate it as it is, or drop --severity-from")
+        bundle = LatentDiffusion.from_pretrained(source, device=device)
+        self.model.adopt_severity_encoders(bundle, [self.config.task], origin=origin)
+        theirs, mine = bundle.denoiser.conditioning_source, self.model.denoiser.conditioning_source
+        if theirs != mine:
+            log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
+                        "the severity encoder is taken)", origin, theirs, self.config.model, mine)
+        tuned = bundle.solver_defaults.get(self.config.solver, {}).get(self.config.task)
+        if tuned and tuned != self.model.solver_defaults.get(self.config.solver, {}).get(self.config.task):
+            log.warning("%s stores tuned %s settings for %s (%s); they are not used here: only its severity encoder "
+                        "is (evaluate --model %s to use them)", origin, self.config.solver, self.config.task,
+                        ", ".join(f"{k}={v:g}" for k, v in tuned.items()), source)
 
     # -- one batch ------------------------------------------------------------------------------
     def _operator(self, names: list[str], levels: torch.Tensor) -> Operator:
@@ -229,8 +256,12 @@ class Evaluator:
 
     def identity(self) -> dict:
         """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
-        return run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
-                            self.files)
+        identity = run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
+                                self.files)
+        if self.severity_folder is not None:  # absent otherwise, so runs from before the option still resume
+            identity["severity_from"] = str(self.config.severity_from)
+            identity["severity_fingerprint"] = fingerprint_folder(self.severity_folder)
+        return identity
 
     def _prepare_resume(self, resume: bool) -> set[str]:
         """Names of finished images; on a fresh run, write ``run.json`` and start empty.

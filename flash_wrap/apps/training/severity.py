@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from ...models import LatentDiffusion
 from ...models._io import read_json
 from ...models.bundle_io import folder_kind
+from ...models.latent_space import latent_space_difference
 from ...operators import get_task
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
@@ -284,14 +285,10 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
     if config.task not in parent.severity_encoders:
         raise ValueError(f"--init-from {config.init_from} has no severity encoder for {config.task!r} "
                          f"(it has: {', '.join(parent.severity_encoders) or 'none'})")
-    if parent.autoencoder.kind != model.autoencoder.kind or not math.isclose(
-        parent.latent_scale, model.latent_scale, rel_tol=1e-6
-    ) or parent.latent_shift != model.latent_shift:
-        raise ValueError(
-            f"--init-from {config.init_from}: its latents ({parent.autoencoder.kind}, scale "
-            f"{parent.latent_scale:.6g}) differ from the model's ({model.autoencoder.kind}, scale "
-            f"{model.latent_scale:.6g}); its encoder would predict latents in other units"
-        )
+    difference = latent_space_difference(model, parent, weights=False)
+    if difference is not None:
+        raise ValueError(f"--init-from {config.init_from}: {difference}; its encoder would predict latents in "
+                         "other units")
     try:
         encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
     except RuntimeError as err:  # e.g. the same kind of autoencoder with other channel counts
