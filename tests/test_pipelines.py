@@ -314,6 +314,9 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "bundle"), "--task",
                  "motion-blur", "--out", str(tmp_path / "e4")]) == 2
     assert "has no severity encoder for 'motion-blur'" in capsys.readouterr().err
+    assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "e5")]) == 2
+    assert "--severity-from: model folder" in capsys.readouterr().err
     tune = ["tune", "--model", str(folder), "--task", "gaussian-blur", "--solver", "latent-dps", "--data",
             str(tmp_path / "data"), "--out", str(tmp_path / "t"), "--steps", "3", "--batch-size", "2", "--limit", "2",
             "--eta", "0.1", "0.5"]

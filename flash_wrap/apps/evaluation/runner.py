@@ -85,7 +85,12 @@ class Evaluator:
         self.files = usable_images(list_images(config.data)[: config.limit], CHECK_SIZE,
                                    skip_unreadable=config.skip_unreadable)
         self.model_folder = resolve_bundle(config.model)
-        self.severity_folder = resolve_bundle(config.severity_from) if config.severity_from else None
+        self.severity_folder = None
+        if config.severity_from:
+            try:
+                self.severity_folder = resolve_bundle(config.severity_from)
+            except (FileNotFoundError, ValueError) as err:
+                raise type(err)(f"--severity-from: {err}") from None
         self.out = check_output_folder(config.out, inputs=[config.data, self.model_folder,
                                                            *([self.severity_folder] if self.severity_folder else [])])
         # under a launcher on a machine without CUDA the ranks must still meet: accelerate forms a
