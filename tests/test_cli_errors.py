@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,7 +381,7 @@ def test_resume_refuses_a_changed_model_and_accepts_the_same_one_spelled_differe
     save_file({k: v.contiguous() for k, v in retrained.state_dict().items()}, weights)
     before = _tree_hash(world / "out")
     line = _one_line_error(capsys, main(relative), "eval")
-    assert "different model (its weights or configs changed" in line
+    assert "different model (its weights, configs or tokenizer files changed" in line
     assert _tree_hash(world / "out") == before
 
 
@@ -531,6 +532,21 @@ def test_a_model_folder_behind_a_symlink_is_fingerprinted_through_it(world):
     weights = next((world / "model" / "unet").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
     assert fingerprint_folder(world / "linked") != before
+
+
+def test_editing_a_model_card_is_not_a_change_of_the_model(world, tmp_path):
+    """A resumed run compares the model by its weights, configs and tokenizer files; the model
+    card and figures beside them do not count (a model card edit used to refuse ``--resume``)."""
+    from flash_wrap.apps.runs import fingerprint_folder
+
+    model = shutil.copytree(world / "model", tmp_path / "edited-card")
+    before = fingerprint_folder(model)
+    (model / "README.md").write_text("# a model card, edited\n")
+    (model / "samples.png").write_bytes(b"not a model file")
+    assert fingerprint_folder(model) == before != fingerprint_folder(model, documents=True)
+    (model / "scheduler" / "scheduler_config.json").write_text(
+        (model / "scheduler" / "scheduler_config.json").read_text() + " ")
+    assert fingerprint_folder(model) != before
 
 
 def test_examples_of_a_png_and_a_jpg_with_one_stem_do_not_collide(world):

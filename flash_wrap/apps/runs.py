@@ -118,10 +118,17 @@ def fingerprint_files(files: Sequence[Path], root: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",)) -> str:
-    """SHA-256 over every file of a model folder (weights and configs), following symbolic links
-    to folders (each real folder once), except the top-level folders in ``skip`` (training
-    checkpoints do not change the model)."""
+#: Files that describe a model without being part of it (model cards, figures, git metadata):
+#: editing them does not change the model, so they are outside its fingerprint.
+DOCUMENT_SUFFIXES = frozenset({".md", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"})
+DOCUMENT_NAMES = frozenset({".gitattributes", ".gitignore", "LICENSE"})
+
+
+def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",), documents: bool = False) -> str:
+    """SHA-256 over the files of a model folder that define the model (weights, configs, tokenizer
+    files), following symbolic links to folders (each real folder once), except the top-level
+    folders in ``skip`` (training checkpoints do not change the model) and, unless ``documents``,
+    the model card and figures (:data:`DOCUMENT_SUFFIXES`, :data:`DOCUMENT_NAMES`)."""
     folder = Path(folder)
     files: list[Path] = []
     seen: set[str] = set()
@@ -133,8 +140,12 @@ def fingerprint_folder(folder: Path, *, skip: Sequence[str] = ("training",)) -> 
         seen.add(real)
         if Path(root) == folder:
             dirs[:] = [d for d in dirs if d not in skip]
-        files += [Path(root) / n for n in names if n != LOCK_NAME]
+        files += [Path(root) / n for n in names if n != LOCK_NAME and (documents or not _is_document(n))]
     return fingerprint_files(sorted(f for f in files if f.is_file()), folder)
+
+
+def _is_document(name: str) -> bool:
+    return name in DOCUMENT_NAMES or Path(name).suffix.lower() in DOCUMENT_SUFFIXES
 
 
 def identity_differences(previous: dict, current: dict) -> list[str]:
@@ -143,7 +154,8 @@ def identity_differences(previous: dict, current: dict) -> list[str]:
     changed = [f"--{k.replace('_', '-')}" for k in sorted(set(previous["arguments"]) | set(current["arguments"]))
                if previous["arguments"].get(k) != current["arguments"].get(k)]
     if previous["model_fingerprint"] != current["model_fingerprint"]:
-        changed.append(f"model (its weights or configs changed: {previous['model']} then, {current['model']} now)")
+        changed.append(f"model (its weights, configs or tokenizer files changed: {previous['model']} then, "
+                       f"{current['model']} now)")
     if previous["data_fingerprint"] != current["data_fingerprint"] or previous["images"] != current["images"]:
         changed.append(f"set of images ({previous['images']} then, {current['images']} now, or their content)")
     return changed
