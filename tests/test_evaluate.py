@@ -11,8 +11,9 @@ import torch
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare
-from flash_wrap.apps.evaluation.config import RECORDS, EvalConfig, image_generators, image_seed
+from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig, image_generators, image_seed
 from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
+from flash_wrap.apps.metrics import spearman
 from flash_wrap.testing import tiny_model, write_images
 
 
@@ -46,7 +47,14 @@ def test_results_schema_and_files(setup, quiet_lpips):
         assert set(m) >= {"psnr", "ssim", "lpips", "nfe_mean", "nfe_std", "seconds_total", "seconds_per_image"}
         assert m["lpips"] is None
     assert result["methods"]["baseline"]["nfe_mean"] == 6 and result["methods"]["fixed_start_2"]["nfe_mean"] == 2
-    assert set(result["severity"]) >= {"spearman", "ordering_accuracy"}
+    assert set(result["severity"]) >= {"spearman", "ordering_accuracy", "spearman_grid"}
+    # the grid Spearman pools every image's σ̂ at the OA levels × seeds: 5 × 10 × 3 draws
+    assert result["severity"]["spearman_grid_pairs"] == 5 * OA_LEVELS * OA_SEEDS
+    pooled_t = [t for r in result["images"] for _ in range(OA_SEEDS) for t in r["ordering_levels"]]
+    pooled_s = [v for r in result["images"] for seed in r["ordering_sigma_hat"] for v in seed]
+    assert result["severity"]["spearman_grid"] == pytest.approx(spearman(torch.tensor(pooled_t),
+                                                                         torch.tensor(pooled_s)))
+    assert result["images"][0]["ordering_levels"] == pytest.approx(torch.linspace(0, 1, OA_LEVELS).tolist())
     record = result["images"][0]
     assert set(record) >= {"name", "severity", "sigma_hat", "start_step", "nfe", "psnr", "ssim", "lpips"}
     assert record["nfe"]["flash"] == record["start_step"]

@@ -51,8 +51,17 @@ def severity_summary(records: list[dict]) -> dict[str, float | None]:
     oa = [r["ordering_accuracy"] for r in records]
     levels = torch.tensor([r["severity"] for r in records])
     rho = spearman(levels, torch.tensor([r["sigma_hat"] for r in records])) if len(records) > 2 else None
+    # the ordering-accuracy grid: every image at OA_LEVELS levels × OA_SEEDS noise draws, pooled
+    grid_rho, pairs = None, 0
+    if records and all("ordering_sigma_hat" in r and "ordering_levels" in r for r in records):
+        t = torch.tensor([lv for r in records for _ in r["ordering_sigma_hat"] for lv in r["ordering_levels"]])
+        s = torch.tensor([v for r in records for seed in r["ordering_sigma_hat"] for v in seed])
+        pairs = len(t)
+        grid_rho = spearman(t, s) if pairs > 2 else None
     return {
         "spearman": None if rho is None or math.isnan(rho) else rho,
+        "spearman_grid": None if grid_rho is None or math.isnan(grid_rho) else grid_rho,
+        "spearman_grid_pairs": pairs,
         "ordering_accuracy": _mean(oa),
         "ordering_accuracy_std": float(statistics.pstdev(oa)) if oa else None,
     }

@@ -170,7 +170,7 @@ class Evaluator:
         decoder_calls = {m: r.decoder_calls.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
         seconds["autoencoder"] = 0.0
         scores = {m: self._scores(img, x) for m, img in images.items()}
-        oa = self._ordering(x, names)
+        oa, oa_sigma_hat = self._ordering(x, names)
         records = []
         for i, name in enumerate(names):
             flash = runs["flash"]
@@ -181,6 +181,8 @@ class Evaluator:
                 "sigma_hat": float(flash.sigma_hat[i]),
                 "start_step": int(flash.start_step[i]),
                 "ordering_accuracy": oa[i],
+                "ordering_levels": torch.linspace(*self.range, OA_LEVELS).tolist(),
+                "ordering_sigma_hat": oa_sigma_hat[i],
                 "nfe": {m: nfe[m][i] for m in images},
                 "decoder_calls": {m: decoder_calls[m][i] for m in images},
                 "seconds": {m: seconds[m] / len(names) for m in images},
@@ -194,20 +196,25 @@ class Evaluator:
         return {"psnr": psnr(estimate, target).tolist(), "ssim": ssim(estimate, target).tolist(), "lpips": lp}
 
     @torch.no_grad()
-    def _ordering(self, x: torch.Tensor, names: list[str]) -> list[float]:
-        """OA of [P App. D, Def. 1] per image: ``OA_LEVELS`` levels over the range, ``OA_SEEDS`` noise seeds."""
+    def _ordering(self, x: torch.Tensor, names: list[str]) -> tuple[list[float], list[list[list[float]]]]:
+        """OA of [P App. D, Def. 1] per image: ``OA_LEVELS`` levels over the range, ``OA_SEEDS`` noise
+        seeds. Also returns each image's σ̂ on that grid (``OA_SEEDS`` lists of ``OA_LEVELS`` values),
+        from which the report ranks σ̂ against t over many more draws than one per image."""
         encoder = self.model.severity_encoder(self.config.task)
         levels = torch.linspace(*self.range, OA_LEVELS)
-        result = []
+        result, grids = [], []
         for i, name in enumerate(names):
             op = self._operator([name] * OA_LEVELS, levels)
-            accs = []
+            accs, grid = [], []
             for s in range(OA_SEEDS):
                 gen = torch.Generator().manual_seed(image_seed(name, self.config.seed) + 1_000_000 + s)
                 y = op.measure(x[i : i + 1].expand(OA_LEVELS, -1, -1, -1), generator=gen)
-                accs.append(ordering_accuracy(levels, encoder(op.to_image(y))[1])[0])
+                sigma_hat = encoder(op.to_image(y))[1]
+                accs.append(ordering_accuracy(levels, sigma_hat)[0])
+                grid.append(sigma_hat.flatten().tolist())
             result.append(sum(accs) / len(accs))
-        return result
+            grids.append(grid)
+        return result, grids
 
     def _save_examples(self, files, x, degraded, images) -> None:
         folder = self.out / "examples"
