@@ -148,6 +148,8 @@ def test_sd3_style_and_flow_matching_are_refused(tmp_path, ldm):
     (lambda f: _unet(f, in_channels=9), "takes 9 channels and predicts 4"),
     (lambda f: _scheduler(f, rescale_betas_zero_snr=True), "zero terminal SNR"),
     (lambda f: _scheduler(f, beta_schedule=None), "neither beta_schedule nor trained_betas"),
+    (lambda f: _scheduler(f, _class_name="DDIMScheduler", beta_schedule="sigmoid"),
+     "diffusers' own DDIMScheduler cannot build this config"),
     (lambda f: _scheduler(f, prediction_type="flow"), "epsilon, v_prediction, sample, got 'flow'"),
     (lambda f: _drop(f, "vae"), "no autoencoder"),
     (lambda f: _unet(f, cross_attention_dim=48), "hidden_size 32 differs from the UNet's cross_attention_dim 48"),
@@ -352,3 +354,16 @@ def test_adopted_severity_encoders_must_share_the_latent_space(tmp_path, sd15, l
         LatentDiffusion.from_pretrained(sd15[0]).adopt_severity_encoders(other, ["gaussian-blur"])
     with pytest.raises(ValueError, match="has no severity encoder for 'motion-blur'"):
         LatentDiffusion.from_pretrained(sd15[0]).adopt_severity_encoders(other, ["motion-blur"])
+
+
+def test_a_scheduler_config_takes_its_own_class_defaults(tmp_path):
+    """Entries a scheduler config leaves out are that class's defaults, as diffusers fills them in:
+    LCMScheduler's betas run 0.00085..0.012, where DDPMScheduler's defaults are 0.0001..0.02."""
+    import diffusers
+
+    from flash_wrap.models.schedule_config import ddpm_schedule_from_config
+
+    config = {"_class_name": "LCMScheduler", "beta_schedule": "scaled_linear"}
+    built = ddpm_schedule_from_config(config, "scheduler")
+    torch.testing.assert_close(built.betas, diffusers.LCMScheduler.from_config(config).betas)
+    assert float(built.betas[-1]) == pytest.approx(0.012)

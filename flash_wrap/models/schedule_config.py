@@ -77,12 +77,43 @@ def ddpm_schedule_from_config(config: dict[str, Any], where: str) -> DDPMSchedul
     if config.get("rescale_betas_zero_snr"):
         raise ValueError(f"{where}: rescale_betas_zero_snr is set (ᾱ_T = 0, zero terminal SNR); the adaptive start "
                          "needs ᾱ_t > 0 at every step, so these schedules are not supported")
-    kwargs = {key: config[key] for key in _SCHEDULE_KEYS if config.get(key) is not None}
+    own = _own_scheduler(name, config, where)
+    # the keys a config leaves out take the folder's own class's defaults, not DDPMScheduler's
+    # (LCMScheduler's betas default to 0.00085..0.012, DDPMScheduler's to 0.0001..0.02)
+    filled = dict(own.config) if own is not None else config
+    kwargs = {key: filled[key] for key in _SCHEDULE_KEYS if filled.get(key) is not None}
     kwargs["prediction_type"] = check_prediction_type(kwargs.get("prediction_type", "epsilon"), where)
     try:
-        return DDPMScheduler(**kwargs, clip_sample=False, variance_type="fixed_small")
+        scheduler = DDPMScheduler(**kwargs, clip_sample=False, variance_type="fixed_small")
     except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
         raise ValueError(f"{where}: not a usable DDPM schedule ({err})") from None
+    theirs = getattr(own, "betas", None)
+    if isinstance(theirs, torch.Tensor) and not torch.allclose(theirs.double(), scheduler.betas.double(),
+                                                               rtol=1e-5, atol=1e-9):
+        raise ValueError(f"{where}: {name} builds other betas from this config than the DDPM rebuild of its "
+                         f"entries ({', '.join(f'{k}={v!r}' for k, v in kwargs.items() if k != 'trained_betas')}); "
+                         "flash-wrap cannot reproduce the schedule the model was trained with")
+    return scheduler
+
+
+def _own_scheduler(name: str, config: dict[str, Any], where: str) -> Any:
+    """The folder's own scheduler class built from its config (what diffusers would sample with),
+    or ``None`` when the class needs an optional package that is not installed; then every
+    schedule entry must be explicit, since that class's defaults are unknown here."""
+    import diffusers
+
+    try:
+        return getattr(diffusers, name).from_config(config)
+    except (ImportError, AttributeError):
+        missing = [k for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule") if k not in config]
+        if config.get("trained_betas") is None and missing:
+            raise ValueError(f"{where}: {name} cannot be built here (an optional dependency is missing) and its "
+                             f"config leaves out {', '.join(missing)}, whose defaults are that class's; write them "
+                             "into the config or install the dependency") from None
+        return None
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{where}: diffusers' own {name} cannot build this config ({err}); the folder's "
+                         "scheduler is unusable as it is") from None
 
 
 def schedule_tensors(scheduler: DDPMScheduler, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
