@@ -238,5 +238,5 @@ def test_training_can_start_from_another_bundles_encoder(bundle, image_folder, t
                     latent_scale=2 * parent.latent_scale).save_pretrained(other)
     bad = _config(other, image_folder, tmp_path / "ckpt2", 1)
     bad.init_from = str(parent_dir)
-    with pytest.raises(ValueError, match="other units"):
+    with pytest.raises(ValueError, match="--init-from .*latent scale and shift .* differ from the model's"):
         train_severity(bad, progress=False)

@@ -23,7 +23,7 @@ from ._validate import check_parts, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_solver_defaults
 from .denoiser import Denoiser
-from .latent_space import latent_space_difference
+from .latent_space import check_encoder_source
 from .prediction import to_epsilon
 from .schedule_config import ddpm_schedule_from_config, ldm_scheduler, schedule_tensors
 
@@ -303,14 +303,7 @@ class LatentDiffusion(nn.Module):
         device and dtype), e.g. a diffusers pipeline folder with the encoders of a bundle trained
         from it. Refused (``ValueError``, nothing adopted) unless ``source`` has each task and the
         same latent space, autoencoder weights included (:mod:`~flash_wrap.models.latent_space`)."""
-        missing = [t for t in tasks if t not in source.severity_encoders]
-        if missing:
-            raise ValueError(f"{origin} has no severity encoder for {', '.join(map(repr, missing))} "
-                             f"(it has: {', '.join(source.severity_encoders) or 'none'})")
-        difference = latent_space_difference(self, source, weights=True)
-        if difference is not None:
-            raise ValueError(f"{origin}: {difference}, so its severity encoders would predict latents in another "
-                             "space; use encoders trained from this model (flash-wrap train-severity --model MODEL)")
+        check_encoder_source(self, source, tasks, origin=origin, weights=True)
         for task in tasks:
             encoder = source.severity_encoder(task).to(device=self.device, dtype=self.dtype)
             self.add_severity_encoder(task, encoder, {**source.severity_metadata.get(task, {}), "adopted_from": origin})

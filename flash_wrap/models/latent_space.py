@@ -55,3 +55,17 @@ def latent_space_difference(model: LatentDiffusion, other: LatentDiffusion, *, w
         ):
             return f"its autoencoder's weights differ from the model's (first: {name})"
     return None
+
+
+def check_encoder_source(model: LatentDiffusion, source: LatentDiffusion, tasks: list[str], *, origin: str,
+                         weights: bool) -> None:
+    """Refuse (``ValueError`` naming ``origin``) to take ``source``'s severity encoders for ``tasks``
+    into ``model`` unless ``source`` has each and shares the latent space (:func:`latent_space_difference`)."""
+    missing = [t for t in tasks if t not in source.severity_encoders]
+    if missing:
+        raise ValueError(f"{origin} has no severity encoder for {', '.join(map(repr, missing))} "
+                         f"(it has: {', '.join(source.severity_encoders) or 'none'})")
+    difference = latent_space_difference(model, source, weights=weights)
+    if difference is not None:
+        raise ValueError(f"{origin}: {difference}, so its severity encoders would predict latents in another "
+                         "space; use encoders trained from this model (flash-wrap train-severity --model MODEL)")

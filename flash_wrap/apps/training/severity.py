@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from ...models import LatentDiffusion
 from ...models._io import read_json
 from ...models.bundle_io import folder_kind
-from ...models.latent_space import latent_space_difference
+from ...models.latent_space import check_encoder_source
 from ...operators import get_task
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
@@ -282,13 +282,8 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
     Returns the parent encoder's stored metadata (its training record), to be kept with the child's.
     """
     parent = LatentDiffusion.from_pretrained(config.init_from)
-    if config.task not in parent.severity_encoders:
-        raise ValueError(f"--init-from {config.init_from} has no severity encoder for {config.task!r} "
-                         f"(it has: {', '.join(parent.severity_encoders) or 'none'})")
-    difference = latent_space_difference(model, parent, weights=False)
-    if difference is not None:
-        raise ValueError(f"--init-from {config.init_from}: {difference}; its encoder would predict latents in "
-                         "other units")
+    # a starting point, which training adapts: the autoencoder's weights may differ, its latent units not
+    check_encoder_source(model, parent, [config.task], origin=f"--init-from {config.init_from}", weights=False)
     try:
         encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
     except RuntimeError as err:  # e.g. the same kind of autoencoder with other channel counts
