@@ -428,3 +428,14 @@ def test_half_precision_bundle_loads_as_float32(tmp_path, kind):
     reference = model.float()
     for name, tensor in loaded.state_dict().items():
         torch.testing.assert_close(tensor, reference.state_dict()[name])
+
+
+def test_a_saved_bundle_does_not_record_where_its_parts_were_loaded_from(tmp_path):
+    """diffusers writes ``_name_or_path`` (the source folder) into the configs of a loaded part; a
+    bundle saved again must not carry the writer's paths."""
+    from flash_wrap.testing import tiny_model
+
+    tiny_model("vq", image_size=16, seed=0).save_pretrained(tmp_path / "first")
+    LatentDiffusion.from_pretrained(tmp_path / "first").save_pretrained(tmp_path / "second")
+    texts = [f.read_text() for f in (tmp_path / "second").rglob("*.json")]
+    assert texts and not any("_name_or_path" in t or str(tmp_path) in t for t in texts)

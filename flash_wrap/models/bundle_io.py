@@ -80,7 +80,18 @@ def save_bundle(model: LatentDiffusion, path: Path) -> None:
     model.scheduler.save_pretrained(str(path / "scheduler"))
     for task in model.severity_encoders:
         _write_severity(model, path, task)
+    _drop_source_paths(path)
     write_json(path / "model_index.json", _index(model))
+
+
+def _drop_source_paths(path: Path) -> None:
+    """diffusers records the folder a part was loaded from (``_name_or_path``) in the configs it
+    saves; a bundle does not carry the writer's file paths (a shipped bundle named our home folder)."""
+    for config in (path / "autoencoder" / "config.json", path / "unet" / "config.json"):
+        if config.is_file():
+            data = read_json(config)
+            if data.pop("_name_or_path", None) is not None:
+                write_json(config, data)
 
 
 def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
