@@ -311,6 +311,15 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     assert e3["severity_from"] == str(tmp_path / "bundle")
     runs = [json.loads((tmp_path / e / "run.json").read_text()) for e in ("e2", "e3")]
     assert "severity_fingerprint" not in runs[0] and runs[1]["severity_fingerprint"] == runs[0]["model_fingerprint"]
+    # a resume checks the encoders' bundle too: another one, or none, is refused
+    resume = [*evaluate, "--model", str(folder), "--out", str(tmp_path / "e3"), "--resume"]
+    assert main(resume) == 2 and "no severity encoder" in capsys.readouterr().err
+    other = shutil.copytree(tmp_path / "bundle", tmp_path / "bundle-copy")
+    (other / "severity_encoders" / "gaussian-blur" / "config.json").write_text(
+        (other / "severity_encoders" / "gaussian-blur" / "config.json").read_text() + " ")
+    assert main([*resume, "--severity-from", str(other)]) == 2
+    assert "different --severity-from bundle" in capsys.readouterr().err
+    assert main([*resume, "--severity-from", str(tmp_path / "bundle")]) == 0
     for key in ("sigma_hat", "start_step", "psnr", "ssim", "nfe"):
         assert [r[key] for r in e3["images"]] == [r[key] for r in e2["images"]], key
     assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "bundle"), "--task",

@@ -158,7 +158,14 @@ def identity_differences(previous: dict, current: dict) -> list[str]:
                        f"{current['model']} now)")
     if previous["data_fingerprint"] != current["data_fingerprint"] or previous["images"] != current["images"]:
         changed.append(f"set of images ({previous['images']} then, {current['images']} now, or their content)")
+    if previous.get("severity_fingerprint") != current.get("severity_fingerprint"):
+        changed.append(f"--severity-from bundle ({previous.get('severity_from') or 'none'} then, "
+                       f"{current.get('severity_from') or 'none'} now, or its content)")
     return changed
+
+
+#: Identity entries only some runs have (``eval --severity-from``).
+OPTIONAL_IDENTITY = frozenset({"severity_from", "severity_fingerprint"})
 
 
 def open_run(out: Path, identity: dict, *, records: str, run_file: str, resume: bool, command: str) -> bool:
@@ -181,7 +188,7 @@ def open_run(out: Path, identity: dict, *, records: str, run_file: str, resume: 
             config_file.write_text(json.dumps(identity, indent=2))
             return False
         previous = json.loads(config_file.read_text())
-        if set(previous) != set(identity):
+        if set(previous) - OPTIONAL_IDENTITY != set(identity) - OPTIONAL_IDENTITY:
             raise RunFolderError(f"--resume: {config_file} was written by another version of {command}; "
                                  "start a new run in another --out")
         changed = identity_differences(previous, identity)
