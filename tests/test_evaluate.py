@@ -148,6 +148,7 @@ def test_cli_eval_and_compare(setup, quiet_lpips, capsys):
     assert "| Flash(latent-dps) |" in printed and "| latent-dps |" in printed
     table = compare([out])
     assert "speed-up" in table and "AE (decode ẑ)" in table and "| 4.0 |" in table
+    assert f"over the ordering grid ({2 * OA_LEVELS * OA_SEEDS} draws)" in table
     assert main(["compare", str(tmp_path / "missing")]) == 2
 
 

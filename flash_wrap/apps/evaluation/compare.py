@@ -37,11 +37,12 @@ def table(results: dict) -> str:
         lines.append(f"| {_label(name, results['solver'])} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
                      f"| {_fmt(m['lpips'], 4)} | {nfe} | {_fmt(m['seconds_per_image'], 2)} | {speed} |")
     sev = results["severity"]
-    grid = ""
     if sev.get("spearman_grid") is not None:
-        grid = f" ({_fmt(sev['spearman_grid'], 3)} over the ordering grid, {sev['spearman_grid_pairs']} draws)"
-    lines += ["", f"Severity encoder: Spearman(σ̂, t) = {_fmt(sev['spearman'], 3)} (one draw per image){grid}, "
-                  f"ordering accuracy = {_fmt(sev['ordering_accuracy'], 3)}"]
+        rho = (f"{_fmt(sev['spearman'], 3)} over one draw per image, {_fmt(sev['spearman_grid'], 3)} over the "
+               f"ordering grid ({sev['spearman_grid_pairs']} draws)")
+    else:  # results written before the grid was recorded
+        rho = _fmt(sev["spearman"], 3)
+    lines += ["", f"Severity encoder: Spearman(σ̂, t) = {rho}; ordering accuracy = {_fmt(sev['ordering_accuracy'], 3)}"]
     return "\n".join(lines)
 
 
