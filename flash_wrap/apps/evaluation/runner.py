@@ -171,6 +171,7 @@ class Evaluator:
         seconds["autoencoder"] = 0.0
         scores = {m: self._scores(img, x) for m, img in images.items()}
         oa, oa_sigma_hat = self._ordering(x, names)
+        oa_levels = torch.linspace(*self.range, OA_LEVELS).tolist()  # the grid _ordering used
         records = []
         for i, name in enumerate(names):
             flash = runs["flash"]
@@ -181,7 +182,7 @@ class Evaluator:
                 "sigma_hat": float(flash.sigma_hat[i]),
                 "start_step": int(flash.start_step[i]),
                 "ordering_accuracy": oa[i],
-                "ordering_levels": torch.linspace(*self.range, OA_LEVELS).tolist(),
+                "ordering_levels": oa_levels,
                 "ordering_sigma_hat": oa_sigma_hat[i],
                 "nfe": {m: nfe[m][i] for m in images},
                 "decoder_calls": {m: decoder_calls[m][i] for m in images},
