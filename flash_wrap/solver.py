@@ -79,12 +79,14 @@ class Solver(ABC):
                 raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
         if hyperparameters.get("c", 0.0) < 0:
             raise ValueError(f"{type(self).__name__}: the noise-correction constant c must be >= 0, got {hyperparameters['c']}")
-        tuned = model.solver_defaults.get(self.name, {})
-        for task, values in tuned.items():
+        tuned = [("solver_defaults", task, values) for task, values in model.solver_defaults.get(self.name, {}).items()]
+        tuned += [(f"baseline_defaults (grid {label!r})", task, values)
+                  for task, grids in model.baseline_defaults.get(self.name, {}).items() for label, values in grids.items()]
+        for section, task, values in tuned:
             wrong = sorted(set(values) - known)
             if wrong:
                 raise TypeError(
-                    f"the model bundle's solver_defaults for {self.name!r} (task {task!r}) name unknown "
+                    f"the model bundle's {section} for {self.name!r} (task {task!r}) name unknown "
                     f"hyper-parameter(s) {wrong}; {type(self).__name__} knows {sorted(known)} (fix model_index.json)"
                 )
         self.model = model
@@ -102,12 +104,18 @@ class Solver(ABC):
             names.update(values)
         return names
 
-    def hyperparameters(self, task: str | None) -> dict[str, Any]:
+    def hyperparameters(self, task: str | None, *, baseline: bool = False) -> dict[str, Any]:
         """Resolved hyper-parameters for ``task``, later sources winning: the solver's defaults for
         the task (or ``fallback``), the model bundle's tuned values (``model.solver_defaults``),
-        this instance's keyword overrides."""
+        for a bare run (``baseline=True``) the bundle's values for a whole run on this grid
+        (``model.baseline_defaults[solver][task][grid label]``), this instance's keyword overrides.
+
+        Flash runs a few steps from ẑ, the bare solver every step from noise, so each has its own
+        tuned step size where the bundle holds one (``flash-wrap tune`` and ``tune --baseline``)."""
         params = dict(self.defaults.get(task, self.fallback)) if task is not None else dict(self.fallback)
         params.update(self.model.solver_defaults.get(self.name, {}).get(task, {}))
+        if baseline:
+            params.update(self.model.baseline_defaults.get(self.name, {}).get(task, {}).get(self.grid.label(), {}))
         params.update(self.overrides)
         return params
 
@@ -149,7 +157,8 @@ class Solver(ABC):
         callback: StepCallback | None = None,
     ) -> Reconstruction:
         """The bare baseline: the full reverse process from pure noise ``z ~ N(0, I)``, i.e. the
-        shared runner started at the top of the grid for every sample.
+        shared runner started at the top of the grid for every sample, with the bare run's
+        hyper-parameters (:meth:`hyperparameters` with ``baseline=True``).
 
         Args:
             y: ``(B, C, h, w)`` measurements in [0, 1] image units (noisy, so not clamped).
@@ -161,7 +170,7 @@ class Solver(ABC):
         """
         check_callback(callback)
         y = self.prepare(y, operator, generator)
-        params = self.hyperparameters(operator.task)
+        params = self.hyperparameters(operator.task, baseline=True)
         batch = y.shape[0]
         z = randn((batch, *self.model.latent_shape), generator, device=self.model.device, dtype=self.model.dtype)
         start = torch.full((batch,), self.grid.steps, dtype=torch.long, device=self.model.device)

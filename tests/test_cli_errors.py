@@ -282,6 +282,15 @@ CASES = [
          _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"etaa": 0.2}}})),
     Case("solver default string", lambda w: _eval(w), "must be a finite number, got '0.2'",
          _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": "0.2"}}})),
+    Case("baseline default typo", lambda w: _eval(w),
+         "baseline_defaults (grid 'ddim-5 (η=0)') for 'latent-dps' (task 'gaussian-blur') name unknown hyper-parameter(s) ['etaa']",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (η=0)": {"etaa": 0.2}}}})),
+    Case("baseline default without a grid", lambda w: _eval(w), "then grid labels (e.g. 'ddpm-1000') to values), got 0.2",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"eta": 0.2}}})),
+    Case("baseline default sets c", lambda w: _eval(w), "sets c, the noise correction of Flash, which a bare run never uses",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"c": 0.2}}}})),
+    Case("baseline default NaN", lambda w: _eval(w), "must be a finite number, got nan",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": float("nan")}}}})),
     Case("train into the installed demo",
          lambda w: ["train-severity", "--model", "demo", "--task", "gaussian-blur", "--data", str(w / "data")],
          "--model demo is the one installed inside the package; pass --output NEW_FOLDER", command="train-severity"),
@@ -562,6 +571,10 @@ def test_solver_defaults_nobody_reads_are_named(world, caplog):
     assert main(_eval(world, "--limit", "2")) == 0
     assert "solver 'latent-dsp' (not installed)" in caplog.text
     assert "task 'gausian-blur' of 'latent-dps' (unknown task)" in caplog.text
+    _index_edit(baseline_defaults={"latent-dsp": {"gaussian-blur": {"ddpm-1000": {"eta": 0.2}}}})(world)
+    caplog.clear()
+    assert main(_eval(world, "--limit", "2", "--out", str(world / "out2"))) == 0
+    assert "baseline_defaults name solver 'latent-dsp' (not installed)" in caplog.text
 
 
 def _train_severity_args(world: Path, *extra: str) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flash_wrap import Flash, LatentDiffusion, Solver, StepState
-from flash_wrap.operators import GaussianBlur, Operator
+from flash_wrap.operators import GaussianBlur, Operator, get_task
 from flash_wrap.rng import randn
 from flash_wrap.testing import Darken, generators, smooth_images, tiny_model
 from flash_wrap_plugins.latent_dps import LatentDPS
@@ -60,6 +60,28 @@ def test_hyperparameters_resolve_solver_then_bundle_then_user(model, tmp_path):
     assert Prior(loaded).hyperparameters("random-inpainting") == {"c": 1.1, "eta": 3.0}
     assert Prior(loaded, eta=0.5).hyperparameters("random-inpainting") == {"c": 1.1, "eta": 0.5}
     assert Prior(loaded).hyperparameters("gaussian-blur") == {"c": 1.2, "eta": 1.0}  # other tasks untouched
+
+
+def test_a_bare_run_takes_the_bundles_baseline_values_for_its_own_grid(model, tmp_path, monkeypatch):
+    """baseline_defaults apply to Solver.reconstruct on the grid they were tuned on, never to Flash."""
+    model.solver_defaults = {"prior": {"random-inpainting": {"eta": 3.0}}}
+    model.set_baseline_defaults("prior", "random-inpainting", "ddim-4 (η=0)", {"eta": 0.25})
+    model.save_pretrained(tmp_path / "m")
+    loaded = LatentDiffusion.from_pretrained(tmp_path / "m")
+    assert loaded.baseline_defaults == {"prior": {"random-inpainting": {"ddim-4 (η=0)": {"eta": 0.25}}}}
+    four, five = Prior(loaded, steps=4), Prior(loaded, steps=5)
+    assert four.hyperparameters("random-inpainting", baseline=True) == {"c": 1.1, "eta": 0.25}
+    assert four.hyperparameters("random-inpainting") == {"c": 1.1, "eta": 3.0}
+    assert five.hyperparameters("random-inpainting", baseline=True) == {"c": 1.1, "eta": 3.0}
+    seen = []
+    monkeypatch.setattr("flash_wrap.solver.reconstruct_from", lambda *a, **k: seen.append(a[6]))
+    op = get_task("random-inpainting").operator(torch.tensor([0.5]), 32, seed=torch.tensor([1]))
+    four.reconstruct(op.measure(torch.rand(1, 3, 32, 32)), op)
+    assert seen == [{"c": 1.1, "eta": 0.25}]
+    with pytest.raises(ValueError, match="sets c, the noise correction of Flash"):
+        loaded.set_baseline_defaults("prior", "random-inpainting", "ddpm-1000", {"c": 1.0})
+    with pytest.raises(ValueError, match="grid must be a grid label"):
+        loaded.set_baseline_defaults("prior", "random-inpainting", "", {"eta": 1.0})
 
 
 def test_hyperparameter_names_and_unknown_keywords(model):

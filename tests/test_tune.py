@@ -94,7 +94,9 @@ def test_table_json_and_bundle_agree_with_the_rows(setup, capsys):
     assert _index(model)["solver_defaults"] == {"latent-dps": {TASK: tuned}}
     reloaded = LatentDiffusion.from_pretrained(model)
     assert reloaded.solver_defaults == {"latent-dps": {TASK: tuned}}
-    assert result["written"] == {"folder": str(model.resolve()), "copied": False, "values": tuned}
+    assert result["written"] == {"folder": str(model.resolve()), "copied": False, "values": tuned,
+                                 "section": "solver_defaults", "grid": "ddim-6 (η=0)"}
+    assert result["method"] == "flash" and _index(model)["baseline_defaults"] == {}
 
     figure = out / "tune.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -294,3 +296,52 @@ def test_a_bundle_another_command_is_writing_is_refused(setup, capsys):
     err = capsys.readouterr().err
     assert "is being written by flash-wrap train-severity gaussian-blur" in err
     assert _index(model)["solver_defaults"] == {} and not (out / "tune.jsonl").exists()
+
+
+def test_baseline_tunes_the_bare_solver_into_baseline_defaults(setup, monkeypatch, tmp_path, capsys):
+    """--baseline: bare runs from noise (eval's baseline stream), the best η stored for this grid
+    only; eval --baseline reproduces the best row image by image while Flash keeps its own η."""
+    model, data, out = setup
+    flash = get_solver("latent-dps").defaults[TASK]
+    monkeypatch.setattr(tune_module.Flash, "reconstruct", lambda *a, **k: pytest.fail("--baseline ran Flash"))
+    assert main(_args(model, data, out, c=None)[:-3] + ["--eta", "0.05", "0.5", "--baseline"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "tune.json").read_text())
+    best = result["best"]
+    assert result["method"] == "baseline" and result["grid_label"] == "ddim-6 (η=0)"
+    assert [g["c"] for g in result["grid"]] == [None, None] and best["c"] is None
+    rows = _rows(out)
+    assert all(r["nfe"] == 6 and r["start_step"] == 6 and r["sigma_hat"] is None for r in rows)
+    assert len({r["psnr"] for r in rows}) == len(rows)  # η changes every bare run here
+    assert f"wrote eta={best['eta']:g} into {model.resolve()} (baseline_defaults of latent-dps for {TASK} on " \
+           "ddim-6 (η=0))" in printed and "| – |" in printed
+    index = _index(model)
+    assert index["baseline_defaults"] == {"latent-dps": {TASK: {"ddim-6 (η=0)": {"eta": best["eta"]}}}}
+    assert index["solver_defaults"] == {}  # Flash's values are untouched
+
+    loaded = LatentDiffusion.from_pretrained(model)
+    solver = get_solver("latent-dps")(loaded, steps=6)
+    assert solver.hyperparameters(TASK, baseline=True)["eta"] == best["eta"]
+    assert solver.hyperparameters(TASK)["eta"] == flash["eta"] != best["eta"]  # Flash keeps its own
+    # another grid is another tuning: the value is not used there
+    assert get_solver("latent-dps")(loaded, steps=5).hyperparameters(TASK, baseline=True)["eta"] == flash["eta"]
+    # an explicit override still wins over both
+    assert get_solver("latent-dps")(loaded, steps=6, eta=0.3).hyperparameters(TASK, baseline=True)["eta"] == 0.3
+
+    monkeypatch.undo()
+    monkeypatch.setattr("flash_wrap.apps.evaluation.runner.LPIPS.load", classmethod(lambda cls: None))
+    evaluated = evaluate(EvalConfig(data=str(data), task=TASK, solver="latent-dps", out=str(tmp_path / "eval"),
+                                    model=str(model), steps=6, batch_size=2, baseline=True), progress=False)
+    mine = {r["name"]: r for r in rows if r["eta"] == best["eta"]}
+    for record in evaluated["images"]:
+        assert record["psnr"]["baseline"] == pytest.approx(mine[record["name"]]["psnr"], abs=1e-4)
+    assert evaluated["hyperparameters"]["baseline"]["eta"] == best["eta"]
+    assert evaluated["hyperparameters"]["flash"]["eta"] == flash["eta"]
+
+
+def test_baseline_refuses_c_before_any_work(setup, capsys, no_model_load):
+    model, data, out = setup
+    assert main(_args(model, data, out) + ["--baseline"]) == 2
+    err = capsys.readouterr().err
+    assert "--c is Flash's noise correction, which a bare run (--baseline) never uses" in err
+    assert not out.exists()

@@ -150,16 +150,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     config = TuneConfig(
         model=args.model, task=args.task, solver=args.solver, data=args.data, out=args.out, eta=args.eta, c=args.c,
         output=args.output, limit=args.limit, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-        device=args.device, write=not args.no_write,
+        device=args.device, write=not args.no_write, baseline=args.baseline,
     )
     result = tune(config, resume=args.resume)
     best, written = result["best"], result["written"]
     print(table(result))
-    print(f"\nbest: eta={best['eta']:g}, c={best['c']:g} (mean PSNR {best['psnr_mean']:.2f} dB over "
-          f"{best['n']} images)")
+    c = "" if best["c"] is None else f", c={best['c']:g}"
+    print(f"\nbest: eta={best['eta']:g}{c} (mean PSNR {best['psnr_mean']:.2f} dB over {best['n']} images)")
     if written:
         shown = ", ".join(f"{k}={v:g}" for k, v in written["values"].items())
-        print(f"wrote {shown} into {written['folder']} (solver_defaults of {args.solver} for {args.task})")
+        where = (f"baseline_defaults of {args.solver} for {args.task} on {written['grid']}" if args.baseline
+                 else f"solver_defaults of {args.solver} for {args.task}")
+        print(f"wrote {shown} into {written['folder']} ({where})")
     else:
         print("nothing written (--no-write)")
     print(f"results: {args.out}/{RESULT}, {args.out}/{RECORDS}, {args.out}/{FIGURE}")
@@ -243,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each (eta, c), Flash(solver) reconstructs the validation images, degraded exactly as eval "
                     "degrades them; the best mean PSNR goes into the bundle's solver_defaults, which every solver "
                     "built on it (eval included) then uses. Use held-out images, never the ones you will evaluate "
-                    "on, and the --steps you will evaluate with.")
+                    "on, and the --steps you will evaluate with. --baseline tunes the bare solver instead (a whole "
+                    "run from noise on that grid) into the bundle's baseline_defaults, which only bare runs read.")
     p.add_argument("--model", required=True, help="bundle folder (written in place unless --output), a diffusers "
                    "pipeline folder or 'demo' (both need --output)")
     p.add_argument("--task", required=True)
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (same arguments, model content and images; refused otherwise)")
     p.add_argument("--no-write", action="store_true", help="only report: write nothing into any bundle")
+    p.add_argument("--baseline", action="store_true",
+                   help="tune the bare solver (every step from noise on the --steps grid, eval's baseline noise) "
+                   "instead of Flash(solver); the best eta goes into baseline_defaults for that grid")
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("benchmark", help="seconds per image, peak memory and mixed-batch efficiency: bare vs Flash")

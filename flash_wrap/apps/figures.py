@@ -203,14 +203,15 @@ def tune_curve(result: dict, path: Path) -> Path:
     the difference between configurations."""
     grid = result["grid"]
     fig, ax = _pyplot().subplots(figsize=(4.6, 3.4))
-    for c in sorted({g["c"] for g in grid}):
+    # a bare run (tune --baseline) has no noise correction: its rows carry c = None
+    for c in sorted({g["c"] for g in grid}, key=lambda c: -1.0 if c is None else c):
         rows = sorted((g for g in grid if g["c"] == c), key=lambda g: g["eta"])
         means = [math.nan if g["psnr_mean"] is None else g["psnr_mean"] for g in rows]
-        ax.plot([g["eta"] for g in rows], means, "o-", ms=4, label=f"c = {c:g}")
+        ax.plot([g["eta"] for g in rows], means, "o-", ms=4, label="bare solver" if c is None else f"c = {c:g}")
     best = result["best"]
     if best is not None:
-        ax.plot(best["eta"], best["psnr_mean"], "*", ms=14, color="tab:red", zorder=3,
-                label=f"best: η = {best['eta']:g}, c = {best['c']:g}")
+        shown = f"η = {best['eta']:g}" + ("" if best["c"] is None else f", c = {best['c']:g}")
+        ax.plot(best["eta"], best["psnr_mean"], "*", ms=14, color="tab:red", zorder=3, label=f"best: {shown}")
     etas = sorted({g["eta"] for g in grid})
     if max(etas) >= 10 * min(etas):
         ax.set_xscale("log")

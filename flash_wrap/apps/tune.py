@@ -24,6 +24,14 @@ Per-image rows are appended to ``tune.jsonl`` as each batch of a configuration f
 configuration in which any image diverged is never chosen) goes into the bundle's
 ``solver_defaults`` through :meth:`~flash_wrap.models.LatentDiffusion.set_solver_defaults`, where
 every solver built on the bundle afterwards (``get_solver(name)(model)``, ``eval``) picks it up.
+
+``--baseline`` tunes the *bare* solver instead: a whole run from noise on the ``--steps`` grid,
+with the solver noise of ``eval``'s baseline stream, so ``eval --baseline`` reproduces the best
+row. A run of every step from noise may diverge at the step size that suits Flash's few steps from
+ẑ (the demo model's DDIM-100 baseline does), and a comparison is only fair with each method at
+its own best. The best η goes into the bundle's ``baseline_defaults[solver][task][grid label]``
+(:meth:`~flash_wrap.models.LatentDiffusion.set_baseline_defaults`), which only a bare run on that
+grid reads; c is Flash's and is not tuned there.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from ..solver import Solver
 from .arguments import check_settings
 from .bundles import bundle_target, write_bundle
 from .evaluation.config import RUN_FILE, image_generators
-from .evaluation.runner import CHECK_SIZE, FLASH_STREAM, degrade, task_operator
+from .evaluation.runner import BASELINE_STREAM, CHECK_SIZE, FLASH_STREAM, degrade, task_operator
 from .figures import tune_curve
 from .images import list_images, load_image, usable_images
 from .metrics import psnr
@@ -70,8 +78,9 @@ RESULT = "tune.json"
 FIGURE = "tune.png"
 COMMAND = "flash-wrap tune"
 
-#: ``(η, c)``: one configuration of the grid (c as the solver resolves it when ``--c`` is not given)
-Setting = tuple[float, float]
+#: ``(η, c)``: one configuration of the grid (c as the solver resolves it when ``--c`` is not given;
+#: ``None`` for ``--baseline``, whose bare runs have no noise correction)
+Setting = tuple[float, float | None]
 
 
 def _positive_values(name: str, values: object) -> list[float]:
@@ -97,6 +106,8 @@ class TuneConfig:
             value for the task, which is then left as it is in the bundle).
         output: bundle folder to write instead of ``model`` (required for ``demo`` and pipelines).
         write: store the best values in the bundle (``False``: only report).
+        baseline: tune the bare solver (a whole run from noise) instead of Flash(solver); the best
+            η goes into ``baseline_defaults`` for this grid.
         limit, steps, seed, batch_size, device: as in ``eval``.
     """
 
@@ -114,11 +125,15 @@ class TuneConfig:
     batch_size: int = 4
     device: str | None = None
     write: bool = True
+    baseline: bool = False
 
     def __post_init__(self) -> None:
         check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None)})
         self.eta = _positive_values("eta", self.eta)
         self.c = None if self.c is None else _positive_values("c", self.c)
+        if self.baseline and self.c is not None:
+            raise ValueError("--c is Flash's noise correction, which a bare run (--baseline) never uses; drop --c "
+                             "or --baseline")
         if not self.write and self.output is not None:
             raise ValueError("--output names a bundle to write but --no-write writes none; drop one of them")
 
@@ -158,9 +173,12 @@ class Tuner:
         self.out = check_output_folder(config.out, inputs=[config.data, given, self.model_folder])
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = LatentDiffusion.from_pretrained(source, device=device)
-        self.model.severity_encoder(config.task)  # fail now, not after the first configuration
-        default_c = self._solver(config.eta[0], None).hyperparameters(config.task)["c"]
-        self.grid: list[Setting] = [(eta, c) for c in (config.c or [float(default_c)]) for eta in config.eta]
+        if config.baseline:
+            self.grid: list[Setting] = [(eta, None) for eta in config.eta]
+        else:
+            self.model.severity_encoder(config.task)  # fail now, not after the first configuration
+            default_c = self._solver(config.eta[0], None).hyperparameters(config.task)["c"]
+            self.grid = [(eta, c) for c in (config.c or [float(default_c)]) for eta in config.eta]
         self.solvers = {(eta, c): self._solver(eta, c if config.c else None) for eta, c in self.grid}
         probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.task.eval_range[0]]),
                               self.model.image_size, config.seed)
@@ -178,13 +196,18 @@ class Tuner:
 
     # -- one batch of one configuration ---------------------------------------------------------
     def run_batch(self, files: list[Path], setting: Setting) -> list[dict]:
-        """Flash(solver at ``setting``) on ``files``, degraded as ``eval`` degrades them: one row per image."""
+        """Flash(solver at ``setting``) on ``files`` (the bare solver for ``--baseline``), degraded as
+        ``eval`` degrades them, with ``eval``'s noise stream for that method: one row per image."""
         names = [f.name for f in files]
         x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(self.model.device)
         seeds, levels, operator, y = degrade(self.task, names, x, self.task.eval_range, self.config.seed)
         start = time.perf_counter()
-        result = Flash(self.solvers[setting]).reconstruct(y, operator, generator=image_generators(seeds, FLASH_STREAM),
-                                                          progress=False)
+        solver = self.solvers[setting]
+        if self.config.baseline:
+            result = solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM), progress=False)
+        else:
+            result = Flash(solver).reconstruct(y, operator, generator=image_generators(seeds, FLASH_STREAM),
+                                               progress=False)
         seconds = (time.perf_counter() - start) / len(files)
         scores = psnr(result.images, x).tolist()
         eta, c = setting
@@ -192,7 +215,8 @@ class Tuner:
             "eta": eta, "c": c, "name": name,
             "psnr": scores[i] if math.isfinite(scores[i]) else None,  # None: the reconstruction diverged
             "nfe": int(result.nfe[i]), "start_step": int(result.start_step[i]),
-            "sigma_hat": float(result.sigma_hat[i]), "severity": float(levels[i]), "seconds": seconds,
+            "sigma_hat": None if result.sigma_hat is None else float(result.sigma_hat[i]),
+            "severity": float(levels[i]), "seconds": seconds,
         } for i, name in enumerate(names)]
 
     # -- the whole run --------------------------------------------------------------------------
@@ -260,7 +284,7 @@ class Tuner:
                 todo = [b for b in self._batches() if not all(f.name in done for f in b)]
                 eta, c = setting
                 bar = tqdm(total=len(self.files), initial=len(self.files) - sum(map(len, todo)), unit="image",
-                           desc=f"tune {k}/{len(self.grid)} eta={eta:g} c={c:g}", disable=not bars)
+                           desc=f"tune {k}/{len(self.grid)} {_setting(setting)}", disable=not bars)
                 start = time.perf_counter()
                 for batch in todo:
                     new = self.run_batch(batch, setting)
@@ -273,7 +297,7 @@ class Tuner:
                     s = summarize(setting, list(done.values()))
                     mean = "diverged" if s["psnr_mean"] is None else f"mean PSNR {s['psnr_mean']:.2f} dB"
                     spent = f"{time.perf_counter() - start:.1f} s" if todo else "resumed"
-                    print(f"{COMMAND}: {k}/{len(self.grid)} eta={eta:g} c={c:g}: {mean} over {s['n']} images, "
+                    print(f"{COMMAND}: {k}/{len(self.grid)} {_setting(setting)}: {mean} over {s['n']} images, "
                           f"mean NFE {s['nfe_mean']:.1f} ({spent})", file=sys.stderr, flush=True)
 
     def _report(self, rows: dict[Setting, dict[str, dict]]) -> dict:
@@ -291,6 +315,8 @@ class Tuner:
             "scheduler": solver.grid.kind,
             "ddim_eta": solver.grid.eta,
             "sampler": self.sampler_label,
+            "grid_label": solver.grid.label(),
+            "method": "baseline" if self.config.baseline else "flash",
             "seed": self.config.seed,
             "n_images": len(self.files),
             "severity_range": list(self.task.eval_range),
@@ -309,14 +335,25 @@ class Tuner:
         values = {"eta": best["eta"], "c": best["c"]} if self.config.c else {"eta": best["eta"]}
         if self.copy:
             write_bundle(self.model, self.target, source=self.config.model)
-        self.model.set_solver_defaults(self.config.solver, self.config.task, values)
+        grid = self.solvers[self.grid[0]].grid.label()
+        if self.config.baseline:
+            self.model.set_baseline_defaults(self.config.solver, self.config.task, grid, values)
+        else:
+            self.model.set_solver_defaults(self.config.solver, self.config.task, values)
         self.model.save_solver_defaults(self.target)
         # a resume of this run tunes the bundle just written: the same model plus the values chosen
         # (which every configuration overrides), so record that bundle as the run's model
         identity = json.loads((self.out / RUN_FILE).read_text())
         identity["model_fingerprint"] = fingerprint_folder(self.target)
         (self.out / RUN_FILE).write_text(json.dumps(identity, indent=2))
-        return {"folder": str(self.target), "copied": self.copy, "values": values}
+        section = "baseline_defaults" if self.config.baseline else "solver_defaults"
+        return {"folder": str(self.target), "copied": self.copy, "values": values, "section": section, "grid": grid}
+
+
+def _setting(setting: Setting) -> str:
+    """``eta=0.4 c=0.6``, or ``eta=0.4`` for a bare run (no c)."""
+    eta, c = setting
+    return f"eta={eta:g}" if c is None else f"eta={eta:g} c={c:g}"
 
 
 def summarize(setting: Setting, rows: list[dict]) -> dict[str, Any]:
@@ -338,8 +375,9 @@ def summarize(setting: Setting, rows: list[dict]) -> dict[str, Any]:
 def table(result: dict) -> str:
     """The grid as a Markdown table, the best row marked, with a heading naming what was tuned."""
     best = result["best"]
+    method = result['solver'] if result.get("method") == "baseline" else f"Flash({result['solver']})"
     lines = [
-        f"**{result['task']}**, {result['solver']}, {result['sampler']}, {result['n_images']} validation images, "
+        f"**{result['task']}**, {method}, {result['sampler']}, {result['n_images']} validation images, "
         f"model `{result['model']}`",
         "",
         "| η | c | PSNR ↑ | std | n | NFE | |",
@@ -349,7 +387,8 @@ def table(result: dict) -> str:
         mean = f"{g['psnr_mean']:.2f}" if g["psnr_mean"] is not None else f"diverged ({g['diverged']}/{g['n']})"
         std = f"{g['psnr_std']:.2f}" if g["psnr_std"] is not None else "–"
         mark = "← best" if best is not None and (g["eta"], g["c"]) == (best["eta"], best["c"]) else ""
-        lines.append(f"| {g['eta']:g} | {g['c']:g} | {mean} | {std} | {g['n']} | {g['nfe_mean']:.1f} | {mark} |")
+        c = "–" if g["c"] is None else f"{g['c']:g}"
+        lines.append(f"| {g['eta']:g} | {c} | {mean} | {std} | {g['n']} | {g['nfe_mean']:.1f} | {mark} |")
     return "\n".join(lines)
 
 

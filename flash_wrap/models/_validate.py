@@ -67,12 +67,43 @@ def check_solver_defaults(defaults: object, where: str) -> dict:
             raise ValueError(f"{where}: solver_defaults[{solver!r}] must map task names to values, got {tasks!r}")
         for task, values in tasks.items():
             check_task_name(task)
-            if not isinstance(values, dict):
-                raise ValueError(f"{where}: solver_defaults[{solver!r}][{task!r}] must be an object, got {values!r}")
-            for name, value in values.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ValueError(f"{where}: solver_defaults[{solver!r}][{task!r}][{name!r}] must be a finite "
-                                     f"number, got {value!r}")
+            _check_numbers(values, f"{where}: solver_defaults[{solver!r}][{task!r}]")
+    return defaults
+
+
+def _check_numbers(values: object, where: str) -> None:
+    """``values`` maps hyper-parameter names to finite numbers (``where`` names the entry)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be an object, got {values!r}")
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where}[{name!r}] must be a finite number, got {value!r}")
+
+
+def check_baseline_defaults(defaults: object, where: str) -> dict:
+    """``baseline_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
+    the bare solver's values tuned for a whole run from noise on that grid (``"ddpm-1000"``,
+    ``"ddim-100 (η=0)"``: :meth:`flash_wrap.grid.GridSpec.label`). Checked like
+    :func:`check_solver_defaults`; the noise-correction ``c`` is Flash's alone, so it is refused here."""
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{where}: baseline_defaults must be an object, got {type(defaults).__name__}")
+    for solver, tasks in defaults.items():
+        if not isinstance(tasks, dict):
+            raise ValueError(f"{where}: baseline_defaults[{solver!r}] must map task names to grids, got {tasks!r}")
+        for task, grids in tasks.items():
+            check_task_name(task)
+            if not isinstance(grids, dict):
+                raise ValueError(f"{where}: baseline_defaults[{solver!r}][{task!r}] must map grid labels "
+                                 f"(e.g. 'ddpm-1000') to values, got {grids!r}")
+            for label, values in grids.items():
+                entry = f"{where}: baseline_defaults[{solver!r}][{task!r}][{label!r}]"
+                if not isinstance(values, dict):
+                    raise ValueError(f"{entry} must be an object of values (baseline_defaults map solver, task, "
+                                     f"then grid labels (e.g. 'ddpm-1000') to values), got {values!r}")
+                _check_numbers(values, entry)
+                if "c" in values:
+                    raise ValueError(f"{entry} sets c, the noise correction of Flash, which a bare run never "
+                                     "uses; put it in solver_defaults")
     return defaults
 
 

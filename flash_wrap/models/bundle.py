@@ -19,7 +19,7 @@ from torch import nn
 from .._checks import check_images, check_tensor
 from ..severity.encoder import SeverityEncoder
 from ._io import read_json
-from ._validate import check_parts, check_solver_defaults, check_task_name
+from ._validate import check_baseline_defaults, check_parts, check_solver_defaults, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_solver_defaults
 from .denoiser import Denoiser
@@ -96,6 +96,11 @@ class LatentDiffusion(nn.Module):
         #: Hyper-parameters tuned for this model: ``{solver: {task: {name: value}}}``. They override
         #: a solver's built-in per-task defaults (which were tuned for the paper's models).
         self.solver_defaults: dict[str, dict[str, dict[str, float]]] = {}
+        #: The bare solvers' own values, ``{solver: {task: {grid label: {name: value}}}}``: a whole run
+        #: from noise on that grid (``"ddpm-1000"``, ``"ddim-100 (η=0)"``) may need another step size
+        #: than Flash's few steps from ẑ (``flash-wrap tune --baseline``); they apply to
+        #: :meth:`flash_wrap.Solver.reconstruct` only, on top of ``solver_defaults``.
+        self.baseline_defaults: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         betas, alphas_cumprod = schedule_tensors(scheduler, next(denoiser.parameters()).device)
         self.register_buffer("betas", betas, persistent=False)
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
@@ -333,10 +338,24 @@ class LatentDiffusion(nn.Module):
         check_solver_defaults(merged, "set_solver_defaults")
         self.solver_defaults.setdefault(solver, {})[task] = merged[solver][task]
 
+    def set_baseline_defaults(self, solver: str, task: str, grid: str, values: dict[str, float]) -> None:
+        """Record the bare ``solver``'s values for ``task`` on the grid labelled ``grid`` (e.g.
+        ``{"eta": 0.1}`` for ``"ddpm-1000"``), merged into what the model holds for that triple.
+        They apply to a bare run from noise only (:meth:`flash_wrap.Solver.reconstruct`); ``c`` is
+        Flash's and refused here."""
+        check_task_name(task)
+        if not isinstance(grid, str) or not grid:
+            raise ValueError(f"set_baseline_defaults: grid must be a grid label such as 'ddpm-1000', got {grid!r}")
+        old = self.baseline_defaults.get(solver, {}).get(task, {}).get(grid, {})
+        merged = {solver: {task: {grid: {**old, **values}}}}
+        check_baseline_defaults(merged, "set_baseline_defaults")
+        self.baseline_defaults.setdefault(solver, {}).setdefault(task, {})[grid] = merged[solver][task][grid]
+
     def save_solver_defaults(self, path: str | Path) -> None:
-        """Write only ``solver_defaults`` into the ``model_index.json`` of the existing bundle
-        folder ``path`` (written to a temporary file, then renamed into place)."""
-        save_solver_defaults(Path(path), self.solver_defaults)
+        """Write only the tuned values (``solver_defaults`` and ``baseline_defaults``) into the
+        ``model_index.json`` of the existing bundle folder ``path`` (written to a temporary file,
+        then renamed into place)."""
+        save_solver_defaults(Path(path), self.solver_defaults, self.baseline_defaults)
 
     @classmethod
     def from_pretrained(

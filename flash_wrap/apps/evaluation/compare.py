@@ -43,7 +43,17 @@ def table(results: dict) -> str:
     else:  # results written before the grid was recorded
         rho = _fmt(sev["spearman"], 3)
     lines += ["", f"Severity encoder: Spearman(σ̂, t) = {rho}; ordering accuracy = {_fmt(sev['ordering_accuracy'], 3)}"]
+    params = results.get("hyperparameters")  # absent from results written before it was recorded
+    if params:
+        shown = [f"{_label(m, results['solver'])} {_values(params[m])}" for m in ("flash", "baseline")
+                 if m in params and m in methods]
+        lines.append(f"Hyper-parameters: {'; '.join(shown)}")
     return "\n".join(lines)
+
+
+def _values(values: dict) -> str:
+    """``η=0.4, c=0.6`` (the step size as the paper writes it), in name order."""
+    return ", ".join(f"{'η' if k == 'eta' else k}={v:g}" for k, v in sorted(values.items()))
 
 
 #: Fields ``table`` reads from a ``results.json``.

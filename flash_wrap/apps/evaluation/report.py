@@ -96,6 +96,9 @@ def write_report(out: Path, config, model, solver) -> dict:
         "n_images": len(records),
         "image_size": model.image_size,
         "severity_range": list(config.severity_range) if config.severity_range else None,
+        # what each method ran with: Flash's tuned values, and the bare run's (baseline_defaults on this grid)
+        "hyperparameters": {"flash": solver.hyperparameters(config.task),
+                            "baseline": solver.hyperparameters(config.task, baseline=True)},
         "methods": summarize(records),
         "severity": severity_summary(records),
         "images": records,

@@ -109,10 +109,11 @@ class Evaluator:
                 raise ValueError(f"{err}; then evaluate that bundle as --model, or keep --model {config.model} and "
                                  "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
-        unused = unused_solver_defaults(self.model.solver_defaults)
-        if unused:
-            log.warning("the model's solver_defaults name %s: those values are never used (check the spelling "
-                        "in model_index.json)", "; ".join(unused))
+        for section in ("solver_defaults", "baseline_defaults"):
+            unused = unused_solver_defaults(getattr(self.model, section))
+            if unused:
+                log.warning("the model's %s name %s: those values are never used (check the spelling "
+                            "in model_index.json)", section, "; ".join(unused))
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
