@@ -34,7 +34,7 @@ from flash_wrap.testing import tiny_model, write_images
 
 STEPS = 6
 TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
-TOP_LEVEL = {"model", "solver", "grid", "image_size", "n_faces", "seed", "seconds", "rows"}
+TOP_LEVEL = {"model", "solver", "grid", "image_size", "n_faces", "seed", "seconds", "rows", "hyperparameters"}
 
 
 class _Terminal(io.StringIO):
@@ -132,6 +132,11 @@ def test_degraded_and_autoencoder_psnr_recomputed_from_the_faces_and_the_seeds(d
             estimate = model.decode(z_hat)
         assert row["autoencoder_psnr"] == pytest.approx(_mean_psnr(estimate, clean), abs=1e-2)
         assert row["sigma_hat"] == pytest.approx(float(variance.double().mean()), rel=1e-3)
+        # the actual error σ̂ predicts: the unbiased variance of ẑ − E(x) over the latent entries
+        with torch.no_grad():
+            error = (z_hat - model.encode(clean)).flatten(1).double()
+        wanted = float(((error - error.mean(1, keepdim=True)) ** 2).sum(1).div(error.shape[1] - 1).mean())
+        assert row["latent_error"] == pytest.approx(wanted, rel=1e-3)
 
 
 def test_demo_md_shows_the_numbers_of_demo_json(demo_run, demo_setup):
@@ -148,6 +153,12 @@ def test_demo_md_shows_the_numbers_of_demo_json(demo_run, demo_setup):
                                    "baseline_nfe", "flash_nfe")]
         assert shown[:6] == pytest.approx(wanted, abs=0.051)
         assert shown[6] == pytest.approx(row["sigma_hat"], rel=1e-3)
+        assert shown[7] == pytest.approx(row["latent_error"], rel=1e-3)
+    # each method's step size, as demo.json records it
+    params = summary["hyperparameters"]
+    assert set(params) == set(TASKS)
+    for task, p in params.items():
+        assert f"{task} Flash η={p['flash']['eta']:g}, bare η={p['baseline']['eta']:g}" in md
 
 
 def test_demo_figure_is_a_png_with_five_columns_per_task(demo_run):

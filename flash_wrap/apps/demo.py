@@ -74,7 +74,7 @@ _SEVERITY_FORMAT = {
 
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
-            "baseline_nfe", "flash_nfe", "sigma_hat")
+            "baseline_nfe", "flash_nfe", "sigma_hat", "latent_error")
 
 
 def demo_levels(task_name: str) -> tuple[float, ...]:
@@ -114,7 +114,10 @@ class TaskResult:
 
     ``task_levels`` are the distinct levels in order; ``levels`` the per-sample ones;
     ``severity`` the physical severity per sample (``operator.severity``); ``autoencoder``
-    is D(ẑ), the decoded latent estimate of the severity encoder that Flash started from.
+    is D(ẑ), the decoded latent estimate of the severity encoder that Flash started from;
+    ``latent_error`` the variance σ̄² of its actual error ``ẑ − E(x)`` over the latent entries,
+    the quantity σ̂ is trained to predict [P eq. 3]; ``params`` the hyper-parameters each method
+    ran with (``{"flash": {...}, "baseline": {...}}``).
     """
 
     task: str
@@ -129,12 +132,14 @@ class TaskResult:
     baseline_nfe: torch.Tensor
     flash_nfe: torch.Tensor
     sigma_hat: torch.Tensor
+    latent_error: torch.Tensor
     degraded_psnr: torch.Tensor
     autoencoder_psnr: torch.Tensor
     baseline_psnr: torch.Tensor
     flash_psnr: torch.Tensor
     baseline_seconds: float
     flash_seconds: float
+    params: dict[str, dict[str, float]]
 
     @property
     def n_faces(self) -> int:
@@ -200,15 +205,18 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
     fast = Flash(bare).reconstruct(y, operator, generator=stream_generators(seeds, FLASH_STREAM), progress=bars)
     with torch.no_grad():
         autoencoder = model.decode(fast.z_hat).clamp(0, 1)  # D(ẑ): the encoder's estimate, no solver step
+        # what σ̂ predicts: the unbiased variance of the actual latent error (as in training)
+        latent_error = (fast.z_hat - model.encode(clean)).flatten(1).double().var(dim=1)
     flash_seconds = progress.done(f"{label}: flash {grid}",
                                   f"{_count(len(seeds), 'image')}, mean NFE {fast.nfe.float().mean():.1f}", started)
     return TaskResult(
         task=task_name, task_levels=tuple(task_levels), levels=levels,
         severity=operator.severity.expand(len(seeds)).clone(), clean=clean, degraded=degraded,
         autoencoder=autoencoder, baseline=base.images, flash=fast.images, baseline_nfe=base.nfe,
-        flash_nfe=fast.nfe, sigma_hat=fast.sigma_hat, degraded_psnr=psnr(degraded, clean),
+        flash_nfe=fast.nfe, sigma_hat=fast.sigma_hat, latent_error=latent_error, degraded_psnr=psnr(degraded, clean),
         autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean),
         flash_psnr=psnr(fast.images, clean), baseline_seconds=baseline_seconds, flash_seconds=flash_seconds,
+        params={"flash": bare.hyperparameters(task_name), "baseline": bare.hyperparameters(task_name, baseline=True)},
     )
 
 
@@ -228,6 +236,7 @@ def summary_rows(results: list[TaskResult]) -> list[dict]:
                 "baseline_psnr": _mean(r.baseline_psnr[s]), "flash_psnr": _mean(r.flash_psnr[s]),
                 "baseline_nfe": _mean(r.baseline_nfe[s]), "flash_nfe": _mean(r.flash_nfe[s]),
                 "sigma_hat": round(float(r.sigma_hat[s].double().mean()), 6),
+                "latent_error": float(f"{float(r.latent_error[s].mean()):.6g}"),
             })
     return rows
 
@@ -238,19 +247,25 @@ def _nfe(value: float) -> str:
 
 def format_table(results: list[TaskResult], rows: list[dict] | None = None) -> str:
     """Markdown table, one line per task and level: the degradation, the PSNR of the degraded
-    input, D(ẑ), baseline and Flash, both NFEs and σ̂ (means over the faces, as in ``demo.json``)."""
+    input, D(ẑ), baseline and Flash, both NFEs, σ̂ and the actual error variance σ̄² it predicts
+    (means over the faces, as in ``demo.json``)."""
     rows = summary_rows(results) if rows is None else rows
     severity = [describe_severity(r.task, float(r.severity[r.rows_of(k)][0]))
                 for r in results for k in range(len(r.task_levels))]
     lines = ["| task | level t | degradation | degraded PSNR | D(ẑ) PSNR | baseline PSNR | Flash PSNR "
-             "| baseline NFE | Flash NFE | σ̂ |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| baseline NFE | Flash NFE | σ̂ | actual σ̄² |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, what in zip(rows, severity):
         lines.append(
             f"| {row['task']} | {row['level']:.3f} | {what} | {row['degraded_psnr']:.2f} "
             f"| {row['autoencoder_psnr']:.2f} | {row['baseline_psnr']:.2f} | {row['flash_psnr']:.2f} "
-            f"| {_nfe(row['baseline_nfe'])} | {_nfe(row['flash_nfe'])} | {row['sigma_hat']:.4g} |"
+            f"| {_nfe(row['baseline_nfe'])} | {_nfe(row['flash_nfe'])} | {row['sigma_hat']:.4g} "
+            f"| {row['latent_error']:.4g} |"
         )
+    steps = [f"{r.task} Flash η={r.params['flash']['eta']:g}, bare η={r.params['baseline']['eta']:g}"
+             for r in results if "eta" in r.params["flash"]]
+    if steps:  # each method at its own tuned step size (solver_defaults, baseline_defaults)
+        lines += ["", "Step sizes: " + "; ".join(steps)]
     return "\n".join(lines)
 
 
@@ -337,7 +352,8 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
                          f"{solver} ({grid}) bare vs Flash on {bundle.image_size}² faces, σ_y = {noise:g}; "
                          "D(ẑ) = the severity encoder's estimate, decoded")
     table = (f"{solver}, {grid}, bare vs Flash; {_count(len(names), 'face')} ({bundle.image_size}²), σ_y = {noise:g}, "
-             f"means over the faces; D(ẑ): the severity encoder's estimate, decoded (no solver step)\n\n"
+             f"means over the faces; D(ẑ): the severity encoder's estimate, decoded (no solver step); "
+             f"actual σ̄²: the variance of ẑ − E(x), which σ̂ predicts\n\n"
              + format_table(results, rows))
     (out / "demo.md").write_text(table + "\n")
     seconds = time.perf_counter() - began
@@ -347,6 +363,7 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
         "seconds": round(seconds, 1),
         "stage_seconds": {r.task: {"baseline": round(r.baseline_seconds, 2), "flash": round(r.flash_seconds, 2)}
                           for r in results},
+        "hyperparameters": {r.task: r.params for r in results},
         "rows": rows,
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
