@@ -109,6 +109,7 @@ class Solver(ABC):
         the task (or ``fallback``), the model bundle's tuned values (``model.solver_defaults``),
         for a bare run (``baseline=True``) the bundle's values for a whole run on this grid
         (``model.baseline_defaults[solver][task][grid label]``), this instance's keyword overrides.
+        A bare run has no noise correction, so ``baseline=True`` leaves ``c`` out.
 
         Flash runs a few steps from ẑ, the bare solver every step from noise, so each has its own
         tuned step size where the bundle holds one (``flash-wrap tune`` and ``tune --baseline``)."""
@@ -117,6 +118,8 @@ class Solver(ABC):
         if baseline:
             params.update(self.model.baseline_defaults.get(self.name, {}).get(task, {}).get(self.grid.label(), {}))
         params.update(self.overrides)
+        if baseline:
+            params.pop("c", None)
         return params
 
     @property

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from flash_wrap import get_solver
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare
@@ -149,6 +150,10 @@ def test_cli_eval_and_compare(setup, quiet_lpips, capsys):
     table = compare([out])
     assert "speed-up" in table and "AE (decode ẑ)" in table and "| 4.0 |" in table
     assert f"over the ordering grid ({2 * OA_LEVELS * OA_SEEDS} draws)" in table
+    # each method's hyper-parameters, as results.json records them (the solver's defaults here)
+    params = json.loads((out / "results.json").read_text())["hyperparameters"]
+    assert params["flash"] == get_solver("latent-dps").defaults["gaussian-blur"] == {**params["baseline"], "c": 1.2}
+    assert "Hyper-parameters: Flash(latent-dps) c=1.2, η=1; latent-dps η=1" in table
     assert main(["compare", str(tmp_path / "missing")]) == 2
 
 

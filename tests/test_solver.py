@@ -70,14 +70,14 @@ def test_a_bare_run_takes_the_bundles_baseline_values_for_its_own_grid(model, tm
     loaded = LatentDiffusion.from_pretrained(tmp_path / "m")
     assert loaded.baseline_defaults == {"prior": {"random-inpainting": {"ddim-4 (η=0)": {"eta": 0.25}}}}
     four, five = Prior(loaded, steps=4), Prior(loaded, steps=5)
-    assert four.hyperparameters("random-inpainting", baseline=True) == {"c": 1.1, "eta": 0.25}
+    assert four.hyperparameters("random-inpainting", baseline=True) == {"eta": 0.25}  # no c: no correction
     assert four.hyperparameters("random-inpainting") == {"c": 1.1, "eta": 3.0}
-    assert five.hyperparameters("random-inpainting", baseline=True) == {"c": 1.1, "eta": 3.0}
+    assert five.hyperparameters("random-inpainting", baseline=True) == {"eta": 3.0}
     seen = []
     monkeypatch.setattr("flash_wrap.solver.reconstruct_from", lambda *a, **k: seen.append(a[6]))
     op = get_task("random-inpainting").operator(torch.tensor([0.5]), 32, seed=torch.tensor([1]))
     four.reconstruct(op.measure(torch.rand(1, 3, 32, 32)), op)
-    assert seen == [{"c": 1.1, "eta": 0.25}]
+    assert seen == [{"eta": 0.25}]
     with pytest.raises(ValueError, match="sets c, the noise correction of Flash"):
         loaded.set_baseline_defaults("prior", "random-inpainting", "ddpm-1000", {"c": 1.0})
     with pytest.raises(ValueError, match="grid must be a grid label"):
@@ -161,7 +161,7 @@ def test_the_bare_run_starts_from_noise_of_the_generators(model):
     out = solver.reconstruct(y, op, generators([3, 4]), progress=False, callback=lambda s, o: seen.append(s))
     expected = randn((2, *model.latent_shape), generators([3, 4]), device=model.device, dtype=model.dtype)
     assert torch.equal(seen[0].z, expected) and seen[0].rows.tolist() == [0, 1]
-    assert all(s.params == {"c": 1.2, "eta": 4.0} for s in seen)
+    assert all(s.params == {"eta": 4.0} for s in seen)  # a bare run has no noise correction c
     assert out.start_step.tolist() == [5, 5] and out.nfe.tolist() == [5, 5]
     assert (out.solver, out.sampler, out.steps, out.eta) == ("prior", "ddim", 5, 0.0)
     assert out.sigma_hat is None and out.z_hat is None and out.decoder_calls.tolist() == [0, 0]
@@ -172,7 +172,7 @@ def test_an_operator_without_task_runs_with_the_fallback(model):
     y = Darken().measure(smooth_images(1), generator=torch.Generator().manual_seed(0))
     seen = []
     solver.reconstruct(y, Darken(), progress=False, callback=lambda s, o: seen.append(s.params))
-    assert seen == [{"c": 1.0, "eta": 2.0, "extra": 0.0}] * 3
+    assert seen == [{"eta": 2.0, "extra": 0.0}] * 3  # the fallback, without Flash's c
 
 
 def test_the_sampler_is_built_once_on_the_model_device(model):
