@@ -18,6 +18,7 @@ The rule, with ``T`` the model's training timesteps:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,9 +63,29 @@ class GridSpec:
         return Sampler.ddim(alphas_cumprod, self.steps, float(self.eta or 0.0))
 
     def label(self) -> str:
-        """``"ddpm-1000"`` or ``"ddim-100 (η=0)"``, for tables and logs."""
+        """``"ddpm-1000"`` or ``"ddim-100 (η=0)"``, for tables, logs and the keys of a bundle's
+        ``baseline_defaults`` (:func:`check_grid_label`)."""
         name = f"{self.kind}-{self.steps}"
-        return name if self.eta is None else f"{name} (η={self.eta:g})"
+        return name if self.eta is None else f"{name} (η={self.eta + 0.0:g})"  # + 0.0: never "η=-0"
+
+
+_LABEL = re.compile(r"ddpm-[1-9][0-9]*|ddim-[1-9][0-9]* \(η=([^)]+)\)")
+
+
+def check_grid_label(label: object, where: str) -> None:
+    """Refuse a string :meth:`GridSpec.label` never writes (``"ddim-100 (eta=0)"``, ``"ddim-100"``,
+    ``"ddim-100 (η=0.0)"``): a ``baseline_defaults`` entry under it would never be read."""
+    match = _LABEL.fullmatch(label) if isinstance(label, str) else None
+    ok = match is not None
+    if ok and match.group(1) is not None:
+        try:
+            value = float(match.group(1))
+            ok = not match.group(1).startswith("-") and value >= 0 and f"{value:g}" == match.group(1)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ValueError(f"{where}: {label!r} is not a grid label; grids are labelled like 'ddpm-1000' or "
+                         "'ddim-100 (η=0)' (the label tune --baseline writes, GridSpec.label())")
 
 
 def grid_for(

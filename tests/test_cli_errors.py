@@ -285,10 +285,18 @@ CASES = [
     Case("baseline default typo", lambda w: _eval(w),
          "baseline_defaults (grid 'ddim-5 (η=0)') for 'latent-dps' (task 'gaussian-blur') name unknown hyper-parameter(s) ['etaa']",
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (η=0)": {"etaa": 0.2}}}})),
-    Case("baseline default without a grid", lambda w: _eval(w), "then grid labels (e.g. 'ddpm-1000') to values), got 0.2",
+    Case("baseline default without a grid", lambda w: _eval(w), "'eta' is not a grid label; grids are labelled like 'ddpm-1000'",
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"eta": 0.2}}})),
+    Case("baseline default not an object", lambda w: _eval(w), "then grid labels (e.g. 'ddpm-1000') to values), got 0.2",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": 0.2}}})),
     Case("baseline default sets c", lambda w: _eval(w), "sets c, the noise correction of Flash, which a bare run never uses",
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"c": 0.2}}}})),
+    Case("baseline default under a label no grid has", lambda w: _eval(w),
+         "'ddim-5 (eta=0)' is not a grid label; grids are labelled like 'ddpm-1000' or 'ddim-100 (η=0)'",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (eta=0)": {"eta": 0.2}}}})),
+    Case("baseline default under a task name with a dot", lambda w: _eval(w),
+         "model_index.json: baseline_defaults['latent-dps']: task name must be letters",
+         _index_edit(baseline_defaults={"latent-dps": {"gaussian.blur": {"ddpm-1000": {"eta": 0.2}}}})),
     Case("baseline default NaN", lambda w: _eval(w), "must be a finite number, got nan",
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": float("nan")}}}})),
     Case("train into the installed demo",
@@ -320,6 +328,10 @@ CASES = [
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
                     str(w / "data"), "--val-images", "2", "--force"], "--val-images 2 asks for more than a fifth",
          command="train-severity"),
+    Case("too many validation images, into a new --output",
+         lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
+                    str(w / "data"), "--val-images", "2", "--output", str(w / "out")],
+         "--val-images 2 asks for more than a fifth", command="train-severity"),  # no bundle copied first
     Case("scheduler beta_end 1.5", lambda w: _eval(w), "betas must lie in (0, 1)", _scheduler_edit(beta_end=1.5)),
     Case("scheduler beta_schedule typo", lambda w: _eval(w), "not a usable DDPM schedule",
          _scheduler_edit(beta_schedule="linearr")),
@@ -575,6 +587,15 @@ def test_solver_defaults_nobody_reads_are_named(world, caplog):
     caplog.clear()
     assert main(_eval(world, "--limit", "2", "--out", str(world / "out2"))) == 0
     assert "baseline_defaults name solver 'latent-dsp' (not installed)" in caplog.text
+
+
+def test_a_baseline_tuned_for_another_grid_is_named(world, caplog):
+    _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (η=0)": {"eta": 0.2}}}})(world)
+    assert main(_eval(world, "--limit", "2", "--baseline")) == 0
+    assert ("baseline_defaults for latent-dps on gaussian-blur cover ddim-5 (η=0), not this run's ddim-4 (η=0): "
+            "the baseline runs with Flash's values") in caplog.text
+    results = json.loads((world / "out" / "results.json").read_text())
+    assert results["hyperparameters"]["baseline"]["eta"] == results["hyperparameters"]["flash"]["eta"] != 0.2
 
 
 def _train_severity_args(world: Path, *extra: str) -> list[str]:

@@ -345,3 +345,18 @@ def test_baseline_refuses_c_before_any_work(setup, capsys, no_model_load):
     err = capsys.readouterr().err
     assert "--c is Flash's noise correction, which a bare run (--baseline) never uses" in err
     assert not out.exists()
+
+
+def test_a_flash_tune_from_before_baseline_existed_still_resumes(setup, capsys):
+    """run.json written before --baseline existed has no such argument: it reads as a Flash tune."""
+    model, data, out = setup
+    args = _args(model, data, out, "--no-write")
+    assert main(args) == 0
+    identity = json.loads((out / "run.json").read_text())
+    assert "baseline" not in identity["arguments"]  # a Flash tune records none, as before
+    assert main(args + ["--resume"]) == 0
+    capsys.readouterr()
+    # the same folder resumed as a baseline tune is another run
+    assert main(_args(model, data, out, "--no-write", "--resume", "--baseline", c=None)) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and ("different" in err or "another version" in err), err

@@ -144,6 +144,8 @@ class TuneConfig:
         keep = asdict(self)
         for name in ("out", "output", "write", "device", "model", "data"):
             keep.pop(name)
+        if not keep["baseline"]:  # as runs from before --baseline existed recorded it: absent
+            keep.pop("baseline")
         return keep
 
 

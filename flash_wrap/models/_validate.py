@@ -8,6 +8,7 @@ import re
 import torch
 from diffusers import DDPMScheduler
 
+from ..grid import check_grid_label
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 from .prediction import check_prediction_type
@@ -63,12 +64,25 @@ def check_solver_defaults(defaults: object, where: str) -> dict:
     if not isinstance(defaults, dict):
         raise ValueError(f"{where}: solver_defaults must be an object, got {type(defaults).__name__}")
     for solver, tasks in defaults.items():
+        _check_solver_name(solver, f"{where}: solver_defaults")
         if not isinstance(tasks, dict):
             raise ValueError(f"{where}: solver_defaults[{solver!r}] must map task names to values, got {tasks!r}")
         for task, values in tasks.items():
-            check_task_name(task)
+            _check_task(task, f"{where}: solver_defaults[{solver!r}]")
             _check_numbers(values, f"{where}: solver_defaults[{solver!r}][{task!r}]")
     return defaults
+
+
+def _check_solver_name(solver: object, where: str) -> None:
+    if not isinstance(solver, str) or not solver:
+        raise ValueError(f"{where}: solver names must be non-empty strings, got {solver!r}")
+
+
+def _check_task(task: object, where: str) -> None:
+    try:
+        check_task_name(task)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _check_numbers(values: object, where: str) -> None:
@@ -88,14 +102,16 @@ def check_baseline_defaults(defaults: object, where: str) -> dict:
     if not isinstance(defaults, dict):
         raise ValueError(f"{where}: baseline_defaults must be an object, got {type(defaults).__name__}")
     for solver, tasks in defaults.items():
+        _check_solver_name(solver, f"{where}: baseline_defaults")
         if not isinstance(tasks, dict):
             raise ValueError(f"{where}: baseline_defaults[{solver!r}] must map task names to grids, got {tasks!r}")
         for task, grids in tasks.items():
-            check_task_name(task)
+            _check_task(task, f"{where}: baseline_defaults[{solver!r}]")
             if not isinstance(grids, dict):
                 raise ValueError(f"{where}: baseline_defaults[{solver!r}][{task!r}] must map grid labels "
                                  f"(e.g. 'ddpm-1000') to values, got {grids!r}")
             for label, values in grids.items():
+                check_grid_label(label, f"{where}: baseline_defaults[{solver!r}][{task!r}]")
                 entry = f"{where}: baseline_defaults[{solver!r}][{task!r}][{label!r}]"
                 if not isinstance(values, dict):
                     raise ValueError(f"{entry} must be an object of values (baseline_defaults map solver, task, "

@@ -114,6 +114,11 @@ class Evaluator:
             if unused:
                 log.warning("the model's %s name %s: those values are never used (check the spelling "
                             "in model_index.json)", section, "; ".join(unused))
+        grids = self.model.baseline_defaults.get(config.solver, {}).get(config.task, {})
+        if config.baseline and grids and self.solver.grid.label() not in grids:
+            log.warning("the model's baseline_defaults for %s on %s cover %s, not this run's %s: the baseline runs "
+                        "with Flash's values (tune it with flash-wrap tune --baseline --steps %d)", config.solver,
+                        config.task, ", ".join(sorted(grids)), self.solver.grid.label(), self.solver.grid.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
@@ -132,11 +137,12 @@ class Evaluator:
         if theirs != mine:
             log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
                         "the severity encoder is taken)", origin, theirs, self.config.model, mine)
-        tuned = bundle.solver_defaults.get(self.config.solver, {}).get(self.config.task)
-        if tuned and tuned != self.model.solver_defaults.get(self.config.solver, {}).get(self.config.task):
-            log.warning("%s stores tuned %s settings for %s (%s); they are not used here: only its severity encoder "
-                        "is (evaluate --model %s to use them)", origin, self.config.solver, self.config.task,
-                        ", ".join(f"{k}={v:g}" for k, v in tuned.items()), source)
+        for section in ("solver_defaults", "baseline_defaults"):
+            tuned = getattr(bundle, section).get(self.config.solver, {}).get(self.config.task)
+            if tuned and tuned != getattr(self.model, section).get(self.config.solver, {}).get(self.config.task):
+                log.warning("%s stores tuned %s settings for %s (%s: %s); they are not used here: only its severity "
+                            "encoder is (evaluate --model %s to use them)", origin, self.config.solver,
+                            self.config.task, section, json.dumps(tuned, ensure_ascii=False), source)
 
     # -- one batch ------------------------------------------------------------------------------
     def _operator(self, names: list[str], levels: torch.Tensor) -> Operator:

@@ -138,6 +138,7 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         _check_target(config, target)
     if copy:  # the model is written as a bundle first; its encoder is added at the end
         try:
+            _split(config, files)  # refused before any bundle is copied to --output
             model = LatentDiffusion.from_pretrained(config.model, prompt=config.prompt)
         except BaseException:
             if target.is_dir() and not any(target.iterdir()):
@@ -152,11 +153,8 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         return _train_severity(config, target, model, files, progress=progress)
 
 
-def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentDiffusion, files: list[Path], *,
-                    progress: bool | None) -> dict:
-    task = get_task(config.task)
-    data_fingerprint = fingerprint_files(files)
-    size = model.image_size
+def _split(config: SeverityTrainingConfig, files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The training and validation images: the last ``--val-images`` (at most a fifth) held out."""
     n_val = min(config.val_images, len(files) // 5)
     if n_val < config.val_images:
         raise ValueError(f"--val-images {config.val_images} asks for more than a fifth of the {len(files)} images in "
@@ -164,6 +162,15 @@ def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentD
     train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
     if not train_files:
         raise ValueError(f"no training images left in {config.data} after holding out {n_val} for validation")
+    return train_files, val_files
+
+
+def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentDiffusion, files: list[Path], *,
+                    progress: bool | None) -> dict:
+    task = get_task(config.task)
+    data_fingerprint = fingerprint_files(files)
+    size = model.image_size
+    train_files, val_files = _split(config, files)
     check_output_folder(config.checkpoint_dir(target), inputs=[config.data])
 
     accelerator = Accelerator(cpu=config.cpu)
