@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 
 import torch
 from diffusers import DDPMScheduler
@@ -61,28 +62,49 @@ def check_solver_defaults(defaults: object, where: str) -> dict:
     The names are checked against each solver's known hyper-parameters when a solver is built
     (:class:`flash_wrap.Solver`); here the shape and the values, so a string or a NaN is refused
     at load instead of failing mid-run."""
+    for solver, task, values in _per_task(defaults, "solver_defaults", where, "values"):
+        _check_numbers(values, f"{where}: solver_defaults[{solver!r}][{task!r}]")
+    return defaults  # type: ignore[return-value]  (checked to be a dict by _per_task)
+
+
+def check_baseline_defaults(defaults: object, where: str) -> dict:
+    """``baseline_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
+    the bare solver's values tuned for a whole run from noise on that grid (``"ddpm-1000"``,
+    ``"ddim-100 (η=0)"``: :meth:`flash_wrap.grid.GridSpec.label`). Checked like
+    :func:`check_solver_defaults`, and the labels must be ones a grid has; the noise-correction
+    ``c`` is Flash's alone, so it is refused here."""
+    for solver, task, grids in _per_task(defaults, "baseline_defaults", where, "grids"):
+        if not isinstance(grids, dict):
+            raise ValueError(f"{where}: baseline_defaults[{solver!r}][{task!r}] must map grid labels "
+                             f"(e.g. 'ddpm-1000') to values, got {grids!r}")
+        for label, values in grids.items():
+            check_grid_label(label, f"{where}: baseline_defaults[{solver!r}][{task!r}]")
+            entry = f"{where}: baseline_defaults[{solver!r}][{task!r}][{label!r}]"
+            if not isinstance(values, dict):
+                raise ValueError(f"{entry} must be an object of values (baseline_defaults map solver, task, "
+                                 f"then grid labels (e.g. 'ddpm-1000') to values), got {values!r}")
+            _check_numbers(values, entry)
+            if "c" in values:
+                raise ValueError(f"{entry} sets c, the noise correction of Flash, which a bare run never "
+                                 "uses; put it in solver_defaults")
+    return defaults  # type: ignore[return-value]
+
+
+def _per_task(defaults: object, section: str, where: str, what: str) -> Iterator[tuple[str, str, object]]:
+    """``(solver, task, entry)`` of a ``{solver: {task: entry}}`` section, its names checked."""
     if not isinstance(defaults, dict):
-        raise ValueError(f"{where}: solver_defaults must be an object, got {type(defaults).__name__}")
+        raise ValueError(f"{where}: {section} must be an object, got {type(defaults).__name__}")
     for solver, tasks in defaults.items():
-        _check_solver_name(solver, f"{where}: solver_defaults")
+        if not isinstance(solver, str) or not solver:
+            raise ValueError(f"{where}: {section}: solver names must be non-empty strings, got {solver!r}")
         if not isinstance(tasks, dict):
-            raise ValueError(f"{where}: solver_defaults[{solver!r}] must map task names to values, got {tasks!r}")
-        for task, values in tasks.items():
-            _check_task(task, f"{where}: solver_defaults[{solver!r}]")
-            _check_numbers(values, f"{where}: solver_defaults[{solver!r}][{task!r}]")
-    return defaults
-
-
-def _check_solver_name(solver: object, where: str) -> None:
-    if not isinstance(solver, str) or not solver:
-        raise ValueError(f"{where}: solver names must be non-empty strings, got {solver!r}")
-
-
-def _check_task(task: object, where: str) -> None:
-    try:
-        check_task_name(task)
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+            raise ValueError(f"{where}: {section}[{solver!r}] must map task names to {what}, got {tasks!r}")
+        for task, entry in tasks.items():
+            try:
+                check_task_name(task)
+            except ValueError as err:
+                raise ValueError(f"{where}: {section}[{solver!r}]: {err}") from None
+            yield solver, task, entry
 
 
 def _check_numbers(values: object, where: str) -> None:
@@ -92,35 +114,6 @@ def _check_numbers(values: object, where: str) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{where}[{name!r}] must be a finite number, got {value!r}")
-
-
-def check_baseline_defaults(defaults: object, where: str) -> dict:
-    """``baseline_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
-    the bare solver's values tuned for a whole run from noise on that grid (``"ddpm-1000"``,
-    ``"ddim-100 (η=0)"``: :meth:`flash_wrap.grid.GridSpec.label`). Checked like
-    :func:`check_solver_defaults`; the noise-correction ``c`` is Flash's alone, so it is refused here."""
-    if not isinstance(defaults, dict):
-        raise ValueError(f"{where}: baseline_defaults must be an object, got {type(defaults).__name__}")
-    for solver, tasks in defaults.items():
-        _check_solver_name(solver, f"{where}: baseline_defaults")
-        if not isinstance(tasks, dict):
-            raise ValueError(f"{where}: baseline_defaults[{solver!r}] must map task names to grids, got {tasks!r}")
-        for task, grids in tasks.items():
-            _check_task(task, f"{where}: baseline_defaults[{solver!r}]")
-            if not isinstance(grids, dict):
-                raise ValueError(f"{where}: baseline_defaults[{solver!r}][{task!r}] must map grid labels "
-                                 f"(e.g. 'ddpm-1000') to values, got {grids!r}")
-            for label, values in grids.items():
-                check_grid_label(label, f"{where}: baseline_defaults[{solver!r}][{task!r}]")
-                entry = f"{where}: baseline_defaults[{solver!r}][{task!r}][{label!r}]"
-                if not isinstance(values, dict):
-                    raise ValueError(f"{entry} must be an object of values (baseline_defaults map solver, task, "
-                                     f"then grid labels (e.g. 'ddpm-1000') to values), got {values!r}")
-                _check_numbers(values, entry)
-                if "c" in values:
-                    raise ValueError(f"{entry} sets c, the noise correction of Flash, which a bare run never "
-                                     "uses; put it in solver_defaults")
-    return defaults
 
 
 def check_schedule(scheduler: DDPMScheduler) -> None:
