@@ -49,6 +49,21 @@ def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: Late
         assert LatentDPS(demo_model).hyperparameters(task)["eta"] == tuned
 
 
+def test_demo_bundle_gives_the_bare_solver_its_own_step_sizes(demo_model: LatentDiffusion) -> None:
+    """Each baseline_defaults entry is read by a bare run on its grid and only there; Flash keeps
+    solver_defaults (the demo's DDIM-100 baseline diverges at Flash's η)."""
+    index = json.loads((DEMO / "model_index.json").read_text())
+    entries = [(task, label, values) for task, grids in index["baseline_defaults"]["latent-dps"].items()
+               for label, values in grids.items()]
+    assert ("motion-blur", "ddpm-1000") in {(t, g) for t, g, _ in entries}
+    for task, label, values in entries:
+        steps = int(label.split()[0].split("-")[1])
+        solver = LatentDPS(demo_model, steps=steps)
+        assert solver.grid.label() == label
+        assert solver.hyperparameters(task, baseline=True) == values
+        assert solver.hyperparameters(task)["eta"] == index["solver_defaults"]["latent-dps"][task]["eta"]
+
+
 def test_shipped_faces_match_their_attribution() -> None:
     faces = sorted(FACES_DIR.glob("*.png"))
     assert [f.name for f in faces] == ["00000.png", "00001.png", "00002.png"]
