@@ -284,7 +284,6 @@ class Tuner:
             for k, setting in enumerate(self.grid, 1):
                 done = rows.setdefault(setting, {})
                 todo = [b for b in self._batches() if not all(f.name in done for f in b)]
-                eta, c = setting
                 bar = tqdm(total=len(self.files), initial=len(self.files) - sum(map(len, todo)), unit="image",
                            desc=f"tune {k}/{len(self.grid)} {_setting(setting)}", disable=not bars)
                 start = time.perf_counter()

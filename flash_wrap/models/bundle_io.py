@@ -103,14 +103,13 @@ def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
     write_json(path / "model_index.json", index)
 
 
-def save_solver_defaults(path: Path, defaults: dict, baseline: dict | None = None) -> None:
-    """Replace ``solver_defaults`` (and ``baseline_defaults``, when given) in the index of the
-    bundle folder ``path`` (atomically)."""
+def save_solver_defaults(path: Path, defaults: dict, baseline: dict) -> None:
+    """Replace ``solver_defaults`` and ``baseline_defaults`` in the index of the bundle folder
+    ``path`` (atomically)."""
     index_file = resolve(path) / "model_index.json"
     index = read_json(index_file)
     index["solver_defaults"] = check_solver_defaults(defaults, str(index_file))
-    if baseline is not None:
-        index["baseline_defaults"] = check_baseline_defaults(baseline, str(index_file))
+    index["baseline_defaults"] = check_baseline_defaults(baseline, str(index_file))
     staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
     write_json(staging, index)
     os.replace(staging, index_file)
