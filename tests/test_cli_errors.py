@@ -592,7 +592,7 @@ def test_solver_defaults_nobody_reads_are_named(world, caplog):
 def test_a_baseline_tuned_for_another_grid_is_named(world, caplog):
     _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (η=0)": {"eta": 0.2}}}})(world)
     assert main(_eval(world, "--limit", "2", "--baseline")) == 0
-    assert ("baseline_defaults for latent-dps on gaussian-blur cover ddim-5 (η=0), not this run's ddim-4 (η=0): "
+    assert ("baseline_defaults for latent-dps on gaussian-blur cover ddim-5 (η=0), not the baseline's ddim-4 (η=0): "
             "the baseline runs with Flash's values") in caplog.text
     results = json.loads((world / "out" / "results.json").read_text())
     assert results["hyperparameters"]["baseline"]["eta"] == results["hyperparameters"]["flash"]["eta"] != 0.2

@@ -211,3 +211,55 @@ def test_eval_and_demo_run_the_same_sampler_for_the_same_steps(setup, quiet_lpip
                     tasks=("gaussian-blur",), progress=False)
     assert (result["scheduler"], result["steps"], result["ddim_eta"]) == ("ddim", 6, 0.0)
     assert demo["grid"] == "ddim-6 (η=0)"
+
+
+def test_baseline_on_its_own_grid(setup, quiet_lpips, capsys):
+    """--baseline-steps: Flash on one grid, the bare solver on another, each with its own step size;
+    each method's records equal those of a run on its grid alone."""
+    tmp_path, images = setup
+    model = Path(tmp_path / "model")
+    from flash_wrap import LatentDiffusion
+
+    loaded = LatentDiffusion.from_pretrained(model)
+    loaded.set_baseline_defaults("latent-dps", "gaussian-blur", "ddim-6 (η=0)", {"eta": 0.3})
+    loaded.save_solver_defaults(model)
+    mixed = evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=6, fixed_start=[], limit=3),
+                     progress=False)
+    flash_only = evaluate(_config(tmp_path, images, "flash4", steps=4, baseline=False, fixed_start=[], limit=3),
+                          progress=False)
+    bare_six = evaluate(_config(tmp_path, images, "bare6", steps=6, fixed_start=[], limit=3), progress=False)
+    assert mixed["steps"] == 4 and mixed["methods"]["baseline"]["nfe_mean"] == 6
+    assert mixed["baseline_grid"] == {"steps": 6, "scheduler": "ddim", "ddim_eta": 0.0, "label": "ddim-6 (η=0)"}
+    assert flash_only["baseline_grid"] is None and bare_six["baseline_grid"]["label"] == "ddim-6 (η=0)"
+    for m, f, b in zip(mixed["images"], flash_only["images"], bare_six["images"]):
+        assert m["psnr"]["flash"] == f["psnr"]["flash"] and m["nfe"]["flash"] == f["nfe"]["flash"]
+        assert m["psnr"]["baseline"] == b["psnr"]["baseline"]
+    # the bare run reads baseline_defaults for its own grid, not for Flash's
+    assert mixed["hyperparameters"]["baseline"] == {"eta": 0.3}
+    assert mixed["hyperparameters"]["flash"]["eta"] == 1.0
+    table = compare([tmp_path / "mixed"])
+    assert "Flash on ddim-4 (η=0), baseline on ddim-6 (η=0)" in table
+    assert "| latent-dps on ddim-6 (η=0) | " in table and "latent-dps on ddim-6 (η=0) η=0.3" in table
+    # a run on one grid keeps its plain table
+    assert "| latent-dps |" in compare([tmp_path / "bare6"]) and "baseline on" not in compare([tmp_path / "bare6"])
+    # a resume with another baseline grid is refused; one with the same continues
+    with pytest.raises(ValueError, match="different --baseline-steps"):
+        evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=5, fixed_start=[], limit=3), resume=True)
+    evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=6, fixed_start=[], limit=3), resume=True,
+             progress=False)
+
+
+def test_baseline_grid_options_need_a_baseline_and_a_valid_grid(setup, capsys):
+    tmp_path, images = setup
+    with pytest.raises(ValueError, match=r"--baseline-steps set the bare solver's grid, but the run has no baseline"):
+        _config(tmp_path, images, "x", baseline=False, baseline_steps=6)
+    with pytest.raises(ValueError, match="baseline_steps must lie in"):
+        _config(tmp_path, images, "x", baseline_steps=0)
+    with pytest.raises(ValueError, match="--baseline-steps/--baseline-scheduler: "):
+        Evaluator(_config(tmp_path, images, "x", baseline_scheduler="ddpm", baseline_steps=6))
+    argv = ["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+            "--out", str(tmp_path / "cli"), "--baseline-scheduler", "ddim"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--baseline-scheduler set the bare solver's grid" in err and "add --baseline" in err
+    assert not (tmp_path / "cli").exists()

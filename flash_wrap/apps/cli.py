@@ -135,6 +135,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         severity_range=tuple(args.severity_range) if args.severity_range else None, seed=args.seed,
         limit=args.limit, batch_size=args.batch_size, device=args.device, channels_last=args.channels_last,
         skip_unreadable=args.skip_unreadable, severity_from=args.severity_from,
+        baseline_steps=args.baseline_steps, baseline_scheduler=args.baseline_scheduler,
     )
     result = evaluate(config, resume=args.resume)
     if not _main_process():
@@ -224,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=POSITIVE, help="grid length (default: the solver's own; fewer implies DDIM)")
     p.add_argument("--scheduler", choices=["ddpm", "ddim"])
     p.add_argument("--baseline", action="store_true", help="also run the bare solver from pure noise")
+    p.add_argument("--baseline-steps", type=POSITIVE, metavar="N",
+                   help="the bare solver's own grid length (default: --steps), e.g. --steps 100 --baseline-steps 1000: "
+                   "Flash on DDIM-100 against the 1000-step baseline (needs --baseline)")
+    p.add_argument("--baseline-scheduler", choices=["ddpm", "ddim"],
+                   help="the bare solver's own sampler (default: --scheduler; needs --baseline)")
     p.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", help="also run fixed start indices K (CCDF-L style)")
     p.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
                    help="task levels t to draw from (default: the task's evaluation range)")

@@ -10,11 +10,12 @@ def _fmt(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _label(method: str, solver: str) -> str:
+def _label(method: str, solver: str, baseline_grid: str | None = None) -> str:
+    """A method's row name; the bare solver's names its grid when that is not the run's."""
     if method == "flash":
         return f"Flash({solver})"
     if method == "baseline":
-        return solver
+        return solver if baseline_grid is None else f"{solver} on {baseline_grid}"
     if method.startswith("fixed_start_"):
         return f"fixed start {method.rsplit('_', 1)[1]}"
     return {"autoencoder": "AE (decode ẑ)"}.get(method, method)
@@ -25,8 +26,12 @@ def table(results: dict) -> str:
     methods = results["methods"]
     base = methods.get("baseline")
     eta = results.get("ddim_eta")
-    grid = f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
-    head = (f"**{results['task']}**, {results['solver']}, {grid}, "
+    grid = f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta + 0.0:g})")
+    # the bare run's own grid (eval --baseline-steps), absent from results written before it existed
+    own = (results.get("baseline_grid") or {}).get("label")
+    own = own if own and own != grid else None
+    grids = grid if own is None else f"Flash on {grid}, baseline on {own}"
+    head = (f"**{results['task']}**, {results['solver']}, {grids}, "
             f"{results['n_images']} images, model `{results['model']}`")
     lines = [head, "", "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NFE | s / image | speed-up |", "|---|---|---|---|---|---|---|"]
     for name, m in methods.items():
@@ -34,7 +39,7 @@ def table(results: dict) -> str:
         if base and name != "autoencoder" and m["seconds_per_image"] > 0:
             speed = f"{base['seconds_per_image'] / m['seconds_per_image']:.1f}x"
         nfe = "–" if name == "autoencoder" else f"{m['nfe_mean']:.1f}"
-        lines.append(f"| {_label(name, results['solver'])} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
+        lines.append(f"| {_label(name, results['solver'], own)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
                      f"| {_fmt(m['lpips'], 4)} | {nfe} | {_fmt(m['seconds_per_image'], 2)} | {speed} |")
     sev = results["severity"]
     if sev.get("spearman_grid") is not None:
@@ -45,7 +50,7 @@ def table(results: dict) -> str:
     lines += ["", f"Severity encoder: Spearman(σ̂, t) = {rho}; ordering accuracy = {_fmt(sev['ordering_accuracy'], 3)}"]
     params = results.get("hyperparameters")  # absent from results written before it was recorded
     if params:
-        shown = [f"{_label(m, results['solver'])} {_values(params[m])}" for m in ("flash", "baseline")
+        shown = [f"{_label(m, results['solver'], own)} {_values(params[m])}" for m in ("flash", "baseline")
                  if m in params and m in methods]
         lines.append(f"Hyper-parameters: {'; '.join(shown)}")
     return "\n".join(lines)

@@ -41,9 +41,18 @@ class EvalConfig:
     #: a bundle whose severity encoder for ``task`` is used as it is (``--severity-from``), e.g.
     #: for a diffusers pipeline folder, which has none; its latent space must be the model's.
     severity_from: str | None = None
+    #: the bare solver's own grid (``--baseline-steps``, ``--baseline-scheduler``), each defaulting to the
+    #: run's ``steps``/``scheduler``: e.g. Flash on DDIM-100 against the paper's 1000-step baseline
+    baseline_steps: int | None = None
+    baseline_scheduler: str | None = None
 
     def __post_init__(self) -> None:
-        check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None)})
+        check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None),
+                              "baseline_steps": (1, None)})
+        own_grid = [f"--baseline-{k}" for k in ("steps", "scheduler") if getattr(self, f"baseline_{k}") is not None]
+        if own_grid and not self.baseline:
+            raise ValueError(f"{' and '.join(own_grid)} set the bare solver's grid, but the run has no baseline: "
+                             "add --baseline, or drop them")
         if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in self.fixed_start):
             raise ValueError(f"fixed_start must hold grid indices >= 0, got {self.fixed_start}")
         self.fixed_start = sorted(set(self.fixed_start))
@@ -54,6 +63,9 @@ class EvalConfig:
         keep = asdict(self)
         for name in ("out", "channels_last", "model", "data", "device", "severity_from"):
             keep.pop(name)
+        for name in ("baseline_steps", "baseline_scheduler"):  # absent when unset: earlier runs still resume
+            if keep[name] is None:
+                keep.pop(name)
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None
         return keep
 

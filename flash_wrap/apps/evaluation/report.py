@@ -81,9 +81,12 @@ def write_csv(records: list[dict], path: Path) -> None:
             writer.writerow(row)
 
 
-def write_report(out: Path, config, model, solver) -> dict:
-    """Write ``results.json``, ``images.csv`` and figures for the records in ``out``."""
+def write_report(out: Path, config, model, solver, baseline_solver=None) -> dict:
+    """Write ``results.json``, ``images.csv`` and figures for the records in ``out``.
+
+    ``baseline_solver`` is the bare run's solver when it has its own grid (default: ``solver``)."""
     records = read_records(out)
+    baseline_solver = baseline_solver or solver
     result = {
         "task": config.task,
         "solver": config.solver,
@@ -97,8 +100,13 @@ def write_report(out: Path, config, model, solver) -> dict:
         "image_size": model.image_size,
         "severity_range": list(config.severity_range) if config.severity_range else None,
         # what each method ran with: Flash's tuned values, and the bare run's (baseline_defaults on this grid)
+        # the bare run's grid: the run's own unless --baseline-steps/--baseline-scheduler gave it another
+        "baseline_grid": {"steps": baseline_solver.grid.steps, "scheduler": baseline_solver.grid.kind,
+                          "ddim_eta": baseline_solver.grid.eta, "label": baseline_solver.grid.label()}
+        if config.baseline else None,
+        # what each method ran with: Flash's tuned values, and the bare run's (baseline_defaults on its grid)
         "hyperparameters": {"flash": solver.hyperparameters(config.task),
-                            "baseline": solver.hyperparameters(config.task, baseline=True)},
+                            "baseline": baseline_solver.hyperparameters(config.task, baseline=True)},
         "methods": summarize(records),
         "severity": severity_summary(records),
         "images": records,

@@ -109,21 +109,36 @@ class Evaluator:
                 raise ValueError(f"{err}; then evaluate that bundle as --model, or keep --model {config.model} and "
                                  "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
+        self.baseline_solver = self._baseline_solver()
         for section in ("solver_defaults", "baseline_defaults"):
             unused = unused_solver_defaults(getattr(self.model, section))
             if unused:
                 log.warning("the model's %s name %s: those values are never used (check the spelling "
                             "in model_index.json)", section, "; ".join(unused))
         grids = self.model.baseline_defaults.get(config.solver, {}).get(config.task, {})
-        if config.baseline and grids and self.solver.grid.label() not in grids:
-            log.warning("the model's baseline_defaults for %s on %s cover %s, not this run's %s: the baseline runs "
+        base_grid = self.baseline_solver.grid
+        if config.baseline and grids and base_grid.label() not in grids:
+            log.warning("the model's baseline_defaults for %s on %s cover %s, not the baseline's %s: the baseline runs "
                         "with Flash's values (tune it with flash-wrap tune --baseline --steps %d)", config.solver,
-                        config.task, ", ".join(sorted(grids)), self.solver.grid.label(), self.solver.grid.steps)
+                        config.task, ", ".join(sorted(grids)), base_grid.label(), base_grid.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
+
+    def _baseline_solver(self):
+        """The bare solver: the run's own unless ``--baseline-steps``/``--baseline-scheduler`` give it
+        another grid (each defaulting to the run's ``--steps``/``--scheduler``)."""
+        config = self.config
+        if config.baseline_steps is None and config.baseline_scheduler is None:
+            return self.solver
+        steps = config.steps if config.baseline_steps is None else config.baseline_steps
+        scheduler = config.scheduler if config.baseline_scheduler is None else config.baseline_scheduler
+        try:
+            return get_solver(config.solver)(self.model, sampler=scheduler, steps=steps)
+        except ValueError as err:
+            raise ValueError(f"--baseline-steps/--baseline-scheduler: {err}") from None
 
     def _adopt_severity_encoder(self, source: str, device: str | torch.device | None) -> None:
         """``--severity-from``: the task's encoder of another bundle with this model's latent space."""
@@ -162,7 +177,7 @@ class Evaluator:
             ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
         if self.config.baseline:
             start = time.perf_counter()
-            runs["baseline"] = self.solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
+            runs["baseline"] = self.baseline_solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
                                                          progress=False)
             seconds["baseline"] = time.perf_counter() - start
         for k in self.config.fixed_start:
@@ -268,7 +283,7 @@ class Evaluator:
         if main:
             from .report import write_report
 
-            result = write_report(self.out, self.config, self.model, self.solver)
+            result = write_report(self.out, self.config, self.model, self.solver, self.baseline_solver)
         if world > 1:
             state.wait_for_everyone()
             result = result if main else json.loads((self.out / "results.json").read_text())
