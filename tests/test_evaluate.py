@@ -242,6 +242,9 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips, capsys):
     assert "| latent-dps on ddim-6 (η=0) | " in table and "latent-dps on ddim-6 (η=0) η=0.3" in table
     # a run on one grid keeps its plain table
     assert "| latent-dps |" in compare([tmp_path / "bare6"]) and "baseline on" not in compare([tmp_path / "bare6"])
+    # a run without the options records neither in run.json, so runs from before them still resume
+    assert "baseline_steps" not in (tmp_path / "bare6" / "run.json").read_text()
+    assert json.loads((tmp_path / "mixed" / "run.json").read_text())["arguments"]["baseline_steps"] == 6
     # a resume with another baseline grid is refused; one with the same continues
     with pytest.raises(ValueError, match="different --baseline-steps"):
         evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=5, fixed_start=[], limit=3), resume=True)
