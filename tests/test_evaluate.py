@@ -228,7 +228,7 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips, capsys):
     flash_only = evaluate(_config(tmp_path, images, "flash4", steps=4, baseline=False, fixed_start=[], limit=3),
                           progress=False)
     bare_six = evaluate(_config(tmp_path, images, "bare6", steps=6, fixed_start=[], limit=3), progress=False)
-    assert mixed["steps"] == 4 and mixed["methods"]["baseline"]["nfe_mean"] == 6
+    assert mixed["steps"] == 4 and mixed["grid"] == "ddim-4 (η=0)" and mixed["methods"]["baseline"]["nfe_mean"] == 6
     assert mixed["baseline_grid"] == {"steps": 6, "scheduler": "ddim", "ddim_eta": 0.0, "label": "ddim-6 (η=0)"}
     assert flash_only["baseline_grid"] is None and bare_six["baseline_grid"]["label"] == "ddim-6 (η=0)"
     for m, f, b in zip(mixed["images"], flash_only["images"], bare_six["images"]):
@@ -258,8 +258,13 @@ def test_baseline_grid_options_need_a_baseline_and_a_valid_grid(setup, capsys):
         _config(tmp_path, images, "x", baseline=False, baseline_steps=6)
     with pytest.raises(ValueError, match="baseline_steps must lie in"):
         _config(tmp_path, images, "x", baseline_steps=0)
-    with pytest.raises(ValueError, match="--baseline-steps/--baseline-scheduler: "):
+    with pytest.raises(ValueError, match=r"the bare solver's grid \(--baseline-steps 6, --baseline-scheduler ddpm\) "
+                                         r"is not one latent-dps can run: .*set both --baseline-steps and"):
         Evaluator(_config(tmp_path, images, "x", baseline_scheduler="ddpm", baseline_steps=6))
+    with pytest.raises(ValueError, match=r"\(--baseline-steps 1000, ddim from --scheduler\)"):
+        Evaluator(_config(tmp_path, images, "x", steps=4, scheduler="ddim", baseline_steps=1000))
+    # DDPM has one grid, so --baseline-scheduler ddpm alone runs every timestep (not the run's 6)
+    assert Evaluator(_config(tmp_path, images, "x", baseline_scheduler="ddpm")).baseline_solver.grid.label() == "ddpm-1000"
     argv = ["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
             "--out", str(tmp_path / "cli"), "--baseline-scheduler", "ddim"]
     assert main(argv) == 2

@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the bare solver's own grid length (default: --steps), e.g. --steps 100 --baseline-steps 1000: "
                    "Flash on DDIM-100 against the 1000-step baseline (needs --baseline)")
     p.add_argument("--baseline-scheduler", choices=["ddpm", "ddim"],
-                   help="the bare solver's own sampler (default: --scheduler; needs --baseline)")
+                   help="the bare solver's own sampler (default: --scheduler; ddpm alone means every timestep; "
+                   "needs --baseline)")
     p.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", help="also run fixed start indices K (CCDF-L style)")
     p.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
                    help="task levels t to draw from (default: the task's evaluation range)")

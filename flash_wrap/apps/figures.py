@@ -160,7 +160,9 @@ def psnr_vs_nfe(result: dict, path: Path) -> Path:
     if fixed:
         ax.plot([k for k, _ in fixed], [v["psnr"] for _, v in fixed], "o-", color="tab:gray", label="fixed start")
     if "baseline" in methods:
-        ax.plot(methods["baseline"]["nfe_mean"], methods["baseline"]["psnr"], "s", color="tab:blue", label="baseline")
+        own = (result.get("baseline_grid") or {}).get("label")  # eval --baseline-steps: the bare run's own grid
+        label = "baseline" if not own or own == result.get("grid") else f"baseline ({own})"
+        ax.plot(methods["baseline"]["nfe_mean"], methods["baseline"]["psnr"], "s", color="tab:blue", label=label)
     ax.plot(methods["flash"]["nfe_mean"], methods["flash"]["psnr"], "*", ms=13, color="tab:red", label="Flash")
     ax.set(xlabel="NFE (mean per image)", ylabel="PSNR (dB)", title=f"{result['solver']} on {result['task']}")
     if any(v["nfe_mean"] > 0 for v in methods.values()):

@@ -21,15 +21,20 @@ def _label(method: str, solver: str, baseline_grid: str | None = None) -> str:
     return {"autoencoder": "AE (decode ẑ)"}.get(method, method)
 
 
+def own_baseline_grid(results: dict) -> str | None:
+    """The bare run's grid label where it is not Flash's (``eval --baseline-steps``); else ``None``,
+    also for results written before the baseline's grid was recorded."""
+    own = (results.get("baseline_grid") or {}).get("label")
+    return own if own and own != results.get("grid") else None
+
+
 def table(results: dict) -> str:
     """Markdown rows = methods; speed-up = baseline seconds per image / method's (same run)."""
     methods = results["methods"]
     base = methods.get("baseline")
-    eta = results.get("ddim_eta")
-    grid = f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta + 0.0:g})")
-    # the bare run's own grid (eval --baseline-steps), absent from results written before it existed
-    own = (results.get("baseline_grid") or {}).get("label")
-    own = own if own and own != grid else None
+    eta = results.get("ddim_eta")  # results written before "grid" was recorded have only its parts
+    grid = results.get("grid") or f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
+    own = own_baseline_grid(results)
     grids = grid if own is None else f"Flash on {grid}, baseline on {own}"
     head = (f"**{results['task']}**, {results['solver']}, {grids}, "
             f"{results['n_images']} images, model `{results['model']}`")

@@ -42,7 +42,8 @@ class EvalConfig:
     #: for a diffusers pipeline folder, which has none; its latent space must be the model's.
     severity_from: str | None = None
     #: the bare solver's own grid (``--baseline-steps``, ``--baseline-scheduler``), each defaulting to the
-    #: run's ``steps``/``scheduler``: e.g. Flash on DDIM-100 against the paper's 1000-step baseline
+    #: run's ``steps``/``scheduler`` (``baseline_scheduler="ddpm"`` alone: every timestep, DDPM's one grid):
+    #: e.g. Flash on DDIM-100 against the paper's 1000-step baseline
     baseline_steps: int | None = None
     baseline_scheduler: str | None = None
 

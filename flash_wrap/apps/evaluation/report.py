@@ -95,11 +95,11 @@ def write_report(out: Path, config, model, solver, baseline_solver=None) -> dict
         "steps": solver.grid.steps,
         "scheduler": solver.grid.kind,
         "ddim_eta": solver.grid.eta,
+        "grid": solver.grid.label(),  # Flash's and the fixed starts' grid
         "seed": config.seed,
         "n_images": len(records),
         "image_size": model.image_size,
         "severity_range": list(config.severity_range) if config.severity_range else None,
-        # what each method ran with: Flash's tuned values, and the bare run's (baseline_defaults on this grid)
         # the bare run's grid: the run's own unless --baseline-steps/--baseline-scheduler gave it another
         "baseline_grid": {"steps": baseline_solver.grid.steps, "scheduler": baseline_solver.grid.kind,
                           "ddim_eta": baseline_solver.grid.eta, "label": baseline_solver.grid.label()}

@@ -133,12 +133,19 @@ class Evaluator:
         config = self.config
         if config.baseline_steps is None and config.baseline_scheduler is None:
             return self.solver
-        steps = config.steps if config.baseline_steps is None else config.baseline_steps
         scheduler = config.scheduler if config.baseline_scheduler is None else config.baseline_scheduler
+        steps = config.baseline_steps
+        if steps is None and config.baseline_scheduler != "ddpm":  # DDPM has one grid: every timestep
+            steps = config.steps
         try:
             return get_solver(config.solver)(self.model, sampler=scheduler, steps=steps)
         except ValueError as err:
-            raise ValueError(f"--baseline-steps/--baseline-scheduler: {err}") from None
+            given = [f"--baseline-steps {config.baseline_steps}" if config.baseline_steps is not None
+                     else f"{steps} steps from --steps" if steps is not None else "the solver's own grid length",
+                     f"--baseline-scheduler {config.baseline_scheduler}" if config.baseline_scheduler is not None
+                     else f"{scheduler} from --scheduler" if scheduler is not None else "the solver's own sampler"]
+            raise ValueError(f"the bare solver's grid ({', '.join(given)}) is not one {config.solver} can run: {err}; "
+                             "set both --baseline-steps and --baseline-scheduler") from None
 
     def _adopt_severity_encoder(self, source: str, device: str | torch.device | None) -> None:
         """``--severity-from``: the task's encoder of another bundle with this model's latent space."""
