@@ -117,7 +117,7 @@ def test_channels_last_is_a_speed_option_only(setup, quiet_lpips):
 def test_resume_refuses_other_settings_and_fresh_run_refuses_old_results(setup, quiet_lpips):
     tmp_path, images = setup
     evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2), progress=False)
-    with pytest.raises(ValueError, match=r"was run with a different --seed; resume with the same"):
+    with pytest.raises(ValueError, match=r"was run with a different --seed \(0 then, 1 now\); resume with the same"):
         evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2, seed=1), resume=True)
     with pytest.raises(ValueError, match="pass --resume"):
         evaluate(_config(tmp_path, images, "out", fixed_start=[], baseline=False, limit=2))
@@ -246,7 +246,7 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips, capsys):
     assert "baseline_steps" not in (tmp_path / "bare6" / "run.json").read_text()
     assert json.loads((tmp_path / "mixed" / "run.json").read_text())["arguments"]["baseline_steps"] == 6
     # a resume with another baseline grid is refused; one with the same continues
-    with pytest.raises(ValueError, match="different --baseline-steps"):
+    with pytest.raises(ValueError, match=r"different --baseline-steps \(6 then, 5 now\)"):
         evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=5, fixed_start=[], limit=3), resume=True)
     evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=6, fixed_start=[], limit=3), resume=True,
              progress=False)

@@ -148,11 +148,23 @@ def _is_document(name: str) -> bool:
     return name in DOCUMENT_NAMES or Path(name).suffix.lower() in DOCUMENT_SUFFIXES
 
 
+def _shown(value: object) -> str:
+    """An argument's recorded value as a message shows it (``unset`` for ``None`` or absent)."""
+    if value is None or value is False:
+        return "unset"
+    if value is True:
+        return "set"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
+
+
 def identity_differences(previous: dict, current: dict) -> list[str]:
     """What differs between two run identities (``run.json``: ``arguments``, ``model``, ``data``,
     ``model_fingerprint``, ``data_fingerprint``, ``images``), named as a user would."""
-    changed = [f"--{k.replace('_', '-')}" for k in sorted(set(previous["arguments"]) | set(current["arguments"]))
-               if previous["arguments"].get(k) != current["arguments"].get(k)]
+    then, now = previous["arguments"], current["arguments"]
+    changed = [f"--{k.replace('_', '-')} ({_shown(then.get(k))} then, {_shown(now.get(k))} now)"
+               for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
     if previous["model_fingerprint"] != current["model_fingerprint"]:
         changed.append(f"model (its weights, configs or tokenizer files changed: {previous['model']} then, "
                        f"{current['model']} now)")
