@@ -33,6 +33,7 @@ from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import Operator, Task, get_task
 from ...registry import get_solver, unused_solver_defaults
+from ...solver import Solver
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
@@ -127,7 +128,7 @@ class Evaluator:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
 
-    def _baseline_solver(self):
+    def _baseline_solver(self) -> Solver:
         """The bare solver: the run's own unless ``--baseline-steps``/``--baseline-scheduler`` give it
         another grid (each defaulting to the run's ``--steps``/``--scheduler``)."""
         config = self.config
