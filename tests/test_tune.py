@@ -360,3 +360,16 @@ def test_a_flash_tune_from_before_baseline_existed_still_resumes(setup, capsys):
     assert main(_args(model, data, out, "--no-write", "--resume", "--baseline", c=None)) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and ("different" in err or "another version" in err), err
+
+
+def test_a_flash_tune_off_the_solvers_own_grid_warns_that_its_values_serve_every_grid(setup, caplog, tmp_path):
+    model, data, out = setup
+    with caplog.at_level("WARNING", logger="flash_wrap.apps.tune"):
+        assert main(_args(model, data, out, c=None)) == 0
+    warned = [r.getMessage() for r in caplog.records if "one set per task for every grid" in r.getMessage()]
+    assert len(warned) == 1 and "tuned here on ddim-6 (η=0)" in warned[0] and "its own ddpm-1000" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flash_wrap.apps.tune"):  # nothing written, or the bare solver's own grid
+        assert main(_args(model, data, tmp_path / "nw", "--no-write", c=None)) == 0
+        assert main(_args(model, data, tmp_path / "base", "--baseline", c=None)) == 0
+    assert not [r for r in caplog.records if "every grid" in r.getMessage()]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import statistics
 import sys
@@ -149,6 +150,9 @@ class TuneConfig:
         return keep
 
 
+log = logging.getLogger(__name__)
+
+
 class Tuner:
     """Checks everything a :class:`TuneConfig` names, then runs its grid and writes the results."""
 
@@ -185,6 +189,11 @@ class Tuner:
         probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.task.eval_range[0]]),
                               self.model.image_size, config.seed)
         self.solvers[self.grid[0]].check_operator(probe)  # e.g. PSLD refuses the nonlinear motion blur
+        tuned_on, own = self.solvers[self.grid[0]].grid.label(), self.solver_class(self.model).grid.label()
+        if config.write and not config.baseline and tuned_on != own:
+            log.warning("Flash's tuned values (solver_defaults) hold one set per task for every grid: the values "
+                        "tuned here on %s will also be what %s runs on its own %s (and any other grid); "
+                        "tune on the grid you evaluate with, or pass --no-write", tuned_on, config.solver, own)
 
     def _solver(self, eta: float, c: float | None) -> Solver:
         values = {"eta": eta} if c is None else {"eta": eta, "c": c}
