@@ -213,7 +213,7 @@ def test_eval_and_demo_run_the_same_sampler_for_the_same_steps(setup, quiet_lpip
     assert demo["grid"] == "ddim-6 (η=0)"
 
 
-def test_baseline_on_its_own_grid(setup, quiet_lpips, capsys):
+def test_baseline_on_its_own_grid(setup, quiet_lpips):
     """--baseline-steps: Flash on one grid, the bare solver on another, each with its own step size;
     each method's records equal those of a run on its grid alone."""
     tmp_path, images = setup

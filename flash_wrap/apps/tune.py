@@ -51,6 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..flash import Flash
+from ..grid import grid_for
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import get_task
@@ -189,7 +190,8 @@ class Tuner:
         probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.task.eval_range[0]]),
                               self.model.image_size, config.seed)
         self.solvers[self.grid[0]].check_operator(probe)  # e.g. PSLD refuses the nonlinear motion blur
-        tuned_on, own = self.solvers[self.grid[0]].grid.label(), self.solver_class(self.model).grid.label()
+        tuned_on = self.solvers[self.grid[0]].grid.label()
+        own = grid_for(self.solver_class, self.model.num_train_timesteps).label()  # the solver's own grid
         if config.write and not config.baseline and tuned_on != own:
             log.warning("Flash's tuned values (solver_defaults) hold one set per task for every grid: the values "
                         "tuned here on %s will also be what %s runs on its own %s (and any other grid); "
