@@ -9,7 +9,10 @@ belong to flash-wrap. Subclass contract:
   training timestep) and ``ddim_eta``: the solver's own sampler, used bare and wrapped; a request
   for other steps goes through the one grid rule, :func:`flash_wrap.grid.grid_for`.
 * ``defaults``: per task, the hyper-parameters (always including the noise-correction constant
-  ``c``); ``fallback`` is used for tasks not listed.
+  ``c``); ``fallback`` is used for tasks not listed. Every value must be >= 0 (step sizes,
+  weights, variances) unless its name is in ``signed``; ``counts`` maps the names that count
+  something (iterations, an interval in steps) to their least value, and those must be whole
+  numbers at or above it (:meth:`Solver.check_values`).
 * ``step(state)``: return the next latents for ``state.z`` (all rows active). Call the denoiser
   only through ``state.predict_noise`` so NFE is counted, and the decoder only through
   ``state.decode`` so decoder calls are counted. Never keep autograd graphs across steps.
@@ -56,6 +59,11 @@ class Solver(ABC):
     ddim_eta: ClassVar[float] = 0.0
     defaults: ClassVar[Mapping[str, Mapping[str, float]]] = {}
     fallback: ClassVar[Mapping[str, float]] = {}
+    #: hyper-parameters that count something (Adam iterations, an interval in steps), each mapped
+    #: to its least value: whole numbers at or above it
+    counts: ClassVar[Mapping[str, int]] = {}
+    #: hyper-parameters that may be negative; any other value below 0 is refused
+    signed: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -77,8 +85,7 @@ class Solver(ABC):
         for key, value in hyperparameters.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
-        if hyperparameters.get("c", 0.0) < 0:
-            raise ValueError(f"{type(self).__name__}: the noise-correction constant c must be >= 0, got {hyperparameters['c']}")
+        self.check_values(hyperparameters, type(self).__name__)
         tuned = [("solver_defaults", task, values) for task, values in model.solver_defaults.get(self.name, {}).items()]
         tuned += [(f"baseline_defaults (grid {label!r})", task, values)
                   for task, grids in model.baseline_defaults.get(self.name, {}).items() for label, values in grids.items()]
@@ -89,6 +96,8 @@ class Solver(ABC):
                     f"the model bundle's {section} for {self.name!r} (task {task!r}) name unknown "
                     f"hyper-parameter(s) {wrong}; {type(self).__name__} knows {sorted(known)} (fix model_index.json)"
                 )
+            self.check_values(values, f"the model bundle's {section} for {self.name!r} (task {task!r})",
+                              fix="fix model_index.json")
         self.model = model
         self.overrides = dict(hyperparameters)
         #: the sampler this solver runs, bare and inside Flash (recorded in every Reconstruction)
@@ -96,6 +105,21 @@ class Solver(ABC):
             type(self), model.num_train_timesteps, scheduler=sampler, steps=steps, ddim_eta=ddim_eta
         )
         self._sampler: Sampler | None = None
+
+    @classmethod
+    def check_values(cls, values: Mapping[str, float], where: str, *, fix: str = "") -> None:
+        """Refuse values this solver cannot mean, before any work: a value below 0 (a step size,
+        weight or variance whose sign would reverse it; names in :attr:`signed` are exempt) and a
+        count (:attr:`counts`) that is not a whole number at or above its least value (it would be
+        truncated, or divide by zero mid-run). ``values`` are finite numbers already; ``where`` and ``fix`` go into the message."""
+        hint = f" ({fix})" if fix else ""
+        for name, value in values.items():
+            if name in cls.counts and (value < cls.counts[name] or value != int(value)):
+                raise ValueError(f"{where}: {name} counts steps or iterations and must be a whole number "
+                                 f">= {cls.counts[name]}, got {value!r}{hint}")
+            if name not in cls.signed and value < 0:
+                what = "the noise-correction constant c" if name == "c" else name
+                raise ValueError(f"{where}: {what} must be >= 0, got {value!r}{hint}")
 
     @classmethod
     def hyperparameter_names(cls) -> set[str]:

@@ -91,6 +91,34 @@ def test_hyperparameter_names_and_unknown_keywords(model):
         Prior(model, step_size=1.0)
 
 
+def test_values_a_solver_cannot_mean_are_refused_before_any_work(model):
+    """A negative step size (gradient ascent away from y) or a count that is not a whole number
+    >= 1 (truncated, or a division by zero mid-run) is refused, from a keyword or from the bundle;
+    0 stays allowed (η = 0 is the prior alone), and a solver may declare a name ``signed``."""
+    with pytest.raises(ValueError, match=r"Prior: eta must be >= 0, got -0.5"):
+        Prior(model, eta=-0.5)
+    assert Prior(model, eta=0.0).hyperparameters("gaussian-blur")["eta"] == 0.0
+
+    class Counting(Prior):
+        name = "counting"
+        fallback = {"c": 1.0, "eta": 1.0, "extra": 0.0, "iterations": 3}
+        counts = {"iterations": 1}
+        signed = frozenset({"extra"})
+
+    assert Counting(model, extra=-2.0).hyperparameters(None)["extra"] == -2.0
+    for bad in (0, 2.5, -1):
+        with pytest.raises(ValueError, match=rf"iterations counts steps or iterations and must be a whole number >= 1, got {bad}"):
+            Counting(model, iterations=bad)
+    assert Counting(model, iterations=4.0).hyperparameters(None)["iterations"] == 4.0
+    model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 0.5})
+    try:
+        with pytest.raises(ValueError, match=r"the model bundle's solver_defaults for 'counting' \(task 'gaussian-blur'\): "
+                                             r"iterations counts .* got 0.5 \(fix model_index.json\)"):
+            Counting(model)
+    finally:
+        del model.solver_defaults["counting"]
+
+
 def test_construction_errors(model):
     with pytest.raises(TypeError, match="Prior needs a flash_wrap.LatentDiffusion, got str"):
         Prior("a model")

@@ -4,6 +4,7 @@ per-sample convergence, batch independence of whole trajectories with many Adam 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import flash_wrap
@@ -58,6 +59,15 @@ def test_registered_with_the_paper_settings(programmed_model):
     assert solver.hyperparameters("motion-blur")["gamma"] == 200.0
     assert solver.hyperparameters("random-inpainting")["gamma"] == 200.0
     assert solver.hyperparameters("super-resolution") == {"c": 1.2, "gamma": 400.0, **common}
+
+
+def test_counts_must_be_whole_numbers(programmed_model):
+    """``every_n`` and ``iterations`` count: 2.5 would be truncated and 0 divides by zero mid-run."""
+    for name, bad, least in (("every_n", 0, 1), ("every_n", 2.5, 1), ("iterations", 0.5, 0), ("iterations", -1, 0)):
+        with pytest.raises(ValueError, match=rf"ReSample: {name} counts steps or iterations and must be a whole number >= {least}"):
+            ReSample(programmed_model, **{name: bad})
+    with pytest.raises(ValueError, match=r"ReSample: gamma must be >= 0, got -1.0"):
+        ReSample(programmed_model, gamma=-1.0)
 
 
 def test_consistency_schedule_ddim500():

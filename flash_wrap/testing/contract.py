@@ -461,6 +461,16 @@ class SolverContract:
             assert "c" in params, f"hyper-parameters for task {task!r} lack 'c': {params}"
             assert float(params["c"]) >= 0, f"c = {params['c']} for task {task!r}"
 
+    def test_defaults_pass_the_solver_s_own_value_checks(self) -> None:
+        """Every per-task default and the fallback pass :meth:`Solver.check_values` (no negative
+        step size, counts whole numbers at or above their least value), and every declared count
+        or signed name is a hyper-parameter the solver has."""
+        names = self.solver_class.hyperparameter_names()
+        for label, values in [*self.solver_class.defaults.items(), ("fallback", self.solver_class.fallback)]:
+            self.solver_class.check_values(values, f"{self.solver_class.__name__}.defaults[{label!r}]")
+        stray = sorted((set(self.solver_class.counts) | self.solver_class.signed) - names)
+        assert not stray, f"counts/signed name {stray}, which are not hyper-parameters of the solver"
+
     def test_unknown_keyword_is_a_type_error(self) -> None:
         """A misspelt hyper-parameter raises ``TypeError`` naming it (a silently ignored keyword
         would run the defaults while the user believes otherwise); every declared name is

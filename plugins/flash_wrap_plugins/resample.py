@@ -121,6 +121,7 @@ class ReSample(Solver):
         "super-resolution": {"c": 1.2, "gamma": 400.0, **_COMMON},
     }
     fallback = {"c": 1.2, "gamma": 400.0, **_COMMON}
+    counts = {"every_n": 1, "iterations": 0}  # every_n = 0 would divide by zero; 0 iterations: resampling only
 
     SKIP_ABOVE: ClassVar[int] = 750
     LATENT_AT_OR_BELOW: ClassVar[int] = 300

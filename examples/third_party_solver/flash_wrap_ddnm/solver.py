@@ -140,6 +140,7 @@ class LatentDDNM(Solver):
         "super-resolution": {"c": 1.2, "delta": 0.005, **_COMMON},
     }
     fallback = {"c": 1.2, "delta": 0.05, **_COMMON}
+    counts = {"cg_iters": 1}
 
     def check_operator(self, operator: Operator) -> None:
         super().check_operator(operator)
