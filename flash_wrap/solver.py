@@ -87,8 +87,18 @@ class Solver(ABC):
                 raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
         self.check_values(hyperparameters, type(self).__name__)
         tuned = [("solver_defaults", task, values) for task, values in model.solver_defaults.get(self.name, {}).items()]
-        tuned += [(f"baseline_defaults (grid {label!r})", task, values)
-                  for task, grids in model.baseline_defaults.get(self.name, {}).items() for label, values in grids.items()]
+        for section in ("flash_defaults", "baseline_defaults"):
+            tuned += [(f"{section} (grid {label!r})", task, values)
+                      for task, grids in getattr(model, section).get(self.name, {}).items()
+                      for label, values in grids.items()]
+        own = grid_for(type(self), model.num_train_timesteps).label()
+        for task, grids in model.flash_defaults.get(self.name, {}).items():
+            if own in grids:
+                raise ValueError(
+                    f"the model bundle's flash_defaults for {self.name!r} (task {task!r}) hold values for "
+                    f"{own}, the solver's own grid, whose values are solver_defaults (fix model_index.json: "
+                    "move them there)"
+                )
         for section, task, values in tuned:
             wrong = sorted(set(values) - known)
             if wrong:
@@ -131,16 +141,17 @@ class Solver(ABC):
     def hyperparameters(self, task: str | None, *, baseline: bool = False) -> dict[str, Any]:
         """Resolved hyper-parameters for ``task``, later sources winning: the solver's defaults for
         the task (or ``fallback``), the model bundle's tuned values (``model.solver_defaults``),
-        for a bare run (``baseline=True``) the bundle's values for a whole run on this grid
-        (``model.baseline_defaults[solver][task][grid label]``), this instance's keyword overrides.
-        A bare run has no noise correction, so ``baseline=True`` leaves ``c`` out.
+        the bundle's values for this grid (``model.flash_defaults[solver][task][grid label]`` for
+        Flash, ``model.baseline_defaults[...]`` for a whole bare run, ``baseline=True``), this
+        instance's keyword overrides. A bare run has no noise correction, so ``baseline=True``
+        leaves ``c`` out.
 
         Flash runs a few steps from ẑ, the bare solver every step from noise, so each has its own
         tuned step size where the bundle holds one (``flash-wrap tune`` and ``tune --baseline``)."""
         params = dict(self.defaults.get(task, self.fallback)) if task is not None else dict(self.fallback)
         params.update(self.model.solver_defaults.get(self.name, {}).get(task, {}))
-        if baseline:
-            params.update(self.model.baseline_defaults.get(self.name, {}).get(task, {}).get(self.grid.label(), {}))
+        per_grid = self.model.baseline_defaults if baseline else self.model.flash_defaults
+        params.update(per_grid.get(self.name, {}).get(task, {}).get(self.grid.label(), {}))
         params.update(self.overrides)
         if baseline:
             params.pop("c", None)

@@ -19,6 +19,7 @@ from flash_wrap.apps.evaluation.runner import EvalConfig, evaluate
 from flash_wrap.testing import tiny_model, write_images
 
 TASK = "gaussian-blur"
+GRID = "ddim-6 (η=0)"  # the tests' grid (--steps 6): not Latent-DPS's own, so Flash's values go to flash_defaults
 
 
 @pytest.fixture
@@ -91,11 +92,13 @@ def test_table_json_and_bundle_agree_with_the_rows(setup, capsys):
     assert [s.split()[2] for s in stages] == ["1/4", "2/4", "3/4", "4/4"]
 
     tuned = {"eta": best["eta"], "c": best["c"]}
-    assert _index(model)["solver_defaults"] == {"latent-dps": {TASK: tuned}}
+    assert _index(model)["flash_defaults"] == {"latent-dps": {TASK: {GRID: tuned}}}
+    assert _index(model)["solver_defaults"] == {}  # another grid than the solver's own: that grid only
     reloaded = LatentDiffusion.from_pretrained(model)
-    assert reloaded.solver_defaults == {"latent-dps": {TASK: tuned}}
+    assert reloaded.flash_defaults == {"latent-dps": {TASK: {GRID: tuned}}}
     assert result["written"] == {"folder": str(model.resolve()), "copied": False, "values": tuned,
-                                 "section": "solver_defaults", "grid": "ddim-6 (η=0)"}
+                                 "section": "flash_defaults", "grid": GRID}
+    assert f"(flash_defaults of latent-dps for {TASK} on {GRID}: read by Flash on {GRID} only)" in printed.out
     assert result["method"] == "flash" and _index(model)["baseline_defaults"] == {}
 
     figure = out / "tune.png"
@@ -115,7 +118,7 @@ def test_eval_on_the_tuned_bundle_runs_the_tuned_eta(setup, monkeypatch, tmp_pat
     best = result["best"]
     default_c = get_solver("latent-dps").defaults[TASK]["c"]
     assert result["tuned"] == ["eta"] and {g["c"] for g in result["grid"]} == {default_c}
-    assert _index(model)["solver_defaults"] == {"latent-dps": {TASK: {"eta": best["eta"]}}}
+    assert _index(model)["flash_defaults"] == {"latent-dps": {TASK: {GRID: {"eta": best["eta"]}}}}
 
     loaded = LatentDiffusion.from_pretrained(model)
     params = get_solver("latent-dps")(loaded, steps=6).hyperparameters(TASK)
@@ -140,7 +143,8 @@ def test_output_writes_a_copy_and_leaves_the_model_alone(setup, tmp_path, monkey
     assert main(_args(model, data, out, "--output", str(copy), c=("1.0",))) == 0
     assert (model / "model_index.json").read_bytes() == before
     best = json.loads((out / "tune.json").read_text())["best"]
-    assert LatentDiffusion.from_pretrained(copy).solver_defaults == {"latent-dps": {TASK: {"eta": best["eta"], "c": 1.0}}}
+    assert LatentDiffusion.from_pretrained(copy).flash_defaults == {"latent-dps": {TASK: {GRID: {"eta": best["eta"],
+                                                                                                "c": 1.0}}}}
     # the same command again continues into the copy it wrote: nothing to recompute
     monkeypatch.setattr(tune_module.Tuner, "run_batch", lambda *a: pytest.fail("recomputed a finished row"))
     assert main(_args(model, data, out, "--output", str(copy), "--resume", c=("1.0",))) == 0
@@ -164,7 +168,7 @@ def test_an_output_bundle_written_earlier_from_the_model_is_the_one_tuned(setup,
     assert main(_args(model, data, tmp_path / "original", "--no-write", c=None)) == 0
     sigma = {run: [r["sigma_hat"] for r in _rows(tmp_path / run)] for run in ("out", "direct", "original")}
     assert sigma["out"] == sigma["direct"] != sigma["original"]
-    assert "latent-dps" in _index(derived)["solver_defaults"] and _index(model)["solver_defaults"] == {}
+    assert "latent-dps" in _index(derived)["flash_defaults"] and _index(model)["flash_defaults"] == {}
 
 
 def test_no_write_only_reports(setup, capsys):
@@ -191,7 +195,7 @@ def test_resume_continues_without_recomputing(setup, monkeypatch, capsys):
     limit = [3]  # 2 configurations × 2 batches (2 + 1 images): stop before the last batch
     assert main(_args(model, data, out, c=("1.0",))) == 130
     assert len(_rows(out)) == 2 + 1 + 2
-    assert _index(model)["solver_defaults"] == {}  # nothing is written before the grid is complete
+    assert _index(model)["flash_defaults"] == {}  # nothing is written before the grid is complete
     with open(out / "tune.jsonl", "a") as f:
         f.write('{"eta": 0.5, "c": 1.0, "na')  # a line cut short by the interruption
 
@@ -265,7 +269,7 @@ def test_refusals_come_before_any_work(setup, capsys, no_model_load, tmp_path):
     inner = write_images(out / "val", 2, 40, 36)
     refused(_args(model, inner, out), "lies inside --out")
     refused(_args(model, inner, inner), "is inside the input folder")
-    assert _index(model)["solver_defaults"] == {}
+    assert _index(model)["flash_defaults"] == {}
 
 
 def test_a_configuration_that_diverged_on_an_image_is_never_the_best(setup, monkeypatch, capsys):
@@ -283,7 +287,7 @@ def test_a_configuration_that_diverged_on_an_image_is_never_the_best(setup, monk
     result = json.loads((out / "tune.json").read_text())
     large = next(g for g in result["grid"] if g["eta"] == 0.5)
     assert large["psnr_mean"] is None and large["diverged"] == 2  # one image in each of its two batches
-    assert result["best"]["eta"] == 0.05 and _index(model)["solver_defaults"]["latent-dps"][TASK]["eta"] == 0.05
+    assert result["best"]["eta"] == 0.05 and _index(model)["flash_defaults"]["latent-dps"][TASK][GRID]["eta"] == 0.05
     assert "diverged (2/3)" in capsys.readouterr().out
 
 
@@ -295,7 +299,7 @@ def test_a_bundle_another_command_is_writing_is_refused(setup, capsys):
         assert main(_args(model, data, out)) == 2
     err = capsys.readouterr().err
     assert "is being written by flash-wrap train-severity gaussian-blur" in err
-    assert _index(model)["solver_defaults"] == {} and not (out / "tune.jsonl").exists()
+    assert _index(model)["flash_defaults"] == {} and not (out / "tune.jsonl").exists()
 
 
 def test_baseline_tunes_the_bare_solver_into_baseline_defaults(setup, monkeypatch, tmp_path, capsys):
@@ -314,10 +318,10 @@ def test_baseline_tunes_the_bare_solver_into_baseline_defaults(setup, monkeypatc
     assert all(r["nfe"] == 6 and r["start_step"] == 6 and r["sigma_hat"] is None for r in rows)
     assert len({r["psnr"] for r in rows}) == len(rows)  # η changes every bare run here
     assert f"wrote eta={best['eta']:g} into {model.resolve()} (baseline_defaults of latent-dps for {TASK} on " \
-           "ddim-6 (η=0))" in printed and "| – |" in printed
+           f"{GRID}: read by bare runs on {GRID} only)" in printed and "| – |" in printed
     index = _index(model)
     assert index["baseline_defaults"] == {"latent-dps": {TASK: {"ddim-6 (η=0)": {"eta": best["eta"]}}}}
-    assert index["solver_defaults"] == {}  # Flash's values are untouched
+    assert index["solver_defaults"] == index["flash_defaults"] == {}  # Flash's values are untouched
 
     loaded = LatentDiffusion.from_pretrained(model)
     solver = get_solver("latent-dps")(loaded, steps=6)
@@ -354,6 +358,7 @@ def test_a_flash_tune_from_before_baseline_existed_still_resumes(setup, capsys):
     assert main(args) == 0
     identity = json.loads((out / "run.json").read_text())
     assert "baseline" not in identity["arguments"]  # a Flash tune records none, as before
+    assert "severity_range" not in identity["arguments"]  # nor a range it was not given
     assert main(args + ["--resume"]) == 0
     capsys.readouterr()
     # the same folder resumed as a baseline tune is another run
@@ -362,14 +367,54 @@ def test_a_flash_tune_from_before_baseline_existed_still_resumes(setup, capsys):
     assert "--resume" in err and ("different" in err or "another version" in err), err
 
 
-def test_a_flash_tune_off_the_solvers_own_grid_warns_that_its_values_serve_every_grid(setup, caplog, tmp_path):
+def test_flash_values_tuned_on_another_grid_serve_that_grid_only(setup, tmp_path, capsys):
+    """A tune on the solver's own grid (DDPM-1000 for Latent-DPS) writes solver_defaults, which
+    serve every grid; one on another grid writes flash_defaults for that grid, which never move
+    the own grid (nor a third), and which win over solver_defaults on theirs."""
     model, data, out = setup
-    with caplog.at_level("WARNING", logger="flash_wrap.apps.tune"):
-        assert main(_args(model, data, out, c=None)) == 0
-    warned = [r.getMessage() for r in caplog.records if "one set per task for every grid" in r.getMessage()]
-    assert len(warned) == 1 and "tuned here on ddim-6 (η=0)" in warned[0] and "its own ddpm-1000" in warned[0]
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="flash_wrap.apps.tune"):  # nothing written, or the bare solver's own grid
-        assert main(_args(model, data, tmp_path / "nw", "--no-write", c=None)) == 0
-        assert main(_args(model, data, tmp_path / "base", "--baseline", c=None)) == 0
-    assert not [r for r in caplog.records if "every grid" in r.getMessage()]
+    assert main(_args(model, data, out, "--limit", "1", "--steps", "1000", eta=("0.3",), c=("0.7",))) == 0
+    assert "(solver_defaults of latent-dps for gaussian-blur: read by Flash on every grid without its own entry; " \
+           "tuned on ddpm-1000, latent-dps's own)" in capsys.readouterr().out
+    assert _index(model)["solver_defaults"] == {"latent-dps": {TASK: {"eta": 0.3, "c": 0.7}}}
+    assert _index(model)["flash_defaults"] == {}
+    assert main(_args(model, data, tmp_path / "ddim", eta=("0.05", "0.5"), c=None)) == 0
+    best = json.loads((tmp_path / "ddim" / "tune.json").read_text())["best"]
+    assert best["c"] == 0.7  # a tune without --c keeps the bundle's c
+    assert _index(model)["flash_defaults"] == {"latent-dps": {TASK: {GRID: {"eta": best["eta"]}}}}
+    loaded = LatentDiffusion.from_pretrained(model)
+    latent_dps = get_solver("latent-dps")
+    assert latent_dps(loaded, steps=6).hyperparameters(TASK) == {"eta": best["eta"], "c": 0.7}
+    for other in ({}, {"steps": 5}):  # the own grid and a third: solver_defaults
+        assert latent_dps(loaded, **other).hyperparameters(TASK) == {"eta": 0.3, "c": 0.7}
+    # a bare run reads neither flash_defaults nor c
+    assert latent_dps(loaded, steps=6).hyperparameters(TASK, baseline=True) == {"eta": 0.3}
+
+
+
+
+def test_a_bad_severity_range_is_refused_before_any_work(setup, capsys, no_model_load):
+    model, data, out = setup
+    assert main(_args(model, data, out, "--severity-range", "0.5", "0.2")) == 2
+    assert "--severity-range must satisfy 0 <= low <= high <= 1, got (0.5, 0.2)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_severity_range_sets_the_levels_and_must_match_on_resume(setup, capsys, tmp_path):
+    """--severity-range LOW HIGH draws each image's level from it exactly as eval's option does
+    (the best η can depend on the severity); a resume without it is another run."""
+    model, data, out = setup
+    assert main(_args(model, data, out, "--no-write", "--severity-range", "0.1", "0.2", c=None)) == 0
+    result = json.loads((out / "tune.json").read_text())
+    assert result["severity_range"] == [0.1, 0.2]
+    levels = {r["name"]: r["severity"] for r in _rows(out)}
+    for name, level in levels.items():  # eval's draw from the same file-name seed, within the range
+        u = float(torch.rand(1, generator=image_generators([image_seed(name, 0)], 0)[0]))
+        assert level == pytest.approx(0.1 + 0.1 * u, abs=1e-6)  # levels are float32
+    evaluated = evaluate(EvalConfig(data=str(data), task=TASK, solver="latent-dps", out=str(tmp_path / "eval"),
+                                    model=str(model), steps=6, batch_size=2, severity_range=(0.1, 0.2)),
+                         progress=False)
+    assert {r["name"]: r["severity"] for r in evaluated["images"]} == pytest.approx(levels, abs=1e-6)
+    assert main(_args(model, data, out, "--no-write", "--severity-range", "0.1", "0.2", "--resume", c=None)) == 0
+    capsys.readouterr()
+    assert main(_args(model, data, out, "--no-write", "--resume", c=None)) == 2
+    assert "--severity-range (0.1 0.2 then, unset now)" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def _number(kind: type, text: str) -> int | float:
@@ -92,3 +92,20 @@ def check_settings(settings: object, rules: dict[str, tuple[float | None, float 
             raise ValueError(f"{type(settings).__name__}.{name} must be a finite number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(f"{type(settings).__name__}.{name} must lie in {_bounds(low, high)}, got {value!r}")
+
+
+def checked_level_range(value: Sequence[float] | None, default: tuple[float, float]) -> tuple[float, float]:
+    """``--severity-range LOW HIGH`` of ``eval`` and ``tune``: the task levels t to draw from,
+    ``default`` (the task's evaluation range) when ``None``; ``0 <= low <= high <= 1`` or ``ValueError``."""
+    if value is None:
+        return default
+    lo, hi = (float(v) for v in value)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {(lo, hi)}")
+    return lo, hi
+
+
+def add_level_range(parser: argparse.ArgumentParser) -> None:
+    """The ``--severity-range LOW HIGH`` option (see :func:`checked_level_range`)."""
+    parser.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
+                        help="task levels t to draw from (default: the task's evaluation range)")

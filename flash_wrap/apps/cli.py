@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .arguments import NON_NEGATIVE, POSITIVE, SEED, device, number
+from .arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range, device, number
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
@@ -152,6 +152,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         model=args.model, task=args.task, solver=args.solver, data=args.data, out=args.out, eta=args.eta, c=args.c,
         output=args.output, limit=args.limit, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
         device=args.device, write=not args.no_write, baseline=args.baseline,
+        severity_range=tuple(args.severity_range) if args.severity_range else None,
     )
     result = tune(config, resume=args.resume)
     best, written = result["best"], result["written"]
@@ -160,9 +161,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"\nbest: eta={best['eta']:g}{c} (mean PSNR {best['psnr_mean']:.2f} dB over {best['n']} images)")
     if written:
         shown = ", ".join(f"{k}={v:g}" for k, v in written["values"].items())
-        where = (f"baseline_defaults of {args.solver} for {args.task} on {written['grid']}" if args.baseline
-                 else f"solver_defaults of {args.solver} for {args.task}")
-        print(f"wrote {shown} into {written['folder']} ({where})")
+        grid = ("" if written["section"] == "solver_defaults"
+                else f" on {written['grid']}")
+        served = {"solver_defaults": f"Flash on every grid without its own entry; tuned on {written['grid']}, "
+                                     f"{args.solver}'s own",
+                  "flash_defaults": f"Flash on {written['grid']} only",
+                  "baseline_defaults": f"bare runs on {written['grid']} only"}[written["section"]]
+        print(f"wrote {shown} into {written['folder']} ({written['section']} of {args.solver} for {args.task}{grid}: "
+              f"read by {served})")
     else:
         print("nothing written (--no-write)")
     print(f"results: {args.out}/{RESULT}, {args.out}/{RECORDS}, {args.out}/{FIGURE}")
@@ -232,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the bare solver's own sampler (default: --scheduler; ddpm alone means every timestep; "
                    "needs --baseline)")
     p.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", help="also run fixed start indices K (CCDF-L style)")
-    p.add_argument("--severity-range", type=number(0.0, 1.0), nargs=2, metavar=("LOW", "HIGH"),
-                   help="task levels t to draw from (default: the task's evaluation range)")
+    add_level_range(p)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--batch-size", type=POSITIVE, default=4)
@@ -250,10 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "tune", help="grid-search a solver's step size eta (and c) on validation images; store the best in the bundle",
         description="For each (eta, c), Flash(solver) reconstructs the validation images, degraded exactly as eval "
-                    "degrades them; the best mean PSNR goes into the bundle's solver_defaults, which every solver "
-                    "built on it (eval included) then uses. Use held-out images, never the ones you will evaluate "
-                    "on, and the --steps you will evaluate with. --baseline tunes the bare solver instead (a whole "
-                    "run from noise on that grid) into the bundle's baseline_defaults, which only bare runs read.")
+                    "degrades them; the best mean PSNR goes into the bundle, where every solver built on it (eval "
+                    "included) then uses it: into solver_defaults when --steps is the solver's own grid (they serve "
+                    "every grid without its own entry), into flash_defaults for that grid otherwise. Use held-out "
+                    "images, never the ones you will evaluate on, and the --steps you will evaluate with. --baseline "
+                    "tunes the bare solver instead (a whole run from noise on that grid) into the bundle's "
+                    "baseline_defaults, which only bare runs on that grid read.")
     p.add_argument("--model", required=True, help="bundle folder (written in place unless --output), a diffusers "
                    "pipeline folder or 'demo' (both need --output)")
     p.add_argument("--task", required=True)
@@ -270,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="BUNDLE", help="write the tuned bundle here (a new folder) instead of into --model")
     p.add_argument("--limit", type=POSITIVE, help="use only the first N images")
     p.add_argument("--steps", type=POSITIVE, help="grid length (default: the solver's own; fewer implies DDIM)")
+    add_level_range(p)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--batch-size", type=POSITIVE, default=4)
     p.add_argument("--device", type=device, help="cpu, cuda, cuda:1, ... (default: the GPU if there is one)")

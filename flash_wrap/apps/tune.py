@@ -21,9 +21,14 @@ Per-image rows are appended to ``tune.jsonl`` as each batch of a configuration f
 ``run.json`` records the arguments and fingerprints of the model and of the images, so
 ``--resume`` continues an interrupted run exactly under the rules of ``eval``
 (:func:`~flash_wrap.apps.runs.open_run`). The best configuration (highest mean PSNR; a
-configuration in which any image diverged is never chosen) goes into the bundle's
-``solver_defaults`` through :meth:`~flash_wrap.models.LatentDiffusion.set_solver_defaults`, where
-every solver built on the bundle afterwards (``get_solver(name)(model)``, ``eval``) picks it up.
+configuration in which any image diverged is never chosen) goes into the bundle, where every
+solver built on it afterwards (``get_solver(name)(model)``, ``eval``) picks it up: tuned on the
+solver's own grid (DDPM-1000 for Latent-DPS) into ``solver_defaults``
+(:meth:`~flash_wrap.models.LatentDiffusion.set_solver_defaults`), which serve every grid without an
+entry of its own; tuned on another grid (``--steps 100``) into ``flash_defaults`` for that grid
+(:meth:`~flash_wrap.models.LatentDiffusion.set_flash_defaults`), which only Flash on that grid
+reads. A few DDIM steps from ẑ and a hundred DDPM steps may need different step sizes (the demo
+model's inpainting does), so a tune on one never moves the other.
 
 ``--baseline`` tunes the *bare* solver instead: a whole run from noise on the ``--steps`` grid,
 with the solver noise of ``eval``'s baseline stream, so ``eval --baseline`` reproduces the best
@@ -57,7 +62,7 @@ from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import get_task
 from ..registry import get_solver
 from ..solver import Solver
-from .arguments import check_settings
+from .arguments import check_settings, checked_level_range
 from .bundles import bundle_target, write_bundle
 from .evaluation.config import RUN_FILE, image_generators
 from .evaluation.runner import BASELINE_STREAM, CHECK_SIZE, FLASH_STREAM, degrade, task_operator
@@ -110,6 +115,8 @@ class TuneConfig:
         write: store the best values in the bundle (``False``: only report).
         baseline: tune the bare solver (a whole run from noise) instead of Flash(solver); the best
             η goes into ``baseline_defaults`` for this grid.
+        severity_range: task levels t to draw from (``None``: the task's evaluation range). The best
+            η may depend on it: tune over the levels the values must serve.
         limit, steps, seed, batch_size, device: as in ``eval``.
     """
 
@@ -128,6 +135,7 @@ class TuneConfig:
     device: str | None = None
     write: bool = True
     baseline: bool = False
+    severity_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None)})
@@ -136,6 +144,8 @@ class TuneConfig:
         if self.baseline and self.c is not None:
             raise ValueError("--c is Flash's noise correction, which a bare run (--baseline) never uses; drop --c "
                              "or --baseline")
+        if self.severity_range is not None:
+            self.severity_range = checked_level_range(self.severity_range, (0.0, 1.0))
         if not self.write and self.output is not None:
             raise ValueError("--output names a bundle to write but --no-write writes none; drop one of them")
 
@@ -146,8 +156,11 @@ class TuneConfig:
         keep = asdict(self)
         for name in ("out", "output", "write", "device", "model", "data"):
             keep.pop(name)
-        if not keep["baseline"]:  # as runs from before --baseline existed recorded it: absent
-            keep.pop("baseline")
+        for name in ("baseline", "severity_range"):  # absent when unset, as runs from before they existed
+            if not keep[name]:
+                keep.pop(name)
+        if "severity_range" in keep:
+            keep["severity_range"] = list(keep["severity_range"])  # as run.json reads it back
         return keep
 
 
@@ -187,15 +200,14 @@ class Tuner:
             default_c = self._solver(config.eta[0], None).hyperparameters(config.task)["c"]
             self.grid = [(eta, c) for c in (config.c or [float(default_c)]) for eta in config.eta]
         self.solvers = {(eta, c): self._solver(eta, c if config.c else None) for eta, c in self.grid}
-        probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.task.eval_range[0]]),
+        self.range = checked_level_range(config.severity_range, self.task.eval_range)
+        probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.range[0]]),
                               self.model.image_size, config.seed)
         self.solvers[self.grid[0]].check_operator(probe)  # e.g. PSLD refuses the nonlinear motion blur
-        tuned_on = self.solvers[self.grid[0]].grid.label()
-        own = grid_for(self.solver_class, self.model.num_train_timesteps).label()  # the solver's own grid
-        if config.write and not config.baseline and tuned_on != own:
-            log.warning("Flash's tuned values (solver_defaults) hold one set per task for every grid: the values "
-                        "tuned here on %s will also be what %s runs on its own %s (and any other grid); "
-                        "tune on the grid you evaluate with, or pass --no-write", tuned_on, config.solver, own)
+        self.tuned_on = self.solvers[self.grid[0]].grid.label()
+        # Flash's values tuned on the solver's own grid serve every grid (solver_defaults); on another
+        # grid they serve that grid only (flash_defaults), so a DDIM-100 tune never moves DDPM-1000
+        self.own_grid = self.tuned_on == grid_for(self.solver_class, self.model.num_train_timesteps).label()
 
     def _solver(self, eta: float, c: float | None) -> Solver:
         values = {"eta": eta} if c is None else {"eta": eta, "c": c}
@@ -213,7 +225,7 @@ class Tuner:
         ``eval`` degrades them, with ``eval``'s noise stream for that method: one row per image."""
         names = [f.name for f in files]
         x = torch.stack([load_image(f, self.model.image_size) for f in files]).to(self.model.device)
-        seeds, levels, operator, y = degrade(self.task, names, x, self.task.eval_range, self.config.seed)
+        seeds, levels, operator, y = degrade(self.task, names, x, self.range, self.config.seed)
         start = time.perf_counter()
         solver = self.solvers[setting]
         if self.config.baseline:
@@ -331,7 +343,7 @@ class Tuner:
             "method": "baseline" if self.config.baseline else "flash",
             "seed": self.config.seed,
             "n_images": len(self.files),
-            "severity_range": list(self.task.eval_range),
+            "severity_range": list(self.range),
             "tuned": ["eta", "c"] if self.config.c else ["eta"],
             "grid": grid,
             "best": best,
@@ -347,18 +359,22 @@ class Tuner:
         values = {"eta": best["eta"], "c": best["c"]} if self.config.c else {"eta": best["eta"]}
         if self.copy:
             write_bundle(self.model, self.target, source=self.config.model)
-        grid = self.solvers[self.grid[0]].grid.label()
+        grid, (solver, task) = self.tuned_on, (self.config.solver, self.config.task)
         if self.config.baseline:
-            self.model.set_baseline_defaults(self.config.solver, self.config.task, grid, values)
+            section = "baseline_defaults"
+            self.model.set_baseline_defaults(solver, task, grid, values)
+        elif self.own_grid:
+            section = "solver_defaults"
+            self.model.set_solver_defaults(solver, task, values)
         else:
-            self.model.set_solver_defaults(self.config.solver, self.config.task, values)
+            section = "flash_defaults"
+            self.model.set_flash_defaults(solver, task, grid, values)
         self.model.save_solver_defaults(self.target)
         # a resume of this run tunes the bundle just written: the same model plus the values chosen
         # (which every configuration overrides), so record that bundle as the run's model
         identity = json.loads((self.out / RUN_FILE).read_text())
         identity["model_fingerprint"] = fingerprint_folder(self.target)
         (self.out / RUN_FILE).write_text(json.dumps(identity, indent=2))
-        section = "baseline_defaults" if self.config.baseline else "solver_defaults"
         return {"folder": str(self.target), "copied": self.copy, "values": values, "section": section, "grid": grid}
 
 

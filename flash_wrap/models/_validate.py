@@ -73,18 +73,30 @@ def check_baseline_defaults(defaults: object, where: str) -> dict:
     ``"ddim-100 (η=0)"``: :meth:`flash_wrap.grid.GridSpec.label`). Checked like
     :func:`check_solver_defaults`, and the labels must be ones a grid has; the noise-correction
     ``c`` is Flash's alone, so it is refused here."""
-    for solver, task, grids in _per_task(defaults, "baseline_defaults", where, "grids"):
+    return _check_per_grid(defaults, "baseline_defaults", where, bare=True)
+
+
+def check_flash_defaults(defaults: object, where: str) -> dict:
+    """``flash_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
+    Flash's values tuned on a grid other than the solver's own (whose values are
+    ``solver_defaults``; a solver refuses an entry under its own grid when it is built). Checked
+    like :func:`check_baseline_defaults`, ``c`` included."""
+    return _check_per_grid(defaults, "flash_defaults", where, bare=False)
+
+
+def _check_per_grid(defaults: object, section: str, where: str, *, bare: bool) -> dict:
+    for solver, task, grids in _per_task(defaults, section, where, "grids"):
         if not isinstance(grids, dict):
-            raise ValueError(f"{where}: baseline_defaults[{solver!r}][{task!r}] must map grid labels "
+            raise ValueError(f"{where}: {section}[{solver!r}][{task!r}] must map grid labels "
                              f"(e.g. 'ddpm-1000') to values, got {grids!r}")
         for label, values in grids.items():
-            check_grid_label(label, f"{where}: baseline_defaults[{solver!r}][{task!r}]")
-            entry = f"{where}: baseline_defaults[{solver!r}][{task!r}][{label!r}]"
+            check_grid_label(label, f"{where}: {section}[{solver!r}][{task!r}]")
+            entry = f"{where}: {section}[{solver!r}][{task!r}][{label!r}]"
             if not isinstance(values, dict):
-                raise ValueError(f"{entry} must be an object of values (baseline_defaults map solver, task, "
+                raise ValueError(f"{entry} must be an object of values ({section} map solver, task, "
                                  f"then grid labels (e.g. 'ddpm-1000') to values), got {values!r}")
             _check_numbers(values, entry)
-            if "c" in values:
+            if bare and "c" in values:
                 raise ValueError(f"{entry} sets c, the noise correction of Flash, which a bare run never "
                                  "uses; put it in solver_defaults")
     return defaults  # type: ignore[return-value]

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from diffusers import DDPMScheduler
 
 from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
-from ._validate import check_baseline_defaults, check_schedule, check_solver_defaults, check_task_name
+from ._validate import (
+    check_baseline_defaults,
+    check_flash_defaults,
+    check_schedule,
+    check_solver_defaults,
+    check_task_name,
+)
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 from .prediction import check_prediction_type
@@ -45,6 +51,7 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
         "conditioning": model.denoiser.conditioning_source,
         "severity_tasks": sorted(model.severity_encoders),
         "solver_defaults": model.solver_defaults,
+        "flash_defaults": model.flash_defaults,
         "baseline_defaults": model.baseline_defaults,
     }
 
@@ -103,12 +110,13 @@ def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
     write_json(path / "model_index.json", index)
 
 
-def save_solver_defaults(path: Path, defaults: dict, baseline: dict) -> None:
-    """Replace ``solver_defaults`` and ``baseline_defaults`` in the index of the bundle folder
-    ``path`` (atomically)."""
+def save_solver_defaults(path: Path, defaults: dict, baseline: dict, flash: dict) -> None:
+    """Replace ``solver_defaults``, ``flash_defaults`` and ``baseline_defaults`` in the index of the
+    bundle folder ``path`` (atomically)."""
     index_file = resolve(path) / "model_index.json"
     index = read_json(index_file)
     index["solver_defaults"] = check_solver_defaults(defaults, str(index_file))
+    index["flash_defaults"] = check_flash_defaults(flash, str(index_file))
     index["baseline_defaults"] = check_baseline_defaults(baseline, str(index_file))
     staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
     write_json(staging, index)
@@ -197,6 +205,7 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         latent_shift=index.get("latent_shift", 0.0),
     )
     model.solver_defaults = check_solver_defaults(index.get("solver_defaults", {}), str(path / "model_index.json"))
+    model.flash_defaults = check_flash_defaults(index.get("flash_defaults", {}), str(path / "model_index.json"))
     model.baseline_defaults = check_baseline_defaults(index.get("baseline_defaults", {}),
                                                       str(path / "model_index.json"))
     tasks = index.get("severity_tasks", [])

@@ -34,6 +34,7 @@ from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import Operator, Task, get_task
 from ...registry import get_solver, unused_solver_defaults
 from ...solver import Solver
+from ..arguments import checked_level_range
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
@@ -79,9 +80,7 @@ class Evaluator:
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
         self.task = get_task(config.task)
-        self.range = tuple(config.severity_range or self.task.eval_range)
-        if not 0.0 <= self.range[0] <= self.range[1] <= 1.0:
-            raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {self.range}")
+        self.range = checked_level_range(config.severity_range, self.task.eval_range)
         # every input and the output folder are checked before the model loads
         self.files = usable_images(list_images(config.data)[: config.limit], CHECK_SIZE,
                                    skip_unreadable=config.skip_unreadable)
@@ -111,7 +110,7 @@ class Evaluator:
                                  "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
         self.baseline_solver = self._baseline_solver()
-        for section in ("solver_defaults", "baseline_defaults"):
+        for section in ("solver_defaults", "flash_defaults", "baseline_defaults"):
             unused = unused_solver_defaults(getattr(self.model, section))
             if unused:
                 log.warning("the model's %s name %s: those values are never used (check the spelling "
@@ -160,7 +159,7 @@ class Evaluator:
         if theirs != mine:
             log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
                         "the severity encoder is taken)", origin, theirs, self.config.model, mine)
-        for section in ("solver_defaults", "baseline_defaults"):
+        for section in ("solver_defaults", "flash_defaults", "baseline_defaults"):
             tuned = getattr(bundle, section).get(self.config.solver, {}).get(self.config.task)
             if tuned and tuned != getattr(self.model, section).get(self.config.solver, {}).get(self.config.task):
                 log.warning("%s stores tuned %s settings for %s (%s: %s); they are not used here: only its severity "
