@@ -28,7 +28,9 @@ solver's own grid (DDPM-1000 for Latent-DPS) into ``solver_defaults``
 entry of its own; tuned on another grid (``--steps 100``) into ``flash_defaults`` for that grid
 (:meth:`~flash_wrap.models.LatentDiffusion.set_flash_defaults`), which only Flash on that grid
 reads. A few DDIM steps from ẑ and a hundred DDPM steps may need different step sizes (the demo
-model's inpainting does), so a tune on one never moves the other.
+model's super-resolution: η 1.5 on DDIM-100, 1.0 on DDPM-1000), so a tune on one never moves the
+other. The best η may also depend on the severity (the demo's inpainting: 1.5 at 70–80 % missing,
+1.0 over 0–80 %): ``--severity-range`` tunes over the levels the values must serve.
 
 ``--baseline`` tunes the *bare* solver instead: a whole run from noise on the ``--steps`` grid,
 with the solver noise of ``eval``'s baseline stream, so ``eval --baseline`` reproduces the best
