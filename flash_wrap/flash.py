@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._numbers import is_finite_number
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg
@@ -40,7 +41,7 @@ class Flash:
                             f"build one first: Flash({solver.__name__}(model))")
         if not isinstance(solver, Solver):
             raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
-        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c < float("inf")):
+        if c is not None and (not is_finite_number(c) or c < 0):
             raise ValueError(f"Flash: c must be a finite number >= 0, got {c!r}")
         if isinstance(fixed_start, bool):
             raise TypeError("Flash: fixed_start must be a grid index (int) or one per sample, got a bool")

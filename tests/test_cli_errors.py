@@ -299,18 +299,30 @@ CASES = [
          _index_edit(baseline_defaults={"latent-dps": {"gaussian.blur": {"ddpm-1000": {"eta": 0.2}}}})),
     Case("baseline default NaN", lambda w: _eval(w), "must be a finite number, got nan",
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": float("nan")}}}})),
+    Case("flash defaults in a format-1 index", lambda w: _eval(w),
+         "has format_version 1 but holds flash_defaults, which need format 2 (a version-1 reader would ignore them)",
+         _index_edit(flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-4 (η=0)": {"eta": 0.2}}}})),
+    Case("index from a newer flash-wrap", lambda w: _eval(w),
+         "format_version=3); it was written by a newer flash-wrap: upgrade", _index_edit(format_version=3)),
+    Case("flash default under a grid the schedule has not", lambda w: _eval(w),
+         "'ddim-1000 (η=0)' is no grid of this model's schedule (1000 training timesteps: 'ddpm-1000' or "
+         "'ddim-N (η=…)' with N < 1000)",
+         _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-1000 (η=0)": {"eta": 1}}}})),
+    Case("huge integer step size", lambda w: _eval(w), "['eta'] must be a finite number, got 1000000",
+         _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": 10**400}}})),
     Case("flash default typo", lambda w: _eval(w),
          "flash_defaults (grid 'ddim-4 (η=0)') for 'latent-dps' (task 'gaussian-blur') name unknown hyper-parameter(s) ['etaa']",
-         _index_edit(flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-4 (η=0)": {"etaa": 0.2}}}})),
+         _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-4 (η=0)": {"etaa": 0.2}}}})),
     Case("flash default under the solver's own grid", lambda w: _eval(w),
          "flash_defaults for 'latent-dps' (task 'gaussian-blur') hold values for ddpm-1000, the solver's own grid, "
-         "whose values are solver_defaults (fix model_index.json: move them there)",
-         _index_edit(flash_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": 0.2}}}})),
+         "whose values are solver_defaults (fix model_index.json, or the set_*_defaults call that wrote it: move them there)",
+         _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": 0.2}}}})),
     Case("flash default under a label no grid has", lambda w: _eval(w),
          "model_index.json: flash_defaults['latent-dps']['gaussian-blur']: 'ddim4' is not a grid label",
-         _index_edit(flash_defaults={"latent-dps": {"gaussian-blur": {"ddim4": {"eta": 0.2}}}})),
+         _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddim4": {"eta": 0.2}}}})),
     Case("solver default negative", lambda w: _eval(w),
-         "solver_defaults for 'latent-dps' (task 'gaussian-blur'): eta must be >= 0, got -0.4 (fix model_index.json)",
+         "solver_defaults for 'latent-dps' (task 'gaussian-blur'): eta must be >= 0, got -0.4 (fix model_index.json, or the "
+         "set_*_defaults call that wrote it)",
          _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": -0.4}}})),
     Case("baseline default negative", lambda w: _eval(w),
          "baseline_defaults (grid 'ddpm-1000') for 'latent-dps' (task 'gaussian-blur'): eta must be >= 0, got -1",
@@ -609,9 +621,10 @@ def test_a_baseline_tuned_for_another_grid_is_named(world, caplog):
     _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddim-5 (η=0)": {"eta": 0.2}}}})(world)
     assert main(_eval(world, "--limit", "2", "--baseline")) == 0
     assert ("baseline_defaults for latent-dps on gaussian-blur cover ddim-5 (η=0), not the baseline's ddim-4 (η=0): "
-            "the baseline runs with Flash's values") in caplog.text
+            "the baseline runs with the solver_defaults and the solver's own defaults (eta=") in caplog.text
     results = json.loads((world / "out" / "results.json").read_text())
-    assert results["hyperparameters"]["baseline"]["eta"] == results["hyperparameters"]["flash"]["eta"] != 0.2
+    eta = results["hyperparameters"]["baseline"]["eta"]
+    assert eta == results["hyperparameters"]["flash"]["eta"] != 0.2 and f"(eta={eta:g}; tune it" in caplog.text
 
 
 def _train_severity_args(world: Path, *extra: str) -> list[str]:

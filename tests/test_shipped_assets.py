@@ -49,10 +49,14 @@ def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: Late
         assert LatentDPS(demo_model).hyperparameters(task)["eta"] == tuned
 
 
-def test_demo_bundle_gives_the_bare_solver_its_own_step_sizes(demo_model: LatentDiffusion) -> None:
-    """Each baseline_defaults entry is read by a bare run on its grid and only there; Flash keeps
-    solver_defaults (the demo's DDIM-100 baseline diverges at Flash's η)."""
+def test_demo_bundle_gives_each_method_its_own_step_sizes_per_grid(demo_model: LatentDiffusion) -> None:
+    """Each baseline_defaults entry is read by a bare run on its grid and only there (the demo's
+    DDIM-100 baseline diverges at Flash's η); Flash reads solver_defaults, and flash_defaults on
+    their grid only (super-resolution's DDIM-100 η)."""
     index = json.loads((DEMO / "model_index.json").read_text())
+    assert index["format_version"] == 2  # it holds flash_defaults, which a version-1 reader would ignore
+    tuned, per_grid = index["solver_defaults"]["latent-dps"], index["flash_defaults"]["latent-dps"]
+    assert per_grid == {"super-resolution": {"ddim-100 (η=0)": {"eta": 1.5}}}
     entries = [(task, label, values) for task, grids in index["baseline_defaults"]["latent-dps"].items()
                for label, values in grids.items()]
     assert ("motion-blur", "ddpm-1000") in {(t, g) for t, g, _ in entries}
@@ -61,7 +65,10 @@ def test_demo_bundle_gives_the_bare_solver_its_own_step_sizes(demo_model: Latent
         solver = LatentDPS(demo_model, steps=steps)
         assert solver.grid.label() == label
         assert solver.hyperparameters(task, baseline=True) == values
-        assert solver.hyperparameters(task)["eta"] == index["solver_defaults"]["latent-dps"][task]["eta"]
+        flash = {**tuned[task], **per_grid.get(task, {}).get(label, {})}
+        assert solver.hyperparameters(task) == flash
+    assert LatentDPS(demo_model, steps=100).hyperparameters("super-resolution") == {"c": 0.05, "eta": 1.5}
+    assert LatentDPS(demo_model).hyperparameters("super-resolution") == {"c": 0.05, "eta": 1.0}
 
 
 def test_shipped_faces_match_their_attribution() -> None:

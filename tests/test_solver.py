@@ -113,8 +113,13 @@ def test_values_a_solver_cannot_mean_are_refused_before_any_work(model):
     model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 0.5})
     try:
         with pytest.raises(ValueError, match=r"the model bundle's solver_defaults for 'counting' \(task 'gaussian-blur'\): "
-                                             r"iterations counts .* got 0.5 \(fix model_index.json\)"):
+                                             r"iterations counts .* got 0.5 \(fix model_index.json, or the set_\*_defaults call"):
             Counting(model)
+        model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 2})
+        built = Counting(model)  # built while the value was good, refused at use once it is not
+        model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 0.5})
+        with pytest.raises(ValueError, match=r"iterations counts steps or iterations"):
+            built.hyperparameters("gaussian-blur")
     finally:
         del model.solver_defaults["counting"]
 

@@ -7,6 +7,8 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 
+from .._numbers import is_finite_number
+
 
 def _number(kind: type, text: str) -> int | float:
     try:
@@ -88,7 +90,7 @@ def check_settings(settings: object, rules: dict[str, tuple[float | None, float 
         value = getattr(settings, name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError(f"{type(settings).__name__}.{name} must be a finite number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(f"{type(settings).__name__}.{name} must lie in {_bounds(low, high)}, got {value!r}")

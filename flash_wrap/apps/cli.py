@@ -14,6 +14,7 @@ from .arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range, device, nu
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
+    from ..grid import grid_for
     from ..registry import get_registry
 
     registry = get_registry()
@@ -27,7 +28,11 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
         print(f"{'':<{width}}  from {record.origin}")
         if args.details:
             steps = cls.default_steps or "all"
-            print(f"{'':<{width}}  sampler {cls.sampler_kind} ({steps} steps); reference: {cls.reference}")
+            try:  # the label of its own grid on the usual 1000-step schedule, where solver_defaults belong
+                own = f", own grid {grid_for(cls, 1000).label()!r} on a 1000-step schedule"
+            except ValueError:
+                own = ""
+            print(f"{'':<{width}}  sampler {cls.sampler_kind} ({steps} steps{own}); reference: {cls.reference}")
             for task, values in sorted(cls.defaults.items()):
                 shown = ", ".join(f"{k}={v:g}" for k, v in values.items())
                 print(f"{'':<{width}}    {task}: {shown}")

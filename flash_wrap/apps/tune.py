@@ -57,6 +57,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._numbers import is_finite_number
 from ..flash import Flash
 from ..grid import grid_for
 from ..models import LatentDiffusion
@@ -97,7 +98,7 @@ def _positive_values(name: str, values: object) -> list[float]:
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"--{name} needs at least one value, got {values!r}")
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        if not is_finite_number(v) or v <= 0:
             raise ValueError(f"--{name} values must be finite numbers > 0, got {v!r}")
     return sorted({float(v) for v in values})
 
@@ -209,7 +210,10 @@ class Tuner:
         self.tuned_on = self.solvers[self.grid[0]].grid.label()
         # Flash's values tuned on the solver's own grid serve every grid (solver_defaults); on another
         # grid they serve that grid only (flash_defaults), so a DDIM-100 tune never moves DDPM-1000
-        self.own_grid = self.tuned_on == grid_for(self.solver_class, self.model.num_train_timesteps).label()
+        try:
+            self.own_grid = self.tuned_on == grid_for(self.solver_class, self.model.num_train_timesteps).label()
+        except ValueError:  # the solver's own grid does not fit this schedule: the tuned grid is another
+            self.own_grid = False
 
     def _solver(self, eta: float, c: float | None) -> Solver:
         values = {"eta": eta} if c is None else {"eta": eta, "c": c}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 
 import torch
 from diffusers import DDPMScheduler
 
+from .._numbers import is_finite_number
 from ..grid import check_grid_label
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
@@ -50,7 +50,7 @@ def check_parts(
             f"have {autoencoder.latent_channels}"
         )
     for name, value in (("latent_scale", scale), ("latent_shift", shift)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if scale <= 0:  # type: ignore[operator]
         raise ValueError(f"latent_scale must be > 0, got {scale}")
@@ -67,30 +67,31 @@ def check_solver_defaults(defaults: object, where: str) -> dict:
     return defaults  # type: ignore[return-value]  (checked to be a dict by _per_task)
 
 
-def check_baseline_defaults(defaults: object, where: str) -> dict:
+def check_baseline_defaults(defaults: object, where: str, total: int | None = None) -> dict:
     """``baseline_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
     the bare solver's values tuned for a whole run from noise on that grid (``"ddpm-1000"``,
     ``"ddim-100 (η=0)"``: :meth:`flash_wrap.grid.GridSpec.label`). Checked like
     :func:`check_solver_defaults`, and the labels must be ones a grid has; the noise-correction
-    ``c`` is Flash's alone, so it is refused here."""
-    return _check_per_grid(defaults, "baseline_defaults", where, bare=True)
+    ``c`` is Flash's alone, so it is refused here. With ``total`` (the schedule's training
+    timesteps) a label no grid of that schedule has is refused too."""
+    return _check_per_grid(defaults, "baseline_defaults", where, total, bare=True)
 
 
-def check_flash_defaults(defaults: object, where: str) -> dict:
+def check_flash_defaults(defaults: object, where: str, total: int | None = None) -> dict:
     """``flash_defaults`` of a bundle: ``{solver: {task: {grid label: {hyper-parameter: number}}}}``,
     Flash's values tuned on a grid other than the solver's own (whose values are
     ``solver_defaults``; a solver refuses an entry under its own grid when it is built). Checked
     like :func:`check_baseline_defaults`, ``c`` included."""
-    return _check_per_grid(defaults, "flash_defaults", where, bare=False)
+    return _check_per_grid(defaults, "flash_defaults", where, total, bare=False)
 
 
-def _check_per_grid(defaults: object, section: str, where: str, *, bare: bool) -> dict:
+def _check_per_grid(defaults: object, section: str, where: str, total: int | None, *, bare: bool) -> dict:
     for solver, task, grids in _per_task(defaults, section, where, "grids"):
         if not isinstance(grids, dict):
             raise ValueError(f"{where}: {section}[{solver!r}][{task!r}] must map grid labels "
                              f"(e.g. 'ddpm-1000') to values, got {grids!r}")
         for label, values in grids.items():
-            check_grid_label(label, f"{where}: {section}[{solver!r}][{task!r}]")
+            check_grid_label(label, f"{where}: {section}[{solver!r}][{task!r}]", total)
             entry = f"{where}: {section}[{solver!r}][{task!r}][{label!r}]"
             if not isinstance(values, dict):
                 raise ValueError(f"{entry} must be an object of values ({section} map solver, task, "
@@ -124,7 +125,7 @@ def _check_numbers(values: object, where: str) -> None:
     if not isinstance(values, dict):
         raise ValueError(f"{where} must be an object, got {values!r}")
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ValueError(f"{where}[{name!r}] must be a finite number, got {value!r}")
 
 

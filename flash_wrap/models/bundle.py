@@ -364,7 +364,7 @@ class LatentDiffusion(nn.Module):
         model holds for that triple; Flash on that grid reads them on top of ``solver_defaults``."""
         self._set_per_grid("flash_defaults", check_flash_defaults, solver, task, grid, values)
 
-    def _set_per_grid(self, section: str, check: Callable[[object, str], dict], solver: str, task: str, grid: str,
+    def _set_per_grid(self, section: str, check: Callable[[object, str, int], dict], solver: str, task: str, grid: str,
                       values: dict[str, float]) -> None:
         check_task_name(task)
         name = f"set_{section}"
@@ -372,8 +372,8 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"{name}: grid must be a grid label such as 'ddpm-1000', got {grid!r}")
         held: dict[str, dict[str, dict[str, dict[str, float]]]] = getattr(self, section)
         old = held.get(solver, {}).get(task, {}).get(grid, {})
-        merged = {solver: {task: {grid: {**old, **values}}}}
-        check(merged, name)
+        merged = {solver: {task: {grid: {**old, **dict(values)}}}}
+        check(merged, name, self.num_train_timesteps)
         held.setdefault(solver, {}).setdefault(task, {})[grid] = merged[solver][task][grid]
 
     def save_solver_defaults(self, path: str | Path) -> None:

@@ -33,7 +33,16 @@ from .prediction import check_prediction_type
 if TYPE_CHECKING:
     from .bundle import LatentDiffusion
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this code reads. A bundle is written at the lowest version that holds what it carries:
+#: 2 only with ``flash_defaults``, which a version-1 reader would ignore without a word (running
+#: Flash with other step sizes); it refuses version 2 instead.
+READABLE_VERSIONS = (1, 2)
+
+
+def format_version(flash_defaults: dict) -> int:
+    """The ``format_version`` a bundle with these ``flash_defaults`` is written at."""
+    return 2 if flash_defaults else 1
 #: Where ``from_pretrained("demo")`` looks: the demo bundle shipped inside the package.
 DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -41,7 +50,7 @@ DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
 def _index(model: LatentDiffusion) -> dict[str, Any]:
     return {
         "_class_name": "LatentDiffusion",
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version(model.flash_defaults),
         "image_size": model.image_size,
         "latent_scale": model.latent_scale,
         "latent_shift": model.latent_shift,
@@ -117,6 +126,7 @@ def save_solver_defaults(path: Path, defaults: dict, baseline: dict, flash: dict
     index = read_json(index_file)
     index["solver_defaults"] = check_solver_defaults(defaults, str(index_file))
     index["flash_defaults"] = check_flash_defaults(flash, str(index_file))
+    index["format_version"] = format_version(flash)
     index["baseline_defaults"] = check_baseline_defaults(baseline, str(index_file))
     staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
     write_json(staging, index)
@@ -159,11 +169,17 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
     """Build ``cls`` from a local folder on the CPU in float32."""
     path = resolve(path)
     index = read_json(path / "model_index.json")
-    if index.get("_class_name") != "LatentDiffusion" or index.get("format_version") != FORMAT_VERSION:
+    version = index.get("format_version")
+    if index.get("_class_name") != "LatentDiffusion" or isinstance(version, bool) or version not in READABLE_VERSIONS:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
         raise ValueError(
-            f"{path / 'model_index.json'} is not a LatentDiffusion index of format {FORMAT_VERSION} "
-            f"(_class_name={index.get('_class_name')!r}, format_version={index.get('format_version')!r})"
+            f"{path / 'model_index.json'} is not a LatentDiffusion index of a format this flash-wrap reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}; _class_name={index.get('_class_name')!r}, "
+            f"format_version={version!r})" + ("; it was written by a newer flash-wrap: upgrade" if newer else "")
         )
+    if version == 1 and index.get("flash_defaults"):
+        raise ValueError(f"{path / 'model_index.json'} has format_version 1 but holds flash_defaults, which "
+                         "need format 2 (a version-1 reader would ignore them); set format_version to 2")
     for sub in ("autoencoder", "unet", "scheduler"):
         if not (path / sub).is_dir():
             raise FileNotFoundError(f"model folder {path} has no {sub}/ subfolder")
@@ -205,9 +221,9 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         latent_shift=index.get("latent_shift", 0.0),
     )
     model.solver_defaults = check_solver_defaults(index.get("solver_defaults", {}), str(path / "model_index.json"))
-    model.flash_defaults = check_flash_defaults(index.get("flash_defaults", {}), str(path / "model_index.json"))
-    model.baseline_defaults = check_baseline_defaults(index.get("baseline_defaults", {}),
-                                                      str(path / "model_index.json"))
+    where, total = str(path / "model_index.json"), model.num_train_timesteps
+    model.flash_defaults = check_flash_defaults(index.get("flash_defaults", {}), where, total)
+    model.baseline_defaults = check_baseline_defaults(index.get("baseline_defaults", {}), where, total)
     tasks = index.get("severity_tasks", [])
     if not isinstance(tasks, list):
         raise ValueError(f"{path / 'model_index.json'}: severity_tasks must be a list of task names, got {tasks!r}")

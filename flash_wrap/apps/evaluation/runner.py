@@ -118,9 +118,12 @@ class Evaluator:
         grids = self.model.baseline_defaults.get(config.solver, {}).get(config.task, {})
         base_grid = self.baseline_solver.grid
         if config.baseline and grids and base_grid.label() not in grids:
+            values = ", ".join(f"{k}={v:g}" for k, v in self.baseline_solver.hyperparameters(config.task,
+                                                                                          baseline=True).items())
             log.warning("the model's baseline_defaults for %s on %s cover %s, not the baseline's %s: the baseline runs "
-                        "with Flash's values (tune it with flash-wrap tune --baseline --steps %d)", config.solver,
-                        config.task, ", ".join(sorted(grids)), base_grid.label(), base_grid.steps)
+                        "with the solver_defaults and the solver's own defaults (%s; tune it with flash-wrap tune "
+                        "--baseline --steps %d)", config.solver, config.task, ", ".join(sorted(grids)),
+                        base_grid.label(), values, base_grid.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
