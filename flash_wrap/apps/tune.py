@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import statistics
 import sys
@@ -165,9 +164,6 @@ class TuneConfig:
         if "severity_range" in keep:
             keep["severity_range"] = list(keep["severity_range"])  # as run.json reads it back
         return keep
-
-
-log = logging.getLogger(__name__)
 
 
 class Tuner:
