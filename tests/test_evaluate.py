@@ -11,7 +11,7 @@ import torch
 from flash_wrap import get_solver
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
-from flash_wrap.apps.evaluation.compare import compare
+from flash_wrap.apps.evaluation.compare import compare, paired
 from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig, image_generators, image_seed
 from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
 from flash_wrap.apps.metrics import spearman
@@ -242,6 +242,22 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips):
     assert "| latent-dps on ddim-6 (η=0) | " in table and "latent-dps on ddim-6 (η=0) η=0.3" in table
     # a run on one grid keeps its plain table
     assert "| latent-dps |" in compare([tmp_path / "bare6"]) and "baseline on" not in compare([tmp_path / "bare6"])
+    # Flash against the bare solver, image by image, under each table and in one summary table
+    diffs = [r["psnr"]["flash"] - r["psnr"]["baseline"] for r in mixed["images"]]
+    pair = paired(mixed)
+    assert pair["difference"] == pytest.approx(sum(diffs) / 3) and pair["n"] == 3
+    assert pair["above"] == sum(d > 0 for d in diffs) and pair["nfe_ratio"] == pytest.approx(
+        6 / mixed["methods"]["flash"]["nfe_mean"])
+    mean = sum(diffs) / 3
+    assert pair["standard_error"] == pytest.approx((sum((d - mean) ** 2 for d in diffs) / 2 / 3) ** 0.5)
+    assert f"Flash − bare: {pair['difference']:+.2f} dB PSNR" in table
+    both = compare([tmp_path / "mixed", tmp_path / "flash4", tmp_path / "bare6"])
+    assert "**Flash against the bare solver**" in both and "**Flash against the bare solver**" not in table
+    rows = [line for line in both.split("**Flash against the bare solver**")[1].splitlines() if line.startswith("| ")]
+    assert len(rows) == 3  # header + the two runs with a baseline; the Flash-only run has none
+    assert rows[1].startswith("| gaussian-blur | Flash on ddim-4 (η=0), bare on ddim-6 (η=0) | ")
+    assert f"| {pair['difference']:+.2f} dB |" in rows[1] and f"| {pair['above']} / 3 |" in rows[1]
+    assert rows[2].startswith("| gaussian-blur | ddim-6 (η=0) | ") and paired(flash_only) is None
     # a run without the options records neither in run.json, so runs from before them still resume
     assert "baseline_steps" not in (tmp_path / "bare6" / "run.json").read_text()
     assert json.loads((tmp_path / "mixed" / "run.json").read_text())["arguments"]["baseline_steps"] == 6

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 
@@ -58,7 +60,66 @@ def table(results: dict) -> str:
         shown = [f"{_label(m, results['solver'], own)} {_values(params[m])}" for m in ("flash", "baseline")
                  if m in params and m in methods]
         lines.append(f"Hyper-parameters: {'; '.join(shown)}")
+    pair = paired(results)
+    if pair is not None:
+        lines.append(f"Flash − bare: {_paired_text(pair)}")
     return "\n".join(lines)
+
+
+def paired(results: dict) -> dict | None:
+    """Flash against the bare solver of the same run, image by image (``None`` without a baseline).
+
+    Returns ``difference`` (mean of Flash's PSNR minus the bare solver's, dB), ``standard_error``
+    (of that mean: the differences' sample standard deviation / √n; ``None`` for one image),
+    ``above`` (images where Flash's PSNR is higher), ``n`` (images with both PSNRs) and
+    ``nfe_ratio`` (the bare solver's mean NFE / Flash's)."""
+    methods = results["methods"]
+    if "flash" not in methods or "baseline" not in methods:
+        return None
+    diffs = [r["psnr"]["flash"] - r["psnr"]["baseline"] for r in results.get("images", [])
+             if r["psnr"].get("flash") is not None and r["psnr"].get("baseline") is not None]
+    if not diffs:
+        return None
+    flash_nfe = methods["flash"]["nfe_mean"]
+    return {
+        "difference": statistics.fmean(diffs),
+        "standard_error": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None,
+        "above": sum(d > 0 for d in diffs),
+        "n": len(diffs),
+        "nfe_ratio": methods["baseline"]["nfe_mean"] / flash_nfe if flash_nfe > 0 else None,
+    }
+
+
+def _paired_text(pair: dict) -> str:
+    se = "" if pair["standard_error"] is None else f" (paired standard error {pair['standard_error']:.2f} dB)"
+    fewer = "" if pair["nfe_ratio"] is None else f", at {pair['nfe_ratio']:.1f}× fewer NFE"
+    return f"{pair['difference']:+.2f} dB PSNR{se}, above on {pair['above']} of {pair['n']} images{fewer}"
+
+
+def summary(all_results: list[dict]) -> str | None:
+    """One row per run that has a bare baseline: Flash, the bare solver, their paired difference,
+    the NFE ratio, the images where Flash is above, and the AE row; ``None`` when no run has one."""
+    rows = []
+    for results in all_results:
+        pair = paired(results)
+        if pair is None:
+            continue
+        methods = results["methods"]
+        own = own_baseline_grid(results)
+        grid = results.get("grid") or f"{results['scheduler']}-{results['steps']}"
+        grids = grid if own is None else f"Flash on {grid}, bare on {own}"
+        ae = methods.get("autoencoder", {}).get("psnr")
+        se = "–" if pair["standard_error"] is None else f"{pair['standard_error']:.2f}"
+        ratio = "–" if pair["nfe_ratio"] is None else f"{pair['nfe_ratio']:.1f}×"
+        rows.append(f"| {results['task']} | {grids} | {_fmt(methods['flash']['psnr'], 2)} "
+                    f"| {_fmt(methods['baseline']['psnr'], 2)} | {pair['difference']:+.2f} dB | {se} | {ratio} "
+                    f"| {pair['above']} / {pair['n']} | {_fmt(ae, 2)} |")
+    if not rows:
+        return None
+    head = ["**Flash against the bare solver** (PSNR in dB; the difference is paired, image by image)", "",
+            "| task | grids | Flash | bare | difference | standard error | fewer NFE | images where Flash is above "
+            "| AE (decode ẑ) |", "|---|---|---|---|---|---|---|---|---|"]
+    return "\n".join(head + rows)
 
 
 def _values(values: dict) -> str:
@@ -71,8 +132,9 @@ REQUIRED = ("task", "solver", "scheduler", "steps", "n_images", "model", "method
 
 
 def compare(folders: list[str | Path]) -> str:
-    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines."""
-    parts = []
+    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines; with more
+    than one folder, then ``summary``'s table of Flash against the bare solver."""
+    parts, loaded = [], []
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.is_file():
@@ -88,4 +150,6 @@ def compare(folders: list[str | Path]) -> str:
             parts.append(table(results))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
-    return "\n\n".join(parts)
+        loaded.append(results)
+    overview = summary(loaded) if len(loaded) > 1 else None
+    return "\n\n".join(parts + ([overview] if overview else []))
