@@ -133,6 +133,25 @@ def test_bad_arguments_fail_before_work(setup):
         Evaluator(_config(tmp_path, images, "x", severity_range=(0.5, 2.0)))
 
 
+def test_a_log_file_gets_a_line_per_method_and_batch(setup, quiet_lpips, capsys):
+    """stderr not a terminal (pytest captures it): one line at the start, then one per method and
+    batch with its NFE; progress=False is silent."""
+    tmp_path, images = setup
+    evaluate(_config(tmp_path, images, "lines", limit=3), progress=None)
+    lines = capsys.readouterr().err.splitlines()
+    ours = [line for line in lines if line.startswith("eval gaussian-blur: ")]
+    assert ours[0] == ("eval gaussian-blur: 3 images in 2 batches of up to 2, 1 process: Flash(latent-dps) on "
+                       "ddim-6 (η=0), latent-dps on ddim-6 (η=0), fixed start 2")
+    stages = ours[1:]
+    assert len(stages) == 2 * 3
+    assert stages[0].startswith("eval gaussian-blur: batch 1/2: Flash(latent-dps): 2 images, mean NFE ")
+    assert stages[1].startswith("eval gaussian-blur: batch 1/2: latent-dps on ddim-6 (η=0): 2 images, mean NFE 6.0, ")
+    assert stages[5].startswith("eval gaussian-blur: batch 2/2: fixed start 2: 1 image, mean NFE 2.0, ")
+    assert all("s/image)" in line for line in stages)
+    evaluate(_config(tmp_path, images, "silent", limit=3), progress=False)
+    assert "eval gaussian-blur" not in capsys.readouterr().err
+
+
 def test_image_seed_depends_on_name_and_seed_only():
     assert image_seed("00001.png", 0) == image_seed("00001.png", 0)
     assert image_seed("00001.png", 0) != image_seed("00002.png", 0)

@@ -1,4 +1,4 @@
-"""How long-running commands show progress (``demo``, ``tune``)."""
+"""How long-running commands show progress (``demo``, ``tune``, ``eval``)."""
 
 from __future__ import annotations
 

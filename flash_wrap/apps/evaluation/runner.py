@@ -13,6 +13,10 @@ round-robin to the processes, so no image is done twice or skipped; after each r
 process gathers the records and appends them in batch order. Because every image's randomness
 comes from its name, the records equal a one-process run's (up to float rounding of the
 hardware; ``seconds`` differ, of course).
+
+Progress follows ``flash-wrap tune``'s rule: a bar over the batches when stderr is a terminal,
+otherwise a line on stderr when the run starts and one per method and batch, with its mean NFE
+and time, so a log file shows where a long run is without being flooded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +43,7 @@ from ..arguments import checked_level_range
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
+from ..progress import progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
 
@@ -129,6 +135,8 @@ class Evaluator:
             if not 0 <= k < grid:
                 raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
+        self.lines = False  # one line per stage on stderr (set by run() when stderr is not a terminal)
+        self._batch = ""  # the batch being run, as the lines name it ("batch 2/5")
 
     def _baseline_solver(self) -> Solver:
         """The bare solver: the run's own unless ``--baseline-steps``/``--baseline-scheduler`` give it
@@ -183,6 +191,7 @@ class Evaluator:
         runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=image_generators(seeds, FLASH_STREAM),
                                                        progress=False)
         seconds["flash"] = time.perf_counter() - start
+        self._stage_done(f"Flash({self.config.solver})", runs["flash"].nfe, seconds["flash"])
         with torch.no_grad():
             ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
         if self.config.baseline:
@@ -190,12 +199,15 @@ class Evaluator:
             runs["baseline"] = self.baseline_solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
                                                          progress=False)
             seconds["baseline"] = time.perf_counter() - start
+            self._stage_done(f"{self.config.solver} on {self.baseline_solver.grid.label()}", runs["baseline"].nfe,
+                             seconds["baseline"])
         for k in self.config.fixed_start:
             start = time.perf_counter()
             runs[f"fixed_start_{k}"] = Flash(self.solver, fixed_start=k).reconstruct(
                 y, operator, generator=image_generators(seeds, FIXED_START_STREAM + k), progress=False
             )
             seconds[f"fixed_start_{k}"] = time.perf_counter() - start
+            self._stage_done(f"fixed start {k}", runs[f"fixed_start_{k}"].nfe, seconds[f"fixed_start_{k}"])
 
         images = {m: r.images for m, r in runs.items()} | {"autoencoder": ae_images}
         nfe = {m: r.nfe.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
@@ -223,6 +235,16 @@ class Evaluator:
             })
         self._save_examples(files, x, operator.to_image(y), images)
         return records
+
+    def _say(self, text: str) -> None:
+        if self.lines:
+            print(f"eval {self.config.task}: {text}", file=sys.stderr, flush=True)
+
+    def _stage_done(self, label: str, nfe: torch.Tensor, seconds: float) -> None:
+        """The line for one method on one batch: its mean NFE and time."""
+        n = nfe.numel()
+        self._say(f"{self._batch}: {label}: {n} image{'s' if n != 1 else ''}, mean NFE {float(nfe.float().mean()):.1f}, {seconds:.1f} s "
+                  f"({seconds / max(n, 1):.1f} s/image)")
 
     def _scores(self, estimate: torch.Tensor, target: torch.Tensor) -> dict[str, list]:
         lp = self.lpips(estimate, target).tolist() if self.lpips else [None] * target.shape[0]
@@ -279,10 +301,21 @@ class Evaluator:
         # round r: process p does batch r·N + p; the main process appends the round in batch order
         world, rank = state.num_processes, state.process_index
         rounds = range(0, len(todo), world)
+        bars, lines = progress_mode(progress)
+        self.lines = lines and main  # under a launcher only the main process speaks, for its own batches
+        methods = [f"Flash({self.config.solver}) on {self.solver.grid.label()}"]
+        if self.config.baseline:
+            methods.append(f"{self.config.solver} on {self.baseline_solver.grid.label()}")
+        methods += [f"fixed start {k}" for k in self.config.fixed_start]
+        self._say(f"{len(self.files)} images in {len(batches)} batches of up to {self.config.batch_size}"
+                  f"{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
+                  f"{world} process{'es' if world > 1 else ''}: {', '.join(methods)}")
         with open(self.out / RECORDS, "a") if main else contextlib.nullcontext() as sink:
             for first in tqdm(rounds, desc=f"eval {self.config.task}", unit="round" if world > 1 else "batch",
-                              disable=not main or (None if progress is None else not progress)):
+                              disable=not main or not bars):
                 mine = todo[first + rank] if first + rank < len(todo) else []
+                if mine:
+                    self._batch = f"batch {batches.index(mine) + 1}/{len(batches)}"
                 records = self.run_batch(mine) if mine else []
                 if world > 1:
                     records = [r for part in gather_object([records]) for r in part]
