@@ -100,3 +100,33 @@ def test_severity_resolution_study_shows_blur_is_easier_to_rank_at_128(tmp_path:
     assert large["spearman_autoencoder_error"] > 0.75
     for row in (small, large):
         assert -1 <= row["spearman_sigma_hat"] <= 1
+
+
+@pytest.mark.skipif(not FACES_DEV.is_dir(), reason="needs ../shared/data/faces_dev")
+def test_spearman_over_seeds_repeats_eval_s_draws(tmp_path: Path) -> None:
+    """Seed 0's value is what eval's severity summary computes from the same draws; other seeds
+    draw other levels, so the figure moves."""
+    import torch
+
+    from flash_wrap import LatentDiffusion
+    from flash_wrap.apps.evaluation.runner import degrade
+    from flash_wrap.apps.images import load_image
+    from flash_wrap.apps.metrics import spearman
+    from flash_wrap.operators import get_task
+
+    example = _load_example("severity_ranking_over_seeds")
+    model = LatentDiffusion.from_pretrained("demo")
+    rhos = example.spearman_over_seeds(model, "gaussian-blur", FACES_DEV, 3, limit=5)
+    assert len(rhos) == 3 and all(-1 <= r <= 1 for r in rhos) and len(set(rhos)) > 1
+    # seed 0 is eval's default: the same degrade() over the task's evaluation range draws its levels
+    task = get_task("gaussian-blur")
+    files = sorted(FACES_DEV.glob("*.png"))[:5]
+    x = torch.stack([load_image(f, model.image_size) for f in files])
+    _, levels, op, y = degrade(task, [f.name for f in files], x, task.eval_range, 0)
+    with torch.no_grad():
+        sigma_hat = model.severity_encoder("gaussian-blur")(op.to_image(y))[1].flatten()
+    assert rhos[0] == pytest.approx(float(spearman(levels, sigma_hat)))
+    d = example.describe([0.2, 0.9, 0.5, 0.86, 0.7], 0.85)
+    assert d["median"] == 0.7 and d["p10"] == 0.2 and d["p90"] == 0.9 and d["share_at_or_above_target"] == 0.4
+    with pytest.raises(ValueError, match="at least 3"):
+        example.spearman_over_seeds(model, "gaussian-blur", FACES_DEV, 1, limit=2)
