@@ -63,10 +63,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100, help="eval seeds 0 … N−1")
     parser.add_argument("--limit", type=int, help="use only the first N faces")
     parser.add_argument("--target", type=float, default=0.85, help="the Spearman to count seeds against")
-    parser.add_argument("--out", type=Path, help="also write the figures and every seed's value as JSON here")
+    parser.add_argument("--out", type=Path, help="also write the summary and every seed's value to this JSON file")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.limit is not None and args.limit < 3:
+        parser.error(f"--limit must be at least 3 (a rank correlation needs 3 faces), got {args.limit}")
+    if args.out is not None and args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder; give a file name such as {args.out / 'spearman.json'}")
 
     model = LatentDiffusion.from_pretrained(args.model)
     rhos = spearman_over_seeds(model, args.task, args.faces, args.seeds, limit=args.limit)

@@ -274,9 +274,26 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips):
     assert "**Flash against the bare solver**" in both and "**Flash against the bare solver**" not in table
     rows = [line for line in both.split("**Flash against the bare solver**")[1].splitlines() if line.startswith("| ")]
     assert len(rows) == 3  # header + the two runs with a baseline; the Flash-only run has none
-    assert rows[1].startswith("| gaussian-blur | Flash on ddim-4 (η=0), bare on ddim-6 (η=0) | ")
+    model_cell = f"`{mixed['model']}`"
+    assert rows[1].startswith(f"| gaussian-blur | latent-dps | {model_cell} | Flash on ddim-4 (η=0), bare on ddim-6 (η=0) | ")
     assert f"| {pair['difference']:+.2f} dB |" in rows[1] and f"| {pair['above']} / 3 |" in rows[1]
-    assert rows[2].startswith("| gaussian-blur | ddim-6 (η=0) | ") and paired(flash_only) is None
+    assert rows[2].startswith(f"| gaussian-blur | latent-dps | {model_cell} | ddim-6 (η=0) | ") and paired(flash_only) is None
+    assert len(rows[0].split("|")) == len(rows[1].split("|"))  # as many cells as the header
+    # a diverged image (NaN PSNR) is left out of the pairing and said so, not a traceback
+    broken = json.loads((tmp_path / "mixed" / "results.json").read_text())
+    broken["images"][0]["psnr"]["flash"] = float("nan")
+    (tmp_path / "nan").mkdir()
+    (tmp_path / "nan" / "results.json").write_text(json.dumps(broken))
+    text = compare([tmp_path / "nan"])
+    assert "above on " in text and "of 2 images" in text and "; 1 image without a finite PSNR left out" in text
+    assert paired(broken)["n"] == 2 and paired(broken)["left_out"] == 1
+    # results written before per-image records were kept: the summary row keeps the means, no pairing
+    del broken["images"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps(broken))
+    old_rows = [line for line in compare([tmp_path / "old", tmp_path / "mixed"]).splitlines()
+                if line.startswith("| gaussian-blur | latent-dps |")]
+    assert len(old_rows) == 2 and "| – | – |" in old_rows[0] and "Flash − bare" not in compare([tmp_path / "old"])
     # a run without the options records neither in run.json, so runs from before them still resume
     assert "baseline_steps" not in (tmp_path / "bare6" / "run.json").read_text()
     assert json.loads((tmp_path / "mixed" / "run.json").read_text())["arguments"]["baseline_steps"] == 6
@@ -306,3 +323,17 @@ def test_baseline_grid_options_need_a_baseline_and_a_valid_grid(setup, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--baseline-scheduler set the bare solver's grid" in err and "add --baseline" in err
     assert not (tmp_path / "cli").exists()
+
+
+def test_paired_nfe_wording_follows_the_ratio():
+    """The bare solver may be given fewer steps than Flash takes (--baseline-steps): the line then
+    says "more", and the same NFE is said as such."""
+    from flash_wrap.apps.evaluation.compare import _paired_text
+
+    base = {"difference": 0.5, "standard_error": 0.1, "above": 2, "n": 3, "left_out": 0}
+    assert _paired_text({**base, "nfe_ratio": 6.0}).endswith("above on 2 of 3 images, at 6.0× fewer NFE")
+    assert _paired_text({**base, "nfe_ratio": 0.75}).endswith("at 1.3× more NFE")
+    assert _paired_text({**base, "nfe_ratio": 1.0}).endswith("at the same NFE")
+    assert _paired_text({**base, "nfe_ratio": None}).endswith("above on 2 of 3 images")
+    assert _paired_text({**base, "n": 1, "above": 1, "standard_error": None, "nfe_ratio": None}) == (
+        "+0.50 dB PSNR, above on 1 of 1 image")

@@ -30,12 +30,17 @@ def own_baseline_grid(results: dict) -> str | None:
     return own if own and own != results.get("grid") else None
 
 
+def run_grid(results: dict) -> str:
+    """Flash's grid label, rebuilt from its parts for results written before ``grid`` was recorded."""
+    eta = results.get("ddim_eta")
+    return results.get("grid") or f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
+
+
 def table(results: dict) -> str:
     """Markdown rows = methods; speed-up = baseline seconds per image / method's (same run)."""
     methods = results["methods"]
     base = methods.get("baseline")
-    eta = results.get("ddim_eta")  # results written before "grid" was recorded have only its parts
-    grid = results.get("grid") or f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
+    grid = run_grid(results)
     own = own_baseline_grid(results)
     grids = grid if own is None else f"Flash on {grid}, baseline on {own}"
     head = (f"**{results['task']}**, {results['solver']}, {grids}, "
@@ -67,58 +72,89 @@ def table(results: dict) -> str:
 
 
 def paired(results: dict) -> dict | None:
-    """Flash against the bare solver of the same run, image by image (``None`` without a baseline).
+    """Flash against the bare solver of the same run, image by image (``None`` without a baseline
+    or without per-image records, as in results written before they were kept).
 
-    Returns ``difference`` (mean of Flash's PSNR minus the bare solver's, dB), ``standard_error``
-    (of that mean: the differences' sample standard deviation / √n; ``None`` for one image),
-    ``above`` (images where Flash's PSNR is higher), ``n`` (images with both PSNRs) and
-    ``nfe_ratio`` (the bare solver's mean NFE / Flash's)."""
+    Returns ``difference`` (mean of Flash's PSNR minus the bare solver's over the images where
+    both are finite, dB; ``None`` if there are none), ``standard_error`` (of that mean: the
+    differences' sample standard deviation / √n; ``None`` below two images), ``above`` (images
+    where Flash's PSNR is higher), ``n`` (images with both PSNRs finite), ``left_out`` (images
+    where either is missing or not finite, e.g. a diverged run) and ``nfe_ratio`` (the bare
+    solver's mean NFE / Flash's; ``None`` when either is 0)."""
     methods = results["methods"]
-    if "flash" not in methods or "baseline" not in methods:
+    images = results.get("images") or []
+    if "flash" not in methods or "baseline" not in methods or not images:
         return None
-    diffs = [r["psnr"]["flash"] - r["psnr"]["baseline"] for r in results.get("images", [])
-             if r["psnr"].get("flash") is not None and r["psnr"].get("baseline") is not None]
-    if not diffs:
-        return None
-    flash_nfe = methods["flash"]["nfe_mean"]
+    pairs = [(r["psnr"].get("flash"), r["psnr"].get("baseline")) for r in images]
+    diffs = [f - b for f, b in pairs if is_finite(f) and is_finite(b)]
+    flash_nfe, base_nfe = methods["flash"]["nfe_mean"], methods["baseline"]["nfe_mean"]
     return {
-        "difference": statistics.fmean(diffs),
+        "difference": math.fsum(diffs) / len(diffs) if diffs else None,
         "standard_error": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None,
         "above": sum(d > 0 for d in diffs),
         "n": len(diffs),
-        "nfe_ratio": methods["baseline"]["nfe_mean"] / flash_nfe if flash_nfe > 0 else None,
+        "left_out": len(pairs) - len(diffs),
+        "nfe_ratio": base_nfe / flash_nfe if flash_nfe > 0 and base_nfe > 0 else None,
     }
 
 
+def is_finite(value) -> bool:
+    """A real number that is neither NaN nor infinite (PSNRs are floats or ``None`` in results)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _nfe_text(ratio: float | None) -> str:
+    """``6.0× fewer NFE``, ``1.5× more NFE`` or ``the same NFE`` (``ratio`` = bare / Flash)."""
+    if ratio is None:
+        return "–"
+    if math.isclose(ratio, 1.0, rel_tol=1e-9):
+        return "the same NFE"
+    return f"{ratio:.1f}× fewer NFE" if ratio > 1 else f"{1 / ratio:.1f}× more NFE"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _paired_text(pair: dict) -> str:
+    if pair["difference"] is None:
+        return f"no image with a finite PSNR from both ({_plural(pair['left_out'], 'image')} left out)"
     se = "" if pair["standard_error"] is None else f" (paired standard error {pair['standard_error']:.2f} dB)"
-    fewer = "" if pair["nfe_ratio"] is None else f", at {pair['nfe_ratio']:.1f}× fewer NFE"
-    return f"{pair['difference']:+.2f} dB PSNR{se}, above on {pair['above']} of {pair['n']} images{fewer}"
+    nfe = "" if pair["nfe_ratio"] is None else f", at {_nfe_text(pair['nfe_ratio'])}"
+    left = "" if not pair["left_out"] else f"; {_plural(pair['left_out'], 'image')} without a finite PSNR left out"
+    return (f"{pair['difference']:+.2f} dB PSNR{se}, above on {pair['above']} of "
+            f"{_plural(pair['n'], 'image')}{nfe}{left}")
 
 
 def summary(all_results: list[dict]) -> str | None:
-    """One row per run that has a bare baseline: Flash, the bare solver, their paired difference,
-    the NFE ratio, the images where Flash is above, and the AE row; ``None`` when no run has one."""
+    """One row per run that has a bare baseline: solver, model, grids, Flash's and the bare solver's
+    mean PSNR, their paired difference and its standard error, the NFE ratio, the images where
+    Flash is above, and the AE row; ``None`` when no run has a baseline. Results written before
+    per-image records were kept get ``–`` in the paired columns."""
     rows = []
     for results in all_results:
-        pair = paired(results)
-        if pair is None:
-            continue
         methods = results["methods"]
+        if "flash" not in methods or "baseline" not in methods:
+            continue
+        pair = paired(results) or {}
         own = own_baseline_grid(results)
-        grid = results.get("grid") or f"{results['scheduler']}-{results['steps']}"
+        grid = run_grid(results)
         grids = grid if own is None else f"Flash on {grid}, bare on {own}"
-        ae = methods.get("autoencoder", {}).get("psnr")
-        se = "–" if pair["standard_error"] is None else f"{pair['standard_error']:.2f}"
-        ratio = "–" if pair["nfe_ratio"] is None else f"{pair['nfe_ratio']:.1f}×"
-        rows.append(f"| {results['task']} | {grids} | {_fmt(methods['flash']['psnr'], 2)} "
-                    f"| {_fmt(methods['baseline']['psnr'], 2)} | {pair['difference']:+.2f} dB | {se} | {ratio} "
-                    f"| {pair['above']} / {pair['n']} | {_fmt(ae, 2)} |")
+        ae = (methods.get("autoencoder") or {}).get("psnr")
+        diff = "–" if pair.get("difference") is None else f"{pair['difference']:+.2f} dB"
+        se = "–" if pair.get("standard_error") is None else f"{pair['standard_error']:.2f}"
+        above = "–" if not pair.get("n") else f"{pair['above']} / {pair['n']}"
+        base_nfe, flash_nfe = methods["baseline"]["nfe_mean"], methods["flash"]["nfe_mean"]
+        ratio = f"{base_nfe / flash_nfe:.1f}" if flash_nfe > 0 and base_nfe > 0 else "–"
+        rows.append(f"| {results['task']} | {results['solver']} | `{results['model']}` | {grids} "
+                    f"| {_fmt(methods['flash']['psnr'], 2)} | {_fmt(methods['baseline']['psnr'], 2)} | {diff} | {se} "
+                    f"| {ratio} | {above} | {_fmt(ae, 2)} |")
     if not rows:
         return None
-    head = ["**Flash against the bare solver** (PSNR in dB; the difference is paired, image by image)", "",
-            "| task | grids | Flash | bare | difference | standard error | fewer NFE | images where Flash is above "
-            "| AE (decode ẑ) |", "|---|---|---|---|---|---|---|---|---|"]
+    head = ["**Flash against the bare solver** (PSNR in dB; the difference is paired, image by image, over the "
+            "images where both PSNRs are finite)", "",
+            "| task | solver | model | grids | Flash | bare | difference | standard error | NFE bare / Flash "
+            "| images where Flash is above | AE (decode ẑ) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
 
@@ -148,7 +184,7 @@ def compare(folders: list[str | Path]) -> str:
             raise ValueError(f"{path} is not an eval results file (missing {', '.join(missing)})")
         try:
             parts.append(table(results))
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as err:
             raise ValueError(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
         loaded.append(results)
     overview = summary(loaded) if len(loaded) > 1 else None

@@ -307,9 +307,10 @@ class Evaluator:
         if self.config.baseline:
             methods.append(f"{self.config.solver} on {self.baseline_solver.grid.label()}")
         methods += [f"fixed start {k}" for k in self.config.fixed_start]
-        self._say(f"{len(self.files)} images in {len(batches)} batches of up to {self.config.batch_size}"
-                  f"{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
-                  f"{world} process{'es' if world > 1 else ''}: {', '.join(methods)}")
+        plural = lambda n, word, ending="s": f"{n} {word}{'' if n == 1 else ending}"  # noqa: E731
+        self._say(f"{plural(len(self.files), 'image')} in {plural(len(batches), 'batch', 'es')} of up to "
+                  f"{self.config.batch_size}{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
+                  f"{plural(world, 'process', 'es')}: {', '.join(methods)}")
         with open(self.out / RECORDS, "a") if main else contextlib.nullcontext() as sink:
             for first in tqdm(rounds, desc=f"eval {self.config.task}", unit="round" if world > 1 else "batch",
                               disable=not main or not bars):
