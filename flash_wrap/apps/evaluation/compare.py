@@ -7,6 +7,8 @@ import math
 import statistics
 from pathlib import Path
 
+from ..._numbers import is_finite_number
+
 
 def _fmt(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
@@ -86,7 +88,7 @@ def paired(results: dict) -> dict | None:
     if "flash" not in methods or "baseline" not in methods or not images:
         return None
     pairs = [(r["psnr"].get("flash"), r["psnr"].get("baseline")) for r in images]
-    diffs = [f - b for f, b in pairs if is_finite(f) and is_finite(b)]
+    diffs = [f - b for f, b in pairs if is_finite_number(f) and is_finite_number(b)]
     flash_nfe, base_nfe = methods["flash"]["nfe_mean"], methods["baseline"]["nfe_mean"]
     return {
         "difference": math.fsum(diffs) / len(diffs) if diffs else None,
@@ -96,11 +98,6 @@ def paired(results: dict) -> dict | None:
         "left_out": len(pairs) - len(diffs),
         "nfe_ratio": base_nfe / flash_nfe if flash_nfe > 0 and base_nfe > 0 else None,
     }
-
-
-def is_finite(value) -> bool:
-    """A real number that is neither NaN nor infinite (PSNRs are floats or ``None`` in results)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _nfe_text(ratio: float | None) -> str:
