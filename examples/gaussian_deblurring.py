@@ -5,20 +5,20 @@ estimate is (σ̂, an error variance), and starts that image's reverse process a
 noise level matches: the more severe the blur, the earlier the start and the more denoiser calls
 (NFE). One batch mixes all severities; each image starts at its own step.
 
-    python examples/gaussian_deblurring.py              # 6 blur levels on the shipped faces, ~1.5 min on 1 CPU thread
+    python examples/gaussian_deblurring.py              # 6 blur levels on the shipped faces, ~4 min on 1 CPU thread
     python examples/gaussian_deblurring.py --quick      # 2 images, DDIM 10 steps: seconds
 
 The blur σ spans the `gaussian-blur` task (README, "Operators and tasks"): σ = (0.3 + 2.7 t)·H/256
-pixels for t ∈ [0, 1], i.e. 0.075 to 0.75 px on the 64×64 demo model, with measurement noise
-σ_y = 0.05. At this size the whole range is mild and the error is dominated by the noise and the
-autoencoder, so on the demo model σ̂ only rises from about 0.077 to 0.11 and the start moves by
-two steps of the 100-step grid (4 to 6); the side panel shows σ̂ on a dense σ sweep.
+pixels for t ∈ [0, 1], i.e. 0.15 to 1.5 px on the 128×128 demo model, with measurement noise
+σ_y = 0.05. Much of the error is the noise's and the autoencoder's, so on the demo model σ̂ rises
+from about 0.11 to 0.20 over the range and the start moves from 6 to 9 steps of the 100-step grid
+(2026-12-02); the side panel shows σ̂ on a dense σ sweep.
 
 Baseline: the bare solver over a DDIM grid of --steps (100) steps, as in `flash-wrap demo`, so the
 example fits in under two minutes on a CPU; Flash runs on the same grid. (The solver's own
-sampler, DDPM over 1000 steps, is --steps 0 and about 10x slower.) With only 100 guided steps and
-the demo model's step size η (tuned for Flash on the 1000-step DDPM grid), the bare baseline is
-weakly tied to the measurement and can drift to a different face.
+sampler, DDPM over 1000 steps, is --steps 0 and about 10x slower.) With only 100 guided steps
+from pure noise the bare baseline, even at its own step size for this grid (the bundle's
+`baseline_defaults`), is weakly tied to the measurement and can drift to a different face.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from flash_wrap.operators import get_task
 def main() -> None:
     args = parse_args("gaussian_deblurring", __doc__)
 
-    # 1. The model: the 64×64 face model shipped inside flash-wrap, with its severity encoders.
+    # 1. The model: the 128×128 face model shipped inside flash-wrap, with its severity encoders.
     model = LatentDiffusion.from_pretrained("demo")
     size = model.image_size
 

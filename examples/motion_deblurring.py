@@ -8,11 +8,11 @@ response: A(x) = g(k ⊛ g⁻¹(x)). The map is *nonlinear*, so it has no transp
 that need one cannot run it: PSLD refuses it (demonstrated below); latent-dps (default) and
 gml-dps only need gradients through A.
 
-    python examples/motion_deblurring.py               # 6 path lengths on the shipped faces, ~1.5 min on 1 CPU thread
+    python examples/motion_deblurring.py               # 6 path lengths on the shipped faces, ~4 min on 1 CPU thread
     python examples/motion_deblurring.py --quick       # 2 images, DDIM 10 steps: seconds
 
 Path lengths span the `motion-blur` task (README, "Operators and tasks"): length = (2 + 30 t)·H/256
-px, turning 1.5 + 2 t rad, t ∈ [0, 1] (0.5 to 8 px on the 64×64 demo model), σ_y = 0.05.
+px, turning 1.5 + 2 t rad, t ∈ [0, 1] (1 to 16 px on the 128×128 demo model), σ_y = 0.05.
 Baseline: the bare solver over a DDIM grid of --steps (100) steps, as in `flash-wrap demo`, so the
 example fits in under two minutes on a CPU; Flash runs on the same grid. (The solver's own sampler,
 DDPM over 1000 steps, is --steps 0 and about 10x slower.) Note that gml-dps's step sizes are the
@@ -35,7 +35,7 @@ from flash_wrap.operators import get_task
 def main() -> None:
     args = parse_args("motion_deblurring", __doc__)
 
-    # 1. The model: the 64×64 face model shipped inside flash-wrap, with its severity encoders.
+    # 1. The model: the 128×128 face model shipped inside flash-wrap, with its severity encoders.
     model = LatentDiffusion.from_pretrained("demo")
     size = model.image_size
 

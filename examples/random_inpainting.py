@@ -6,7 +6,7 @@ kept at 80 % missing are also kept at 70 %, so the only difference between the r
 how much is missing. Flash's severity encoder predicts a larger error σ̂ for more missing pixels
 and starts those images earlier (more denoiser calls, NFE).
 
-    python examples/random_inpainting.py               # 2 faces × 3 ratios, ~1.5 min on 1 CPU thread
+    python examples/random_inpainting.py               # 2 faces × 3 ratios, ~4 min on 1 CPU thread
     python examples/random_inpainting.py --quick       # 1 face × 2 ratios, DDIM 10 steps: seconds
 
 The ratios are the `random-inpainting` task's evaluation range (README, "Operators and tasks").
@@ -30,7 +30,7 @@ from flash_wrap.operators import RandomInpainting
 def main() -> None:
     args = parse_args("random_inpainting", __doc__)
 
-    # 1. The model: the 64×64 face model shipped inside flash-wrap, with its severity encoders.
+    # 1. The model: the 128×128 face model shipped inside flash-wrap, with its severity encoders.
     model = LatentDiffusion.from_pretrained("demo")
     size = model.image_size
 
