@@ -83,8 +83,10 @@ def assert_step_reduces_residual(
     From the same latents with the same generators, the next latents of a step with the task's
     guidance weights and of one with those weights set to 0 differ only by the guidance, so the
     Tweedie estimate's residual ‖A(D(ẑ0)) − y‖ at the next level must drop for every sample (by
-    at least 0.1 % on average); with the weights' signs flipped it must rise (so the check would
-    catch a sign error or a gradient with respect to the wrong tensor).
+    at least 0.1 % on average); with the weights' signs flipped it must rise on average and stay
+    above the guided one for every sample (so the check would catch a sign error or a gradient with
+    respect to the wrong tensor). Per sample the flipped step need not rise: where the gradient is
+    small the residual's curvature can cancel its first-order rise to float rounding.
 
     Args:
         solver_class: the solver; weights: the names of its guidance weights (e.g. ``("eta", "gamma")``).
@@ -105,4 +107,5 @@ def assert_step_reduces_residual(
     plain, guided, flipped = residual_after_step(0.0), residual_after_step(1.0), residual_after_step(-1.0)
     assert (guided < plain).all(), f"the guided step did not reduce the residual: {guided.tolist()} vs {plain.tolist()}"
     assert plain.mean() - guided.mean() > 1e-3 * plain.mean(), "the guidance barely acted"
-    assert (flipped > plain).all(), "flipping the guidance's sign did not raise the residual"
+    assert flipped.mean() > plain.mean(), "flipping the guidance's sign did not raise the residual"
+    assert (flipped > guided).all(), f"the flipped step is not above the guided one: {flipped.tolist()} vs {guided.tolist()}"
