@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..._numbers import is_finite_number
+from ..progress import plural
 
 
 def _fmt(value, digits: int) -> str:
@@ -38,13 +39,18 @@ def run_grid(results: dict) -> str:
     return results.get("grid") or f"{results['scheduler']}-{results['steps']}" + ("" if eta is None else f" (η={eta:g})")
 
 
+def _grids(results: dict, bare: str) -> str:
+    """The run's grid, or ``Flash on G, {bare} on H`` when the bare solver had its own."""
+    grid, own = run_grid(results), own_baseline_grid(results)
+    return grid if own is None else f"Flash on {grid}, {bare} on {own}"
+
+
 def table(results: dict) -> str:
     """Markdown rows = methods; speed-up = baseline seconds per image / method's (same run)."""
     methods = results["methods"]
     base = methods.get("baseline")
-    grid = run_grid(results)
     own = own_baseline_grid(results)
-    grids = grid if own is None else f"Flash on {grid}, baseline on {own}"
+    grids = _grids(results, "baseline")
     head = (f"**{results['task']}**, {results['solver']}, {grids}, "
             f"{results['n_images']} images, model `{results['model']}`")
     lines = [head, "", "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NFE | s / image | speed-up |", "|---|---|---|---|---|---|---|"]
@@ -109,18 +115,14 @@ def _nfe_text(ratio: float | None) -> str:
     return f"{ratio:.1f}× fewer NFE" if ratio > 1 else f"{1 / ratio:.1f}× more NFE"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _paired_text(pair: dict) -> str:
     if pair["difference"] is None:
-        return f"no image with a finite PSNR from both ({_plural(pair['left_out'], 'image')} left out)"
+        return f"no image with a finite PSNR from both ({plural(pair['left_out'], 'image')} left out)"
     se = "" if pair["standard_error"] is None else f" (paired standard error {pair['standard_error']:.2f} dB)"
     nfe = "" if pair["nfe_ratio"] is None else f", at {_nfe_text(pair['nfe_ratio'])}"
-    left = "" if not pair["left_out"] else f"; {_plural(pair['left_out'], 'image')} without a finite PSNR left out"
+    left = "" if not pair["left_out"] else f"; {plural(pair['left_out'], 'image')} without a finite PSNR left out"
     return (f"{pair['difference']:+.2f} dB PSNR{se}, above on {pair['above']} of "
-            f"{_plural(pair['n'], 'image')}{nfe}{left}")
+            f"{plural(pair['n'], 'image')}{nfe}{left}")
 
 
 def summary(all_results: list[dict]) -> str | None:
@@ -134,9 +136,7 @@ def summary(all_results: list[dict]) -> str | None:
         if "flash" not in methods or "baseline" not in methods:
             continue
         pair = paired(results) or {}
-        own = own_baseline_grid(results)
-        grid = run_grid(results)
-        grids = grid if own is None else f"Flash on {grid}, bare on {own}"
+        grids = _grids(results, "bare")
         ae = (methods.get("autoencoder") or {}).get("psnr")
         diff = "–" if pair.get("difference") is None else f"{pair['difference']:+.2f} dB"
         se = "–" if pair.get("standard_error") is None else f"{pair['standard_error']:.2f}"

@@ -43,7 +43,7 @@ from ..arguments import checked_level_range
 from ..figures import save_image
 from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
-from ..progress import progress_mode
+from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
 
@@ -243,7 +243,7 @@ class Evaluator:
     def _stage_done(self, label: str, nfe: torch.Tensor, seconds: float) -> None:
         """The line for one method on one batch: its mean NFE and time."""
         n = nfe.numel()
-        self._say(f"{self._batch}: {label}: {n} image{'s' if n != 1 else ''}, mean NFE {float(nfe.float().mean()):.1f}, {seconds:.1f} s "
+        self._say(f"{self._batch}: {label}: {plural(n, 'image')}, mean NFE {float(nfe.float().mean()):.1f}, {seconds:.1f} s "
                   f"({seconds / max(n, 1):.1f} s/image)")
 
     def _scores(self, estimate: torch.Tensor, target: torch.Tensor) -> dict[str, list]:
@@ -307,7 +307,6 @@ class Evaluator:
         if self.config.baseline:
             methods.append(f"{self.config.solver} on {self.baseline_solver.grid.label()}")
         methods += [f"fixed start {k}" for k in self.config.fixed_start]
-        plural = lambda n, word, ending="s": f"{n} {word}{'' if n == 1 else ending}"  # noqa: E731
         self._say(f"{plural(len(self.files), 'image')} in {plural(len(batches), 'batch', 'es')} of up to "
                   f"{self.config.batch_size}{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
                   f"{plural(world, 'process', 'es')}: {', '.join(methods)}")
