@@ -79,6 +79,7 @@ def _cmd_train_prior(args: argparse.Namespace) -> int:
         unet=args.unet, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay, mirror=not args.no_mirror, seed=args.seed, checkpoint_every=args.checkpoint_every,
         limit=args.limit, cpu=args.cpu, resume=not args.no_resume, init_from=args.init_from, force=args.force,
+        objective=args.objective,
     )
     summary = train_prior(config)
     if not _main_process():
@@ -369,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="train over a bundle that --output already holds")
     p.add_argument("--init-from", help="start from this bundle's UNet weights and keep its latent scale "
                    "('demo' or a folder; same preset and autoencoder), e.g. to fine-tune at a higher resolution")
+    p.add_argument("--objective", choices=["epsilon", "velocity"], default="epsilon",
+                   help="epsilon: a DDPM noise predictor on the LDM schedule; velocity: a rectified-flow prior "
+                   "(ALGORITHMS.md §12)")
     p.set_defaults(func=_cmd_train_prior)
 
     p = sub.add_parser("export", help="copy a bundle without its training files, optionally in float16")

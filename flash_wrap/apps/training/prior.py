@@ -1,9 +1,12 @@
-"""``flash-wrap train-prior``: train a latent ε-prediction DDPM prior and save a model bundle.
+"""``flash-wrap train-prior``: train a latent prior (ε-prediction DDPM, or a rectified flow) and save a bundle.
 
 Pipeline: encode every training image once with the (frozen) autoencoder, optionally with its
 horizontal mirror, and cache the raw latents; scale latents to unit variance with a factor
-computed on that data; train a diffusers ``UNet2DModel`` with the LDM schedule
-(ALGORITHMS.md §1) under accelerate, keeping EMA weights (diffusers ``EMAModel``); write a
+computed on that data; train a diffusers ``UNet2DModel`` under accelerate, either to predict the
+noise ε on the LDM schedule (ALGORITHMS.md §1, ``objective="epsilon"``) or to predict the velocity
+u = ε − z₀ on the rectified-flow path z_σ = (1 − σ)·z₀ + σ·ε (ALGORITHMS.md §12,
+``objective="velocity"``; σ uniform on (0, 1], timestep input σ·1000 as diffusers'
+``FlowMatchEulerDiscreteScheduler`` feeds it), keeping EMA weights (diffusers ``EMAModel``); write a
 :class:`~flash_wrap.models.LatentDiffusion` folder whose UNet holds the EMA weights. As in
 ``train-severity``, step ``k``'s batch, timesteps and noise are a pure function of
 ``(seed, k)``, so an interrupted run resumes exactly.
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from diffusers import UNet2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -45,6 +48,12 @@ UNET_PRESETS: dict[str, dict] = {
     "tiny": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D")),
 }
+
+
+#: what the network learns to predict: ``epsilon`` (DDPM) or ``velocity`` (rectified flow)
+OBJECTIVES = ("epsilon", "velocity")
+#: the flow prior's timestep input is σ times this (diffusers' ``num_train_timesteps`` convention)
+FLOW_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass
@@ -73,12 +82,16 @@ class PriorTrainingConfig:
     init_from: str | None = None
     #: train over a bundle that ``output`` already holds
     force: bool = False
+    #: "epsilon": a DDPM ε-predictor on the LDM schedule; "velocity": a rectified-flow velocity predictor
+    objective: str = "epsilon"
 
     def __post_init__(self) -> None:
         check_settings(self, {"image_size": (1, None), "steps": (1, None), "batch_size": (1, None),
                               "lr": (1e-12, None), "warmup_steps": (0, None), "ema_decay": (0, 1),
                               "seed": (0, 2**63 - 1), "checkpoint_every": (1, None), "keep_checkpoints": (1, None),
                               "limit": (1, None)})
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
 
 
 def load_autoencoder(spec: str | Path) -> Autoencoder:
@@ -135,6 +148,11 @@ def _cached_latents(config: PriorTrainingConfig, autoencoder: Autoencoder, files
     return latents
 
 
+def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    """The flow prior's scheduler: rectified flow, 1000 training timesteps, no shift (σ grid uniform)."""
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=FLOW_TRAIN_TIMESTEPS, shift=1.0)
+
+
 def build_unet(preset: str, latent_channels: int, latent_size: int) -> UNet2DModel:
     if preset not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}")
@@ -150,6 +168,20 @@ def _step_batch(latents: torch.Tensor, indices: list[int], seed: int, step: int,
     noise = torch.randn(z0.shape, generator=gen)
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
     return a.sqrt() * z0 + (1 - a).sqrt() * noise, t, noise
+
+
+def _flow_step_batch(latents: torch.Tensor, indices: list[int], seed: int, step: int):
+    """Flow states, timestep inputs and target velocities for one step (a function of seed and step only).
+
+    z_σ = (1 − σ)·z₀ + σ·ε with σ ~ U(0, 1] (ALGORITHMS.md §12); the target is u = ε − z₀ and the
+    network sees σ·1000, as diffusers' flow-matching scheduler feeds it at sampling time.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    z0 = latents[indices]
+    sigma = 1.0 - torch.rand(len(indices), generator=gen)  # (0, 1]: σ = 1 (pure noise) is a grid point
+    noise = torch.randn(z0.shape, generator=gen)
+    s = sigma.view(-1, 1, 1, 1)
+    return (1 - s) * z0 + s * noise, sigma * FLOW_TRAIN_TIMESTEPS, noise - z0
 
 
 def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> LatentDiffusion:
@@ -220,8 +252,8 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
     if parent_scale is not None:
         log.info("fine-tuning from %s: latent scale %.5f kept (latent std on this data %.4f)",
                  config.init_from, scale, float(latents.std()))
-    scheduler = ldm_scheduler()
-    alphas_cumprod = scheduler.alphas_cumprod.float()
+    scheduler = flow_scheduler() if config.objective == "velocity" else ldm_scheduler()
+    alphas_cumprod = ldm_scheduler().alphas_cumprod.float()
 
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
@@ -247,9 +279,12 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
             group["lr"] = config.lr * lr_at(step)
 
     def loss_fn(step: int, indices: list[int]) -> tuple[torch.Tensor, dict[str, str]]:
-        z_t, t, noise = _step_batch(latents, indices, noise_seed, step, alphas_cumprod)
+        if config.objective == "velocity":
+            z_t, t, target = _flow_step_batch(latents, indices, noise_seed, step)
+        else:
+            z_t, t, target = _step_batch(latents, indices, noise_seed, step, alphas_cumprod)
         pred = unet(z_t.to(accelerator.device), t.to(accelerator.device)).sample
-        return torch.nn.functional.mse_loss(pred, noise.to(accelerator.device)), {}
+        return torch.nn.functional.mse_loss(pred, target.to(accelerator.device)), {}
 
     def on_checkpoint(done: int, running: float) -> None:
         if not math.isfinite(running):  # never checkpoint, let alone save, a diverged model
