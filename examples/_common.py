@@ -1,5 +1,5 @@
 """Plumbing shared by the examples: command-line arguments, reading the shipped faces and the
-printed table (figures come from :mod:`flash_wrap.apps.figures`). Every example shows the
+printed table (figures come from :mod:`flash_wrap.figures`). Every example shows the
 whole public-API flow (model, operator, measurement, solver, Flash, metrics) itself.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 import flash_wrap
-from flash_wrap.apps.figures import save_figure, severity_panel
-from flash_wrap.apps.images import load_images
+from flash_wrap.figures import save_figure, severity_panel
+from flash_wrap.images import load_images
 
 #: The three 256×256 FFHQ faces shipped with flash-wrap for the demo (see their ATTRIBUTION.md).
 FACES_DIR = Path(flash_wrap.__file__).resolve().parent / "assets" / "faces"
@@ -48,7 +48,7 @@ def parse_args(name: str, doc: str, *, extra=None) -> argparse.Namespace:
 
 def load_faces(size: int, limit: int | None = None, folder: Path = FACES_DIR) -> torch.Tensor:
     """The faces of ``folder`` as ``(N, 3, size, size)`` float32 in [0, 1], loaded by flash-wrap's
-    one image loader (:func:`flash_wrap.apps.images.load_images`: centre crop, resize)."""
+    one image loader (:func:`flash_wrap.images.load_images`: centre crop, resize)."""
     return load_images(folder, size, limit)
 
 

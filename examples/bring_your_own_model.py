@@ -11,8 +11,8 @@ component folders: an autoencoder and a latent ε-prediction UNet, each saved wi
    ``config.json``: VQModel, AutoencoderKL, AutoencoderTiny or TAEF2; UNet2DModel, or
    UNet2DConditionModel with an explicit conditioning) together with a DDPM noise schedule,
 2. saves the result as a flash-wrap bundle folder (safetensors + JSON),
-3. fine-tunes a severity encoder for one task into that bundle (the Python API behind
-   ``flash-wrap train-severity``; the equivalent command is printed),
+3. fine-tunes a severity encoder for one task into that bundle by running the command
+   ``flash-wrap train-severity`` (printed, then run as ``python -m flash_wrap``),
 4. reloads the bundle and runs the solver bare and wrapped in Flash on the shipped faces.
 
     python examples/bring_your_own_model.py --autoencoder my_vq/ --unet my_unet/ \\
@@ -34,6 +34,8 @@ with `flash-wrap tune`):
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,9 +45,8 @@ from _common import FACES_DIR, load_faces, parse_args, print_summary, print_tabl
 from diffusers import UNet2DModel, VQModel
 
 from flash_wrap import Flash, LatentDiffusion, get_solver
-from flash_wrap.apps.images import list_images
-from flash_wrap.apps.metrics import psnr
-from flash_wrap.apps.training.severity import SeverityTrainingConfig, train_severity
+from flash_wrap.images import list_images
+from flash_wrap.metrics import psnr
 from flash_wrap.models import Autoencoder, Denoiser
 from flash_wrap.operators import get_task
 
@@ -119,20 +120,21 @@ def main() -> None:
               f"latents {model.latent_shape}) to {bundle}")
 
         # 3. A severity encoder for the task: the bundle's encoder (weights copied) + a variance head,
-        #    trained on fresh random degradations of clean images, written into the bundle.
+        #    trained on fresh random degradations of clean images, written into the bundle by the
+        #    command-line tool (its Python side belongs to the application, not to the library API).
         n_images = len(list_images(args.data)[: args.limit])
         val_images = min(16, n_images // 5)  # train-severity holds out at most a fifth of the images
-        print(f"training a {args.task} severity encoder for {train_steps} steps; the same from the command line:\n"
-              f"  flash-wrap train-severity --model {bundle} --task {args.task} --data {args.data} "
-              f"--steps {train_steps} --batch-size {args.batch_size} --lr {args.lr:g} --val-images {val_images} "
-              f"--checkpoint-every {train_steps} --no-resume --cpu"
-              + (f" --limit {args.limit}" if args.limit else ""))
+        command = ["train-severity", "--model", str(bundle), "--task", args.task, "--data", str(args.data),
+                   "--steps", str(train_steps), "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}",
+                   "--val-images", str(val_images), "--checkpoint-every", str(train_steps)]
+        command += ["--limit", str(args.limit)] if args.limit else []
+        print(f"training a {args.task} severity encoder for {train_steps} steps:\n  flash-wrap {' '.join(command)}",
+              flush=True)
         start = time.perf_counter()
-        summary = train_severity(SeverityTrainingConfig(
-            model=str(bundle), task=args.task, data=str(args.data), steps=train_steps, batch_size=args.batch_size,
-            lr=args.lr, val_images=val_images, checkpoint_every=train_steps, limit=args.limit, cpu=True, resume=False,
-        ))
-        print(f"trained in {time.perf_counter() - start:.1f} s; encoder written to {summary['written_to']}")
+        done = subprocess.run([sys.executable, "-m", "flash_wrap", *command])
+        if done.returncode != 0:
+            raise SystemExit(f"flash-wrap train-severity failed (exit status {done.returncode})")
+        print(f"trained in {time.perf_counter() - start:.1f} s")
 
         # 4. Reload the bundle like any other and solve: bare solver vs Flash.
         model = LatentDiffusion.from_pretrained(bundle)

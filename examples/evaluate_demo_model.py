@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from flash_wrap import Flash, LatentDiffusion, get_solver
-from flash_wrap.apps.images import list_images, load_image
-from flash_wrap.apps.metrics import ordering_accuracy, psnr, spearman
+from flash_wrap.images import list_images, load_image
+from flash_wrap.metrics import ordering_accuracy, psnr, spearman
 from flash_wrap.operators import GaussianBlur, get_task
 
 

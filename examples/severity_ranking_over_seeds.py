@@ -3,7 +3,7 @@
 ``flash-wrap eval`` draws one level t per image from the image's name and ``--seed``, and reports
 Spearman(σ̂, t) over those draws: 10 draws on the 10 development faces. With so few draws the
 figure is mostly the luck of the draw. This script repeats exactly eval's degradation
-(:func:`flash_wrap.apps.evaluation.runner.degrade`: the same levels, kernels and noise as an
+(:func:`flash_wrap.degradation.degrade`: the same levels, kernels and noise as an
 ``eval --seed S`` run) for seeds 0 … N−1, runs only the severity encoder, and prints the
 distribution of that Spearman over the seeds (seed 0 is eval's default, so its value is the one
 ``eval`` prints).
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from flash_wrap import LatentDiffusion
-from flash_wrap.apps.evaluation.runner import degrade
-from flash_wrap.apps.images import list_images, load_image
-from flash_wrap.apps.metrics import spearman
+from flash_wrap.degradation import degrade
+from flash_wrap.images import list_images, load_image
+from flash_wrap.metrics import spearman
 from flash_wrap.operators import get_task
 
 

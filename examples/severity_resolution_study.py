@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from flash_wrap import LatentDiffusion
-from flash_wrap.apps.images import list_images, load_image
-from flash_wrap.apps.metrics import spearman
+from flash_wrap.images import list_images, load_image
+from flash_wrap.metrics import spearman
 from flash_wrap.operators import GaussianBlur
 
 

@@ -463,7 +463,7 @@ def test_verbose_adds_the_traceback_for_user_errors(world, capsys):
 
 
 def test_sixteen_bit_grayscale_is_evaluated_as_gray_not_white(world):
-    from flash_wrap.apps.images import load_image
+    from flash_wrap.images import load_image
 
     ramp = (np.linspace(0, 65535, 40 * 36).reshape(36, 40)).astype(np.uint16)
     Image.fromarray(ramp).save(world / "ramp.png")
@@ -479,7 +479,7 @@ def torch_equal_channels(x) -> bool:
 
 
 def test_an_opaque_alpha_channel_is_dropped_and_partial_transparency_refused(world):
-    from flash_wrap.apps.images import ImageFileError, load_image
+    from flash_wrap.images import ImageFileError, load_image
 
     rgba = np.zeros((36, 40, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 255, 255

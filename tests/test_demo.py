@@ -27,7 +27,7 @@ from flash_wrap.apps.demo import (
     run_demo,
     sample_seed,
 )
-from flash_wrap.apps.images import list_images, load_image
+from flash_wrap.images import list_images, load_image
 from flash_wrap.models import LatentDiffusion
 from flash_wrap.operators import get_task
 from flash_wrap.testing import tiny_model, write_images

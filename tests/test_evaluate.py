@@ -12,9 +12,10 @@ from flash_wrap import get_solver
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare, paired
-from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig, image_generators, image_seed
+from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig
 from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
-from flash_wrap.apps.metrics import spearman
+from flash_wrap.degradation import image_generators, image_seed
+from flash_wrap.metrics import spearman
 from flash_wrap.testing import tiny_model, write_images
 
 

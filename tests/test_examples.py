@@ -4,6 +4,7 @@ it importing torch/diffusers and loading the model."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -15,6 +16,35 @@ from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SUMMARY = re.compile(r"mean NFE: baseline ([\d.]+) \| Flash ([\d.]+)")
+
+
+def _apps_imports(source: str) -> list[str]:
+    """The modules under ``flash_wrap.apps`` that a Python source imports, at any depth (``ast``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [n for n in names if n == "flash_wrap.apps" or n.startswith("flash_wrap.apps.")]
+        if isinstance(node, ast.ImportFrom) and node.module == "flash_wrap":
+            found += [f"flash_wrap.{a.name}" for a in node.names if a.name == "apps"]
+    return found
+
+
+def test_the_apps_import_finder_sees_every_form():
+    source = ("import flash_wrap.apps.cli\nfrom flash_wrap import apps\n"
+              "def f():\n    from flash_wrap.apps.images import x\n"
+              "import flash_wrap.metrics\nfrom flash_wrap import Flash\n")
+    assert _apps_imports(source) == ["flash_wrap.apps.cli", "flash_wrap.apps", "flash_wrap.apps.images"]
+
+
+def test_examples_use_only_the_public_api():
+    """The examples are what users copy: nothing under ``flash_wrap.apps`` (the commands'
+    internals, which may change); the public helpers are ``flash_wrap.metrics``, ``.images``,
+    ``.figures`` and ``.degradation``."""
+    files = sorted(EXAMPLES.rglob("*.py"))
+    assert len(files) >= 10
+    offenders = {str(f.relative_to(EXAMPLES)): _apps_imports(f.read_text()) for f in files}
+    assert {name: mods for name, mods in offenders.items() if mods} == {}
 
 
 def _run(script: str, tmp_path: Path, *extra: str) -> tuple[str, Path]:
@@ -109,9 +139,9 @@ def test_spearman_over_seeds_repeats_eval_s_draws(tmp_path: Path) -> None:
     import torch
 
     from flash_wrap import LatentDiffusion
-    from flash_wrap.apps.evaluation.runner import degrade
-    from flash_wrap.apps.images import load_image
-    from flash_wrap.apps.metrics import spearman
+    from flash_wrap.degradation import degrade
+    from flash_wrap.images import load_image
+    from flash_wrap.metrics import spearman
     from flash_wrap.operators import get_task
 
     example = _load_example("severity_ranking_over_seeds")

@@ -3,6 +3,18 @@
 Built from the source (``ast``), counting every runtime import, including imports inside
 functions (a lazy import that hides a cycle is still a cycle); imports under
 ``if TYPE_CHECKING:`` are for annotations only and are not counted.
+
+The layers, bottom to top (each may import only the ones below it; :data:`FORBIDDEN` spells out
+the rules this file checks):
+
+- ``models`` (autoencoder, denoiser, schedule, bundles), ``operators`` (forward models, tasks) and
+  ``severity`` (the severity encoder): none of them imports another layer's solvers or Flash;
+- core sampling (``start``, ``samplers``, ``grid``, ``state``, ``runner``, ``guidance``), the
+  plugin contract and registries (``hookspecs``, ``discovery``, ``registry``), ``solver`` and
+  ``flash``; ``testing`` (the contract suite) beside them;
+- the public helpers :data:`HELPERS` (metrics, image files, figures, reproducible degradations):
+  what users and the examples need besides the solvers; nothing below them imports them;
+- ``apps`` (the commands): nothing else imports it.
 """
 
 from __future__ import annotations
@@ -135,8 +147,12 @@ def test_the_core_does_not_import_the_applications():
     assert {m: d for m, d in offenders.items() if d} == {}
 
 
-#: layer -> modules it must not import (DESIGN.md's layer table)
+#: the public helpers: above the solvers and Flash, below the applications
+HELPERS = ("flash_wrap.metrics", "flash_wrap.images", "flash_wrap.figures", "flash_wrap.degradation")
+
+#: layer -> modules it must not import (the layer table in this file's docstring)
 FORBIDDEN = {
+    **{helper: ("flash_wrap.apps",) for helper in HELPERS},
     "flash_wrap.models": ("flash_wrap.solver", "flash_wrap.runner", "flash_wrap.flash", "flash_wrap.operators",
                           "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing"),
     "flash_wrap.operators": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.runner",
@@ -157,6 +173,16 @@ def test_layers_point_one_way(layer):
         for m in modules
     }
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_only_the_applications_and_the_helpers_themselves_import_the_helpers():
+    assert set(HELPERS) <= set(GRAPH)
+    users = {
+        m: sorted(d for d in deps if d in HELPERS)
+        for m, deps in GRAPH.items()
+        if m not in HELPERS and not m.startswith("flash_wrap.apps") and m != "flash_wrap.__main__"
+    }
+    assert {m: d for m, d in users.items() if d} == {}
 
 
 def test_built_in_plugins_use_only_the_public_api():

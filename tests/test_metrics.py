@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flash_wrap.apps.metrics import LPIPS, PSNR_CAP_DB, ordering_accuracy, psnr, spearman, ssim
+from flash_wrap.metrics import LPIPS, PSNR_CAP_DB, ordering_accuracy, psnr, spearman, ssim
 
 
 def test_psnr_known_values():

@@ -12,7 +12,7 @@ import torch
 import flash_wrap
 from flash_wrap import Flash, LatentDiffusion
 from flash_wrap.apps.demo import DEMO_TASKS, FACES_DIR
-from flash_wrap.apps.images import load_images
+from flash_wrap.images import load_images
 from flash_wrap.operators import get_task
 from flash_wrap_plugins.latent_dps import LatentDPS
 

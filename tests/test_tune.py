@@ -14,8 +14,8 @@ from PIL import Image
 from flash_wrap import LatentDiffusion, get_solver
 from flash_wrap.apps import tune as tune_module
 from flash_wrap.apps.cli import main
-from flash_wrap.apps.evaluation.config import image_generators, image_seed
 from flash_wrap.apps.evaluation.runner import EvalConfig, evaluate
+from flash_wrap.degradation import image_generators, image_seed
 from flash_wrap.testing import tiny_model, write_images
 
 TASK = "gaussian-blur"

@@ -27,13 +27,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..flash import Flash
+from ..images import list_images, load_image
+from ..metrics import psnr
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import DEFAULT_NOISE_STD, get_task
 from ..operators.tasks import SEED_BOUND
 from ..registry import get_solver
-from .images import list_images, load_image
-from .metrics import psnr
 from .progress import progress_mode
 from .runs import check_output_folder
 

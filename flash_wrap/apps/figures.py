@@ -1,137 +1,31 @@
-"""Every figure flash-wrap draws: PNG image grids, captioned panel figures (demo, examples),
-the evaluation plots (σ̂ vs severity, start-step histogram, PSNR vs NFE, example grid) and the
-tuning curve (PSNR vs η).
+"""The figures of the commands: the evaluation plots (σ̂ vs severity, start-step histogram, PSNR vs
+NFE, example grid) and the tuning curve (PSNR vs η), drawn from the commands' JSON results.
 
-matplotlib is imported inside the functions that draw with it, so importing this module is cheap.
+The public figure helpers (image grids, captioned panels) are :mod:`flash_wrap.figures`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, H, W)`` in [0, 1] → ``(B, H, W, 3)`` uint8."""
-    return (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write one ``(3, H, W)`` image in [0, 1] as an 8-bit PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image[None])[0]).save(path)
-    return path
-
-
-def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile ``(B, 3, H, W)`` images in [0, 1] into one RGB image, white gaps of ``pad`` pixels."""
-    pixels = to_uint8(images)
-    b, h, w, _ = pixels.shape
-    cols = columns or math.ceil(math.sqrt(b))
-    rows = math.ceil(b / cols)
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i in range(b):
-        r, c = divmod(i, cols)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = pixels[i]
-    return Image.fromarray(canvas)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-# -- captioned panels (demo, examples) ---------------------------------------------------------
-Column = tuple[str, torch.Tensor, Sequence[str]]  # (header, (B, 3|1, h, w) images, one caption per row)
-
-
-def save_figure(path: Path, title: str, columns: list[Column], *, row_labels: Sequence[str] | None = None,
-                panel: Callable | None = None) -> Path:
-    """One row per sample, one column per ``(header, images, captions)``; the caption goes under
-    each image. ``panel(ax)``, if given, draws an extra plot to the right spanning all rows."""
-    plt = _pyplot()
-
-    rows = columns[0][1].shape[0]
-    cols = len(columns)
-    extra = 3 if panel is not None else 0
-    width = 1.3 * cols + (1.3 * extra if panel is not None else 0)
-    height = 1.55 * rows + 0.7
-    fig = plt.figure(figsize=(width, max(height, 3.2 if panel is not None else 0)))
-    grid = fig.add_gridspec(rows, cols + extra)
-    for j, (header, images, captions) in enumerate(columns):
-        for i in range(rows):
-            ax = fig.add_subplot(grid[i, j])
-            img = images[i].detach().float().clamp(0, 1).cpu()
-            if img.shape[0] == 1:
-                ax.imshow(img[0].numpy(), cmap="gray", interpolation="nearest")
-            else:
-                ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel(captions[i], fontsize=6.5, labelpad=2)
-            if i == 0:
-                ax.set_title(header, fontsize=7.5)
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[i], fontsize=7)
-    if panel is not None:
-        ax = fig.add_subplot(grid[:, cols + 1:])
-        panel(ax)
-    fig.suptitle(title, fontsize=8.5)
-    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 0.97 if rows > 2 else 0.93))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.08)
-    plt.close(fig)
-    return path
-
-
-def severity_panel(xlabel: str, severity: torch.Tensor, sigma_hat: torch.Tensor, nfe: torch.Tensor,
-                   sweep: tuple[torch.Tensor, torch.Tensor] | None = None):
-    """A ``panel`` for :func:`save_figure`: σ̂ (left axis) and Flash NFE (right axis) against the
-    true severity; ``sweep = (severities, σ̂)`` adds the encoder's σ̂ on a dense grid."""
-
-    def draw(ax) -> None:
-        if sweep is not None:
-            ax.plot(sweep[0].numpy(), sweep[1].numpy(), color="tab:blue", alpha=0.35, lw=1,
-                    label="σ̂, dense sweep")
-        ax.plot(severity.numpy(), sigma_hat.numpy(), "o", color="tab:blue", ms=4, label="σ̂ (images shown)")
-        ax.set_xlabel(xlabel, fontsize=7)
-        ax.set_ylabel("predicted severity σ̂", fontsize=7, color="tab:blue")
-        ax.tick_params(labelsize=6)
-        twin = ax.twinx()
-        twin.plot(severity.numpy(), nfe.float().numpy(), "s", color="tab:red", ms=4, label="Flash NFE")
-        twin.set_ylabel("Flash NFE", fontsize=7, color="tab:red")
-        twin.tick_params(labelsize=6)
-        low, high = float(nfe.min()), float(nfe.max())
-        twin.set_ylim(max(low - 2, 0), high + 2)
-        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, fontsize=6, loc="upper left")
-        ax.set_title("σ̂ and Flash NFE vs true severity", fontsize=7.5)
-
-    return draw
+from ..figures import pyplot
 
 
 # -- evaluation figures ---------------------------------------------------------------------
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def severity_scatter(result: dict, path: Path) -> Path:
     """σ̂ against the true severity level, with Spearman and ordering accuracy in the title."""
     images = result["images"]
-    fig, ax = _pyplot().subplots(figsize=(4.2, 3.4))
+    fig, ax = pyplot().subplots(figsize=(4.2, 3.4))
     ax.scatter([r["severity"] for r in images], [r["sigma_hat"] for r in images], s=14, alpha=0.8)
     sev = result["severity"]
     rho = "n/a" if sev["spearman"] is None else f"{sev['spearman']:.3f}"
@@ -144,7 +38,7 @@ def severity_scatter(result: dict, path: Path) -> Path:
 def start_histogram(result: dict, path: Path) -> Path:
     """Histogram of Flash's start steps."""
     starts = [r["start_step"] for r in result["images"]]
-    fig, ax = _pyplot().subplots(figsize=(4.2, 3.2))
+    fig, ax = pyplot().subplots(figsize=(4.2, 3.2))
     ax.hist(starts, bins=min(30, max(5, len(set(starts)))), color="tab:orange")
     ax.set(xlabel=f"start step s (of {result['steps']}, {result['scheduler']})", ylabel="images",
            title=f"Flash start steps, mean NFE {result['methods']['flash']['nfe_mean']:.1f}")
@@ -155,7 +49,7 @@ def start_histogram(result: dict, path: Path) -> Path:
 def psnr_vs_nfe(result: dict, path: Path) -> Path:
     """The paper's adaptivity figure: fixed starts as a curve, Flash as one point at its mean NFE."""
     methods = result["methods"]
-    fig, ax = _pyplot().subplots(figsize=(4.4, 3.4))
+    fig, ax = pyplot().subplots(figsize=(4.4, 3.4))
     fixed = sorted((int(m.rsplit("_", 1)[1]), v) for m, v in methods.items() if m.startswith("fixed_start_"))
     if fixed:
         ax.plot([k for k, _ in fixed], [v["psnr"] for _, v in fixed], "o-", color="tab:gray", label="fixed start")
@@ -178,7 +72,7 @@ def example_grid(out: Path, result: dict, path: Path) -> Path | None:
     if not stems:
         return None
     columns = ["clean", "degraded", *result["methods"]]
-    fig, axes = _pyplot().subplots(len(stems), len(columns), figsize=(1.5 * len(columns), 1.6 * len(stems)), squeeze=False)
+    fig, axes = pyplot().subplots(len(stems), len(columns), figsize=(1.5 * len(columns), 1.6 * len(stems)), squeeze=False)
     by_name = {r["name"]: r for r in result["images"]}
     for i, stem in enumerate(stems):
         for j, col in enumerate(columns):
@@ -204,7 +98,7 @@ def tune_curve(result: dict, path: Path) -> Path:
     sees the same images and noise, so the spread across images (in the table) says little about
     the difference between configurations."""
     grid = result["grid"]
-    fig, ax = _pyplot().subplots(figsize=(4.6, 3.4))
+    fig, ax = pyplot().subplots(figsize=(4.6, 3.4))
     # a bare run (tune --baseline) has no noise correction: its rows carry c = None
     for c in sorted({g["c"] for g in grid}, key=lambda c: -1.0 if c is None else c):
         rows = sorted((g for g in grid if g["c"] == c), key=lambda g: g["eta"])

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..figures import image_grid
 from ..grid import OwnSampler, grid_for
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..rng import GeneratorArg, randn
-from .figures import image_grid
 from .runs import check_new_file
 
 #: DDPM over every timestep by default; a shorter grid is DDIM with η = 1 (ancestral-like noise).

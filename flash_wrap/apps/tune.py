@@ -4,7 +4,7 @@ one model and task on a held-out validation folder, and store the best values in
 The paper tuned η per task on held-out images ([P App. A]: η over {0.5, 1, 1.5, 2, 5, 7, 10});
 its values do not transfer to another latent space (on the demo model the paper's η diverges).
 For every ``(η, c)`` of the grid, Flash(solver with those values) reconstructs every validation
-image, degraded exactly as ``flash-wrap eval`` degrades it (:func:`~flash_wrap.apps.evaluation.runner.degrade`:
+image, degraded exactly as ``flash-wrap eval`` degrades it (:func:`flash_wrap.degradation.degrade`:
 the level, drawn from the task's evaluation range, the noise and the kernel come from the image's
 file-name seed, and Flash's correction and solver noise from the same per-image stream as in
 ``eval``), so every configuration sees the same measurements and the same noise, and ``eval`` on
@@ -57,8 +57,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .._numbers import is_finite_number
+from ..degradation import degrade, image_generators, task_operator
 from ..flash import Flash
 from ..grid import grid_for
+from ..images import list_images, load_image, usable_images
+from ..metrics import psnr
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import get_task
@@ -66,11 +69,9 @@ from ..registry import get_solver
 from ..solver import Solver
 from .arguments import check_settings, checked_level_range
 from .bundles import bundle_target, write_bundle
-from .evaluation.config import RUN_FILE, image_generators
-from .evaluation.runner import BASELINE_STREAM, CHECK_SIZE, FLASH_STREAM, degrade, task_operator
+from .evaluation.config import RUN_FILE
+from .evaluation.runner import BASELINE_STREAM, CHECK_SIZE, FLASH_STREAM
 from .figures import tune_curve
-from .images import list_images, load_image, usable_images
-from .metrics import psnr
 from .progress import progress_mode
 from .runs import (
     LOCK_NAME,

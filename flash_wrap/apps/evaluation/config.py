@@ -1,11 +1,9 @@
-"""The settings of one ``flash-wrap eval`` run, the per-image seed rule and the file names of
-its results folder."""
+"""The settings of one ``flash-wrap eval`` run and the file names of its results folder (the
+per-image seed rule is :func:`flash_wrap.degradation.image_seed`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import torch
 
 from ..arguments import check_settings
 
@@ -69,12 +67,3 @@ class EvalConfig:
                 keep.pop(name)
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None
         return keep
-
-
-def image_seed(name: str, seed: int) -> int:
-    """Per-image seed: little-endian integer of the file name's bytes mod 2³²−1, mixed with ``seed``."""
-    return (int.from_bytes(name.encode(), "little") + 1_000_003 * seed) % (2**32 - 1)
-
-
-def image_generators(seeds: list[int], offset: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed((s + offset) % (2**63)) for s in seeds]

@@ -9,8 +9,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ...metrics import spearman
 from ..figures import write_figures
-from ..metrics import spearman
 from .config import RECORDS
 
 METRICS = ("psnr", "ssim", "lpips")

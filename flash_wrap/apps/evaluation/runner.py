@@ -33,51 +33,27 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
+from ...degradation import degrade, image_generators, image_seed, task_operator
 from ...flash import Flash
+from ...images import list_images, load_image, save_image, usable_images
+from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
-from ...operators import Operator, Task, get_task
+from ...operators import Operator, get_task
 from ...registry import get_solver, unused_solver_defaults
 from ...solver import Solver
 from ..arguments import checked_level_range
-from ..figures import save_image
-from ..images import list_images, load_image, usable_images
-from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
-from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
+from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig
 
 #: images are fully decoded at this size when checked, before any work
 CHECK_SIZE = 16
-#: each image's random streams (``image_generators`` offsets): its severity level, its
-#: measurement noise, Flash, the bare baseline, and fixed start ``k`` at ``FIXED_START_STREAM + k``
-LEVEL_STREAM, NOISE_STREAM, FLASH_STREAM, BASELINE_STREAM, FIXED_START_STREAM = 0, 1, 2, 3, 4
+#: each image's random streams (``image_generators`` offsets) after its degradation's (level 0,
+#: noise 1): Flash, the bare baseline, and fixed start ``k`` at ``FIXED_START_STREAM + k``
+FLASH_STREAM, BASELINE_STREAM, FIXED_START_STREAM = 2, 3, 4
 
 log = logging.getLogger(__name__)
-
-
-def task_operator(task: Task, names: list[str], levels: torch.Tensor, image_size: int, seed: int) -> Operator:
-    """``task``'s operator at ``levels`` (``(B,)``) for the images ``names``, each with its own kernel seed."""
-    seeds = torch.tensor([image_seed(n, seed) % (2**31 - 1) for n in names])
-    return task.operator(levels, image_size, seed=seeds)
-
-
-def degrade(task: Task, names: list[str], x: torch.Tensor, level_range: tuple[float, float],
-            seed: int) -> tuple[list[int], torch.Tensor, Operator, torch.Tensor]:
-    """The degradation ``eval`` applies to the clean images ``x`` (``(B, 3, H, W)`` in [0, 1])
-    named ``names``: each image's level ``t`` uniform in ``level_range`` and its measurement noise
-    come from its own file-name seed, so they do not depend on the batch or on the other images.
-
-    Returns ``(seeds, levels, operator, y)``: the per-image seeds (for :func:`image_generators`
-    at the ``*_STREAM`` offsets), ``(B,)`` levels, the operator and the measurements.
-    """
-    seeds = [image_seed(n, seed) for n in names]
-    lo, hi = level_range
-    levels = torch.tensor([lo + (hi - lo) * float(torch.rand(1, generator=g))
-                           for g in image_generators(seeds, LEVEL_STREAM)])
-    operator = task_operator(task, names, levels, x.shape[-1], seed)
-    y = operator.measure(x, generator=image_generators(seeds, NOISE_STREAM))
-    return seeds, levels, operator, y
 
 
 class Evaluator:

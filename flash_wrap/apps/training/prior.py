@@ -29,9 +29,9 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ...images import ImageFolder, list_images, usable_images
 from ...models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
 from ..arguments import check_settings
-from ..images import ImageFolder, list_images, usable_images
 from ..runs import check_output_folder, exclusive_if_main, fingerprint_files
 from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, load_extra, prune_checkpoints, save_checkpoint
 from .loop import StepLoop

@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Sampler
 
+from ...images import ImageFolder, list_images, usable_images
 from ...models import LatentDiffusion
 from ...models._io import read_json
 from ...models.bundle_io import folder_kind
@@ -28,7 +29,6 @@ from ...models.latent_space import check_encoder_source
 from ...operators import get_task
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
-from ..images import ImageFolder, list_images, usable_images
 from ..runs import check_output_folder, exclusive_if_main, fingerprint_files, main_process
 from .checkpoint import check_resume, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .loop import StepLoop

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["LPIPS", "PSNR_CAP_DB", "ordering_accuracy", "psnr", "spearman", "ssim"]
+
 #: PSNR of identical images is infinite; it is reported as this cap instead (documented).
 PSNR_CAP_DB = 100.0
 

@@ -1,4 +1,6 @@
-"""Image folders: the one place where images are cropped and resized (and it says so)."""
+"""Images in and out: loading files and folders as ``(3, size, size)`` / ``(N, 3, size, size)``
+float32 tensors in [0, 1] (the one place where images are cropped and resized, and it says so) and
+saving a ``(3, H, W)`` tensor in [0, 1] as an 8-bit PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+__all__ = ["IMAGE_SUFFIXES", "ImageFileError", "ImageFolder", "check_images", "list_images", "load_image",
+           "load_images", "save_image", "to_uint8", "usable_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 log = logging.getLogger(__name__)
@@ -157,3 +162,16 @@ def load_images(folder: str | Path, size: int, limit: int | None = None) -> torc
     """The first ``limit`` images of ``folder`` (sorted, see :func:`list_images`) as
     ``(N, 3, size, size)`` float32 in [0, 1], each loaded by :func:`load_image`."""
     return torch.stack([load_image(p, size) for p in list_images(folder)[:limit]])
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(B, 3, H, W)`` in [0, 1] → ``(B, H, W, 3)`` uint8 (rounded; values outside [0, 1] are clipped)."""
+    return (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write one ``(3, H, W)`` image in [0, 1] as an 8-bit PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image[None])[0]).save(path)
+    return path
