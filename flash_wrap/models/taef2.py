@@ -1,6 +1,7 @@
 """TAEF2: the tiny autoencoder distilled from the FLUX.2 VAE (madebyollin/taesd, MIT).
 
-Our own implementation of the architecture described in ``shared/data/weights/taef2/SOURCE.md``.
+Our own implementation of the TAEF2 architecture of madebyollin/taesd (commit 5cccb12; its MIT
+notice: the demo bundle's model card and ``autoencoder/LICENSE``).
 Both halves are plain ``nn.Sequential`` stacks, so their state-dict keys ("0.weight",
 "11.pool.0.weight", ...) match the published ``taef2_encoder.pth`` / ``taef2_decoder.pth`` exactly.
 Images are in [0, 1] (not [-1, 1]); latents have 32 channels at 1/8 resolution.
