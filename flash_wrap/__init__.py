@@ -5,6 +5,9 @@
     >>> out = Flash(LatentDPS(model)).reconstruct(y, operator, generator=torch.Generator().manual_seed(0))
 
 Solvers are pluggy plugins (entry-point group ``flash_wrap``); see :mod:`flash_wrap.hookspecs`.
+Helpers beside the solvers are public modules: :mod:`flash_wrap.metrics` (PSNR, SSIM, ...),
+:mod:`flash_wrap.images` (load and save images), :mod:`flash_wrap.figures` and
+:mod:`flash_wrap.degradation` (``eval``'s reproducible per-image degradations).
 The names below are imported on first use, so ``import flash_wrap`` (and ``flash-wrap --help``)
 loads neither torch nor diffusers.
 """
