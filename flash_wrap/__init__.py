@@ -4,7 +4,7 @@
     >>> LatentDPS = get_solver("latent-dps")
     >>> out = Flash(LatentDPS(model)).reconstruct(y, operator, generator=torch.Generator().manual_seed(0))
 
-Solvers are pluggy plugins (entry-point group ``flash_wrap``); see :mod:`flash_wrap.hookspecs`.
+Solvers and tasks are pluggy plugins (entry-point group ``flash_wrap``); see :mod:`flash_wrap.hookspecs`.
 The names below are imported on first use, so ``import flash_wrap`` (and ``flash-wrap --help``)
 loads neither torch nor diffusers.
 """
@@ -20,7 +20,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .flash import Flash
     from .models import LatentDiffusion
-    from .registry import get_solver
+    from .registry import get_solver, get_task
     from .result import Reconstruction
     from .solver import Solver
     from .state import StepState
@@ -38,9 +38,10 @@ _LAZY = {
     "Solver": "solver",
     "StepState": "state",
     "get_solver": "registry",
+    "get_task": "registry",
 }
 
-__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "hookimpl", "__version__"]
+__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "get_task", "hookimpl", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 from ...flash import Flash
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
-from ...operators import Operator, Task, get_task
-from ...registry import get_solver, unused_solver_defaults
+from ...operators import Operator, Task
+from ...registry import get_solver, get_task, unused_solver_defaults
 from ...solver import Solver
 from ..arguments import checked_level_range
 from ..figures import save_image
