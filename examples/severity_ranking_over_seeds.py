@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from flash_wrap import LatentDiffusion
+from flash_wrap import LatentDiffusion, get_task
 from flash_wrap.apps.evaluation.runner import degrade
 from flash_wrap.apps.images import list_images, load_image
 from flash_wrap.apps.metrics import spearman
-from flash_wrap.operators import get_task
 
 
 @torch.no_grad()
