@@ -103,3 +103,14 @@ def test_eval_runs_the_installed_task_and_solvers_fall_back_to_their_generic_def
     assert "box-inpainting" not in latent_dps.defaults
     assert result["hyperparameters"]["flash"] == dict(latent_dps.fallback)
     assert get_registry().tasks["box-inpainting"].origin == ORIGIN
+
+
+def test_the_contract_suite_covers_every_registered_task_by_default(installed):
+    from flash_wrap.testing import SolverContract
+
+    class Contract(SolverContract):
+        solver_class = get_solver("latent-dps")
+        refused_tasks = ("motion-blur",)
+
+    assert sorted(Contract().supported_tasks) == ["box-inpainting", "gaussian-blur", "random-inpainting",
+                                                  "super-resolution"]
