@@ -44,11 +44,10 @@ import torch
 from _common import FACES_DIR, load_faces, parse_args, print_summary, print_table, save_figure
 from diffusers import UNet2DModel, VQModel
 
-from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap import Flash, LatentDiffusion, get_solver, get_task
 from flash_wrap.images import list_images
 from flash_wrap.metrics import psnr
 from flash_wrap.models import Autoencoder, Denoiser
-from flash_wrap.operators import get_task
 
 
 def make_tiny_diffusers_models(folder: Path, image_size: int = 32) -> tuple[Path, Path]:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap import Flash, LatentDiffusion, get_solver, get_task
 from flash_wrap.images import list_images, load_image
 from flash_wrap.metrics import ordering_accuracy, psnr, spearman
-from flash_wrap.operators import GaussianBlur, get_task
+from flash_wrap.operators import GaussianBlur
 
 
 def severity_check(model: LatentDiffusion, faces: torch.Tensor, seeds: int = 3, draws: int = 10) -> dict:

@@ -28,9 +28,8 @@ import time
 import torch
 from _common import load_faces, parse_args, print_summary, print_table, save_figure, severity_panel
 
-from flash_wrap import Flash, LatentDiffusion, get_solver
+from flash_wrap import Flash, LatentDiffusion, get_solver, get_task
 from flash_wrap.metrics import psnr
-from flash_wrap.operators import get_task
 
 
 def main() -> None:

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from flash_wrap import LatentDiffusion
+from flash_wrap import LatentDiffusion, get_task
 from flash_wrap.degradation import degrade
 from flash_wrap.images import list_images, load_image
 from flash_wrap.metrics import spearman
-from flash_wrap.operators import get_task
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@
     >>> LatentDPS = get_solver("latent-dps")
     >>> out = Flash(LatentDPS(model)).reconstruct(y, operator, generator=torch.Generator().manual_seed(0))
 
-Solvers are pluggy plugins (entry-point group ``flash_wrap``); see :mod:`flash_wrap.hookspecs`.
+Solvers and tasks are pluggy plugins (entry-point group ``flash_wrap``); see :mod:`flash_wrap.hookspecs`.
 Helpers beside the solvers are public modules: :mod:`flash_wrap.metrics` (PSNR, SSIM, ...),
 :mod:`flash_wrap.images` (load and save images), :mod:`flash_wrap.figures` and
 :mod:`flash_wrap.degradation` (``eval``'s reproducible per-image degradations).
@@ -23,7 +23,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .flash import Flash
     from .models import LatentDiffusion
-    from .registry import get_solver
+    from .registry import get_solver, get_task
     from .result import Reconstruction
     from .solver import Solver
     from .state import StepState
@@ -41,9 +41,10 @@ _LAZY = {
     "Solver": "solver",
     "StepState": "state",
     "get_solver": "registry",
+    "get_task": "registry",
 }
 
-__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "hookimpl", "__version__"]
+__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "get_task", "hookimpl", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

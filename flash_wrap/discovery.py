@@ -2,8 +2,12 @@
 
 A plugin is a module (or object) that implements hooks of :mod:`flash_wrap.hookspecs`. This
 module only finds plugins and registers them with a pluggy ``PluginManager``; what they
-register (solvers) is collected and checked by :mod:`flash_wrap.registry`, one layer up, so
-the reverse loop can reach the process-wide observers without knowing about solvers.
+register (solvers, tasks) is collected and checked by :mod:`flash_wrap.registry`, one layer up,
+so the reverse loop can reach the process-wide observers without knowing about solvers.
+
+A distribution may list one module under several entry points (one per name it registers: the
+naming convention of :mod:`flash_wrap.hookspecs`); the module is loaded and registered once, as
+the plugin named by its entry point, or by the module's path where there are several.
 
 A plugin that fails to import becomes a :class:`BrokenPlugin` record (with a warning) and the
 others still load; ``FLASH_WRAP_STRICT_PLUGINS=1`` raises instead. :func:`plugins` is built on
@@ -33,11 +37,13 @@ class PluginError(LookupError):
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    """A plugin that failed to load, with the error it raised."""
+    """A plugin that failed to load, with the error it raised and the entry-point names it was
+    listed under (what a user asks for by name)."""
 
     plugin: str
     origin: str
     error: str
+    names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -49,6 +55,11 @@ class PluginSet:
     strict: bool = False
     origins: dict[str, str] = field(default_factory=dict)
     broken: list[BrokenPlugin] = field(default_factory=list)
+    #: plugin -> the entry-point names of its distribution in the group (absent for in-process
+    #: plugins): the names it may register
+    declared: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: plugin -> the entry-point names it was listed under
+    entry_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -75,28 +86,41 @@ class PluginSet:
             self.manager.unregister(plugin, name=name)
         self.origins.pop(name, None)
 
-    def load_entry_point(self, ep: EntryPoint) -> None:
-        origin = entry_point_origin(ep)
+    def load_entry_points(self, eps: list[EntryPoint], declared: frozenset[str]) -> None:
+        """Load the module the entry points ``eps`` (one distribution, one value) name, once.
+
+        ``declared``: every name the distribution lists in the group."""
+        names = tuple(ep.name for ep in eps)
+        name = names[0] if len(names) == 1 else eps[0].value
+        origin = entry_point_origin(eps)
+        self.entry_names[name] = names
         try:
-            plugin = ep.load()
+            plugin = eps[0].load()
         except Exception as err:
-            self.mark_broken(ep.name, origin, err)
+            self.mark_broken(name, origin, err)
             return
-        self.add(plugin, ep.name, origin)
+        if self.add(plugin, name, origin):
+            self.declared[name] = declared
 
     def mark_broken(self, plugin: str, origin: str, err: Exception) -> None:
         if self.strict:
             raise PluginError(f"plugin {plugin!r} ({origin}) failed to load: {err!r}") from err
         message = f"{type(err).__name__}: {err}"
-        self.broken.append(BrokenPlugin(plugin, origin, message))
+        self.broken.append(BrokenPlugin(plugin, origin, message, self.entry_names.get(plugin, ())))
         warnings.warn(f"flash-wrap plugin {plugin!r} ({origin}) is broken and was skipped: {message}", stacklevel=3)
 
 
-def entry_point_origin(ep: EntryPoint) -> str:
-    """``"<distribution> <version>, entry point <name> = <value>"``."""
-    dist = ep.dist
+def entry_point_origin(eps: list[EntryPoint]) -> str:
+    """``"<distribution> <version>, entry point <name> = <value>"`` (``entry points <a>, <b> = …``
+    for one module listed under several names)."""
+    dist = eps[0].dist
     where = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-    return f"{where}, entry point {ep.name} = {ep.value}"
+    label = "entry point" if len(eps) == 1 else "entry points"
+    return f"{where}, {label} {', '.join(ep.name for ep in eps)} = {eps[0].value}"
+
+
+def _distribution(ep: EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else ""
 
 
 def strict_from_env() -> bool:
@@ -113,11 +137,16 @@ def new_plugin_set(*, strict: bool | None = None) -> PluginSet:
 def load_plugins(*, strict: bool | None = None) -> PluginSet:
     """A fresh plugin set holding every plugin of the ``flash_wrap`` entry-point group."""
     plugin_set = new_plugin_set(strict=strict)
-    seen: set[tuple[str, str]] = set()
+    unique: dict[tuple[str, str], EntryPoint] = {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
-        if (ep.name, ep.value) not in seen:  # the same distribution can be on sys.path twice
-            seen.add((ep.name, ep.value))
-            plugin_set.load_entry_point(ep)
+        unique.setdefault((ep.name, ep.value), ep)  # the same distribution can be on sys.path twice
+    modules: dict[tuple[str, str], list[EntryPoint]] = {}
+    declared: dict[str, set[str]] = {}
+    for ep in unique.values():
+        modules.setdefault((_distribution(ep), ep.value), []).append(ep)
+        declared.setdefault(_distribution(ep), set()).add(ep.name)
+    for (dist, _), eps in modules.items():
+        plugin_set.load_entry_points(eps, frozenset(declared[dist]))
     return plugin_set
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flash_wrap import get_task
 from flash_wrap.degradation import degrade, image_generators, image_seed
-from flash_wrap.operators import get_task
 from flash_wrap.testing import smooth_images
 
 

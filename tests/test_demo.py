@@ -19,8 +19,6 @@ from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import (
     DEFAULT_FACES,
     DEFAULT_STEPS,
-    DEMO_LEVELS,
-    DEMO_TASKS,
     NOISE_STREAM,
     ROW_KEYS,
     STREAMS,
@@ -29,7 +27,7 @@ from flash_wrap.apps.demo import (
 )
 from flash_wrap.images import list_images, load_image
 from flash_wrap.models import LatentDiffusion
-from flash_wrap.operators import get_task
+from flash_wrap.registry import get_task
 from flash_wrap.testing import tiny_model, write_images
 
 STEPS = 6
@@ -77,15 +75,18 @@ def _degrade(model: LatentDiffusion, faces, task: str, level: float, seed: int):
     return clean, operator, y
 
 
+def _levels(task: str) -> tuple[float, ...]:
+    return get_task(task).demo_levels
+
+
 def test_demo_levels_span_each_tasks_training_range():
-    assert set(DEMO_LEVELS) == set(DEMO_TASKS)
-    for task, levels in DEMO_LEVELS.items():
+    for task in TASKS:
         lo, hi = get_task(task).train_range
-        assert all(lo <= t <= hi for t in levels) and list(levels) == sorted(levels)
-    assert DEMO_LEVELS["gaussian-blur"] == DEMO_LEVELS["motion-blur"] == get_task("gaussian-blur").train_range
-    missing = get_task("random-inpainting").operator(torch.tensor(DEMO_LEVELS["random-inpainting"]), 64).severity
+        assert all(lo <= t <= hi for t in _levels(task)) and list(_levels(task)) == sorted(_levels(task))
+    assert _levels("gaussian-blur") == _levels("motion-blur") == get_task("gaussian-blur").train_range
+    missing = get_task("random-inpainting").operator(torch.tensor(_levels("random-inpainting")), 64).severity
     assert missing.tolist() == pytest.approx([0.3, 0.8])
-    assert len(DEMO_LEVELS["super-resolution"]) == 1  # t is ignored: one severity row
+    assert len(_levels("super-resolution")) == 1  # t is ignored: one severity row
 
 
 def test_demo_json_has_one_row_per_task_and_level_with_exactly_the_documented_keys(demo_run):
@@ -96,7 +97,7 @@ def test_demo_json_has_one_row_per_task_and_level_with_exactly_the_documented_ke
     assert summary["seconds"] > 0
     rows = summary["rows"]
     assert all(list(row) == list(ROW_KEYS) for row in rows)
-    assert [(r["task"], r["level"]) for r in rows] == [(t, lv) for t in TASKS for lv in DEMO_LEVELS[t]]
+    assert [(r["task"], r["level"]) for r in rows] == [(t, lv) for t in TASKS for lv in _levels(t)]
     assert sum(r["task"] == "super-resolution" for r in rows) == 1
     assert rows == out["rows"]
     for r in rows:

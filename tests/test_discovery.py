@@ -176,3 +176,55 @@ def test_remove_unregisters_a_plugin():
     plugin_set.remove("observer")
     assert not plugin_set.manager.has_plugin("observer") and "observer" not in plugin_set.origins
     plugin_set.remove("never-added")  # a no-op
+
+
+TWO_TASKS = '''
+from flash_wrap import hookimpl
+from flash_wrap.operators import GaussianBlur, Task
+
+def _build(t, size, noise_std, seeds):
+    return GaussianBlur(1.0 + t, noise_std)
+
+@hookimpl
+def flash_wrap_register_tasks(register):
+    register(Task("soft-blur", "", (0.0, 1.0), (0.0, 1.0), _build))
+    register(Task("hard-blur", "", (0.0, 1.0), (0.0, 1.0), _build))
+'''
+
+
+def test_a_module_listed_under_several_names_loads_once(fake_dist):
+    from flash_wrap.registry import PluginRegistry
+
+    fake_dist("blur-tasks", {"blur_tasks_once": TWO_TASKS},
+              {"soft-blur": "blur_tasks_once", "hard-blur": "blur_tasks_once"})
+    plugin_set = load_plugins(strict=True)  # a second registration of one module would raise
+    origin = plugin_set.origins["blur_tasks_once"]
+    assert origin == "blur-tasks 1.0, entry points hard-blur, soft-blur = blur_tasks_once"
+    assert plugin_set.entry_names["blur_tasks_once"] == ("hard-blur", "soft-blur")
+    registry = PluginRegistry.from_plugins(plugin_set)
+    assert {registry.tasks[n].plugin for n in ("soft-blur", "hard-blur")} == {"blur_tasks_once"}
+
+
+def test_a_name_no_entry_point_declares_is_a_warning_not_a_failure(fake_dist):
+    from flash_wrap.registry import PluginRegistry
+
+    fake_dist("blur-tasks", {"blur_tasks_undeclared": TWO_TASKS}, {"soft-blur": "blur_tasks_undeclared"})
+    plugin_set = load_plugins(strict=True)
+    with pytest.warns(UserWarning, match="registers the task 'hard-blur', which none of its distribution's flash_wrap "
+                      "entry points declares; list `hard-blur = <its module>`"):
+        registry = PluginRegistry.from_plugins(plugin_set)
+    assert {"soft-blur", "hard-blur"} <= set(registry.tasks) and registry.broken == []
+
+
+def test_a_broken_module_is_found_by_each_of_its_names(fake_dist):
+    from flash_wrap.registry import PluginRegistry
+
+    fake_dist("blur-tasks", {"blur_tasks_broken": "raise ImportError('no kernels')\n"},
+              {"soft-blur": "blur_tasks_broken", "hard-blur": "blur_tasks_broken"})
+    with pytest.warns(UserWarning, match="plugin 'blur_tasks_broken' .*is broken.*no kernels"):
+        plugin_set = load_plugins()
+    (broken,) = plugin_set.broken
+    assert broken.names == ("hard-blur", "soft-blur")
+    registry = PluginRegistry.from_plugins(plugin_set)
+    with pytest.raises(PluginError, match="task plugin 'soft-blur' is broken .*entry points hard-blur, soft-blur.*no kernels"):
+        registry.task("soft-blur")

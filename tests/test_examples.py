@@ -138,11 +138,10 @@ def test_spearman_over_seeds_repeats_eval_s_draws(tmp_path: Path) -> None:
     draw other levels, so the figure moves."""
     import torch
 
-    from flash_wrap import LatentDiffusion
+    from flash_wrap import LatentDiffusion, get_task
     from flash_wrap.degradation import degrade
     from flash_wrap.images import load_image
     from flash_wrap.metrics import spearman
-    from flash_wrap.operators import get_task
 
     example = _load_example("severity_ranking_over_seeds")
     model = LatentDiffusion.from_pretrained("demo")

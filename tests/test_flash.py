@@ -9,7 +9,8 @@ import torch
 
 import flash_wrap.flash as flash_module
 from flash_wrap import Flash
-from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, SuperResolution, get_task
+from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, SuperResolution
+from flash_wrap.registry import get_task
 from flash_wrap.start import correct_noise, start_index
 from flash_wrap.testing import Darken, ProgrammedSeverity, generators, smooth_images, tiny_model
 from flash_wrap_plugins.latent_dps import LatentDPS

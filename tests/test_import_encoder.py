@@ -26,8 +26,11 @@ import torch
 from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel
 from safetensors.torch import save_file
 
+from flash_wrap import hookimpl
 from flash_wrap.apps.cli import main
 from flash_wrap.models import LatentDiffusion
+from flash_wrap.operators import RandomInpainting, Task
+from flash_wrap.registry import get_registry, load_registry
 from flash_wrap.severity.official import load_official_severity_encoder, read_official, read_official_checkpoint
 from flash_wrap.testing import tiny_model
 
@@ -515,10 +518,35 @@ def test_the_light_checkpoint_of_the_official_extractor_is_checked_too(official,
 def test_the_library_loader_checks_the_task_when_given_one(official, bundle, tmp_path):
     file = _official_ckpt(official, tmp_path, NONLINEAR_BLUR)
     model = LatentDiffusion.from_pretrained(bundle)
+    official_tasks = get_registry().official_tasks()
     with pytest.raises(ValueError, match=re.escape("not gaussian-blur; pass --task motion-blur")):
-        load_official_severity_encoder(file, model, task="gaussian-blur", noise_std=0.05)
-    _assert_official(load_official_severity_encoder(file, model, task="motion-blur", noise_std=0.05), official)
+        load_official_severity_encoder(file, model, task="gaussian-blur", official_tasks=official_tasks, noise_std=0.05)
+    _assert_official(load_official_severity_encoder(file, model, task="motion-blur", official_tasks=official_tasks,
+                                                    noise_std=0.05), official)
     _assert_official(load_official_severity_encoder(file, model), official)  # no task: not checked
+    with pytest.raises(TypeError, match="a task needs official_tasks"):
+        load_official_severity_encoder(file, model, task="motion-blur")
+
+
+def test_a_registered_task_declares_the_official_operators_it_imports(official, bundle, tmp_path, capsys, monkeypatch):
+    # the official box-inpainting encoders have no built-in task; a plugin's task that claims them imports them
+    class BoxTask:
+        @hookimpl
+        def flash_wrap_register_tasks(self, register):
+            register(Task("centre-box", "a centred hole", (0.0, 1.0), (0.0, 1.0),
+                          lambda t, size, noise, seeds: RandomInpainting(t, noise),
+                          official_operators=("inpainting/box",)))
+
+    registry = load_registry(strict=True)
+    registry.register_plugin(BoxTask(), "box-plugin", "box-dist 1.0")
+    monkeypatch.setattr("flash_wrap.apps.import_encoder.get_registry", lambda: registry)
+    box = {"type": "inpainting", "mask_type": "box", "box_size": 128, "scheduling": "linear"}
+    file, out = _official_ckpt(official, tmp_path, box), tmp_path / "imported"
+    assert _import(file, bundle, "random-inpainting", "--output", str(out)) == 2
+    assert "mask_type 'box' (flash-wrap task centre-box), not random-inpainting; pass --task centre-box" in (
+        _error_line(capsys))
+    assert _import(file, bundle, "centre-box", "--output", str(out)) == 0, capsys.readouterr().err
+    assert _training(out, "centre-box")["task_checked"] is True
 
 
 @pytest.mark.parametrize(("operator_config", "task", "message"), [

@@ -12,15 +12,14 @@ from scipy import ndimage
 
 from flash_wrap.operators import (
     DEFAULT_NOISE_STD,
-    TASKS,
     GaussianBlur,
     NonlinearMotionBlur,
     Operator,
     RandomInpainting,
     SuperResolution,
-    get_task,
-    task_names,
+    Task,
 )
+from flash_wrap.registry import get_task, task_names
 
 SIZE = 32
 
@@ -382,9 +381,8 @@ def test_task_severity_grows_with_level(name: str) -> None:
 
 
 def test_inpainting_eval_range_gives_70_to_80_percent_missing() -> None:
-    op, _ = TASKS["random-inpainting"].sample(
-        64, 64, torch.Generator().manual_seed(0), level_range=TASKS["random-inpainting"].eval_range
-    )
+    task = get_task("random-inpainting")
+    op, _ = task.sample(64, 64, torch.Generator().manual_seed(0), level_range=task.eval_range)
     assert bool(((op.severity >= 0.7 - 1e-6) & (op.severity <= 0.8 + 1e-6)).all())
 
 
@@ -397,9 +395,42 @@ def test_task_parameters_scale_with_image_size() -> None:
 
 
 def test_task_errors_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="known tasks: gaussian-blur, random-inpainting"):
+    with pytest.raises(LookupError, match="unknown task 'deblur'; known tasks: gaussian-blur, motion-blur, "
+                       "random-inpainting, super-resolution"):
         get_task("deblur")
     with pytest.raises(ValueError, match="level must be <= 1"):
         get_task("gaussian-blur").operator(1.5, 64)
     with pytest.raises(ValueError, match="level_range"):
         get_task("gaussian-blur").sample(2, 64, torch.Generator(), level_range=(0.5, 0.2))
+
+
+def _build(t: torch.Tensor, size: int, noise_std: float, seeds: torch.Tensor) -> Operator:
+    return GaussianBlur(1.0 + t, noise_std)
+
+
+def test_a_task_states_its_demo_levels_and_severity_words() -> None:
+    assert get_task("motion-blur").demo_levels == (0.0, 1.0)
+    assert get_task("random-inpainting").describe(0.3) == "30% missing"
+    assert get_task("super-resolution").demo_levels == (0.0,)  # t is ignored: one severity row
+    # left out: the ends of the training range (one level for a point range), a plain number
+    assert Task("a-b", "", (0.0, 1.0), (0.2, 0.6), _build).demo_levels == (0.2, 0.6)
+    assert Task("a-b", "", (0.0, 1.0), (0.5, 0.5), _build).demo_levels == (0.5,)
+    assert Task("a-b", "", (0.0, 1.0), (0.0, 1.0), _build).describe(0.123456) == "severity 0.123"
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"name": "Box Inpainting"}, "lower-case words joined by '-'"),
+        ({"name": ""}, "lower-case words"),
+        ({"eval_range": (0.5, 0.2)}, "eval_range must satisfy 0 <= low <= high <= 1"),
+        ({"train_range": (0.0, 1.5)}, "train_range must satisfy"),
+        ({"build": "GaussianBlur"}, "build must be callable"),
+        ({"demo_levels": (0.0, 2.0)}, "demo_levels must lie in \\[0, 1\\]"),
+        ({"severity_format": "{name}"}, "severity_format must format one number"),
+    ],
+)
+def test_a_wrong_task_definition_is_refused_when_it_is_made(changes: dict, match: str) -> None:
+    fields = {"name": "ok", "summary": "", "eval_range": (0.0, 1.0), "train_range": (0.0, 1.0), "build": _build}
+    with pytest.raises((ValueError, TypeError), match=match):
+        Task(**{**fields, **changes})

@@ -1,6 +1,7 @@
-"""The solver registry (flash_wrap.registry): solver classes collected per plugin from the
-``flash_wrap_register_solvers`` hook, checked, and looked up by name; one plugin's failure never
-stops the others. Every test builds its own registry: ``get_registry()`` is only read."""
+"""The plugin registry (flash_wrap.registry): solver classes and tasks collected per plugin from the
+``flash_wrap_register_solvers`` and ``flash_wrap_register_tasks`` hooks, checked, and looked up by
+name; one plugin's failure never stops the others. Every test builds its own registry:
+``get_registry()`` is only read."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import torch
 import flash_wrap
 from flash_wrap import Solver, hookimpl
 from flash_wrap.discovery import STRICT_ENV, PluginError, new_plugin_set
-from flash_wrap.registry import SolverRecord, SolverRegistry, get_registry, get_solver, load_registry
+from flash_wrap.operators import GaussianBlur, Task
+from flash_wrap.registry import (
+    PluginRegistry,
+    SolverRecord,
+    TaskRecord,
+    get_registry,
+    get_solver,
+    get_task,
+    load_registry,
+)
 
 BUILTINS = {"latent-dps": "LatentDPS", "gml-dps": "GMLDPS", "psld": "PSLD", "resample": "ReSample"}
+BUILTIN_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
 
 
 def _solver(name: str) -> type[Solver]:
@@ -64,7 +75,7 @@ def test_get_solver_reads_the_process_wide_registry():
 
 
 def test_an_in_process_plugin_registers_on_an_empty_registry():
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     assert registry.solvers == {} and registry.broken == []
     one, two = _solver("one"), _solver("two")
     registry.register_plugin(Registers(one, two), "pair")
@@ -77,12 +88,12 @@ def test_from_plugins_collects_every_plugin_of_a_set():
     plugin_set = new_plugin_set(strict=True)
     plugin_set.add(Registers(_solver("a")), "plugin-a", "somewhere 1.0")
     plugin_set.add(Registers(_solver("b")), "plugin-b")
-    registry = SolverRegistry.from_plugins(plugin_set)
+    registry = PluginRegistry.from_plugins(plugin_set)
     assert sorted(registry.solvers) == ["a", "b"] and registry.solvers["a"].origin == "somewhere 1.0"
 
 
 def test_a_raising_register_hook_is_isolated():
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     registry.register_plugin(Registers(_solver("fine")), "fine")
     with pytest.warns(UserWarning, match="'raising'.*broken.*boom in register"):
         registry.register_plugin(Raises(), "raising")
@@ -104,14 +115,14 @@ def test_a_raising_register_hook_is_isolated():
     ],
 )
 def test_registering_a_non_solver_marks_the_plugin_broken(registered, match):
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     with pytest.warns(UserWarning, match=match):
         registry.register_plugin(Registers(registered), "odd")
     assert [b.plugin for b in registry.broken] == ["odd"] and registry.solvers == {}
 
 
 def test_a_name_registered_twice_in_one_plugin_is_refused():
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     with pytest.warns(UserWarning, match="registers a solver name twice"):
         registry.register_plugin(Registers(_solver("x"), _solver("x")), "twice")
     assert registry.solvers == {} and [b.plugin for b in registry.broken] == ["twice"]
@@ -119,7 +130,7 @@ def test_a_name_registered_twice_in_one_plugin_is_refused():
 
 def test_a_name_two_plugins_register_is_a_conflict_that_names_both():
     # neither wins: whichever loaded first would otherwise run silently under the other's name
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     registry.register_plugin(Registers(_solver("shared"), _solver("own")), "first", "first-dist 1.0")
     with pytest.warns(UserWarning, match=r"'shared' is registered by more than one plugin \(first-dist 1.0; in-process\)"):
         registry.register_plugin(Registers(_solver("shared")), "second")
@@ -139,7 +150,7 @@ def test_a_third_party_cannot_take_a_built_in_name():
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    registry = SolverRegistry.empty()
+    registry = PluginRegistry.empty()
     with pytest.raises(PluginError, match="unknown solver 'dps-xl'; known solvers: none$"):
         registry.solver("dps-xl")
     registry.register_plugin(Registers(_solver("b-solver"), _solver("a-solver")), "two")
@@ -154,14 +165,14 @@ def test_an_unknown_name_lists_the_known_ones():
 
 
 def test_strict_mode_raises_at_registration():
-    registry = SolverRegistry.empty(strict=True)
+    registry = PluginRegistry.empty(strict=True)
     with pytest.raises(PluginError, match="plugin 'raising' .*failed to load.*boom in register"):
         registry.register_plugin(Raises(), "raising")
 
 
 def test_strict_mode_from_the_environment(monkeypatch):
     monkeypatch.setenv(STRICT_ENV, "1")
-    registry = SolverRegistry.from_plugins(new_plugin_set())
+    registry = PluginRegistry.from_plugins(new_plugin_set())
     with pytest.raises(PluginError, match="not-a-solver.*expects a flash_wrap.Solver subclass"):
         registry.register_plugin(Registers(object), "not-a-solver")
 
@@ -178,3 +189,115 @@ def test_the_cli_lists_solvers_and_broken_plugins(monkeypatch, capsys):
     assert "gaussian-blur: c=1.2, eta=1" in out
     assert any(line.startswith("raising ") and "BROKEN (in-process)" in line and "boom in register" in line
                for line in out.splitlines())
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+def _task(name: str, official: tuple[str, ...] = ()) -> Task:
+    return Task(name, "blur of width 1 + t px", (0.0, 1.0), (0.0, 1.0),
+                lambda t, size, noise, seeds: GaussianBlur(1.0 + t, noise), official_operators=official)
+
+
+class RegistersTasks:
+    """A plugin object whose task hook registers the given objects."""
+
+    def __init__(self, *objects: object) -> None:
+        self.objects = objects
+
+    @hookimpl
+    def flash_wrap_register_tasks(self, register):
+        for obj in self.objects:
+            register(obj)
+
+
+def test_the_built_in_tasks_come_from_one_module_listed_under_each_name():
+    registry = load_registry(strict=True)
+    assert list(registry.tasks) == list(BUILTIN_TASKS)  # the module's registration order
+    for name in BUILTIN_TASKS:
+        record = registry.tasks[name]
+        assert isinstance(record, TaskRecord) and record.plugin == "flash_wrap_plugins.tasks"
+        assert record.origin.startswith("flash-wrap ") and f"{name}" in record.origin.split("=")[0]
+        assert registry.task(name) is record.task and record.task.name == name
+    assert registry.official_tasks() == {"gaussian_blur": "gaussian-blur", "inpainting/random": "random-inpainting",
+                                         "nonlinear_blur": "motion-blur"}
+    assert get_task("motion-blur") is get_registry().task("motion-blur") is flash_wrap.get_task("motion-blur")
+
+
+def test_a_plugin_registers_solvers_and_tasks_together():
+    class Both:
+        @hookimpl
+        def flash_wrap_register_solvers(self, register):
+            register(_solver("box-solver"))
+
+        @hookimpl
+        def flash_wrap_register_tasks(self, register):
+            register(_task("box-blur"))
+
+    registry = PluginRegistry.empty()
+    registry.register_plugin(Both(), "both", "both-dist 1.0")
+    assert registry.tasks["box-blur"] == TaskRecord("box-blur", registry.task("box-blur"), "both", "both-dist 1.0")
+    assert registry.solver("box-solver").name == "box-solver"
+
+
+def test_an_unknown_task_lists_the_known_ones():
+    registry = PluginRegistry.empty()
+    with pytest.raises(PluginError, match="unknown task 'blur'; known tasks: none$"):
+        registry.task("blur")
+    registry.register_plugin(RegistersTasks(_task("b-blur"), _task("a-blur")), "two")
+    with pytest.raises(LookupError, match="unknown task 'blur'; known tasks: a-blur, b-blur$"):
+        registry.task("blur")
+
+
+@pytest.mark.parametrize("registered", [object(), "gaussian-blur", GaussianBlur(1.0)])
+def test_registering_a_non_task_marks_the_plugin_broken(registered):
+    registry = PluginRegistry.empty()
+    registry.register_plugin(Registers(_solver("kept-apart")), "solvers-only")
+    with pytest.warns(UserWarning, match="expects a flash_wrap.operators.Task"):
+        registry.register_plugin(RegistersTasks(registered), "odd")
+    assert [b.plugin for b in registry.broken] == ["odd"] and registry.tasks == {}
+    with pytest.raises(PluginError, match="task plugin 'odd' is broken .*expects a flash_wrap.operators.Task"):
+        registry.task("odd")
+    assert "kept-apart" in registry.solvers
+
+
+def test_a_broken_task_plugin_drops_its_solvers_too():
+    class HalfBroken(Registers):
+        @hookimpl
+        def flash_wrap_register_tasks(self, register):
+            raise RuntimeError("boom in tasks")
+
+    registry = PluginRegistry.empty()
+    with pytest.warns(UserWarning, match="'half'.*broken.*boom in tasks"):
+        registry.register_plugin(HalfBroken(_solver("orphan")), "half")
+    assert registry.solvers == {} and registry.tasks == {}
+
+
+def test_a_task_name_registered_twice_in_one_plugin_is_refused():
+    registry = PluginRegistry.empty()
+    with pytest.warns(UserWarning, match="registers a task name twice"):
+        registry.register_plugin(RegistersTasks(_task("x-blur"), _task("x-blur")), "twice")
+    assert registry.tasks == {} and [b.plugin for b in registry.broken] == ["twice"]
+
+
+def test_a_third_party_cannot_take_a_built_in_task_name():
+    # as for solvers: neither is used, since whichever loaded first would otherwise win silently
+    registry = load_registry(strict=False)
+    with pytest.warns(UserWarning, match="task name 'gaussian-blur' is registered by more than one plugin"):
+        registry.register_plugin(RegistersTasks(_task("gaussian-blur")), "aaa-impostor", "impostor-dist 0.1")
+    with pytest.raises(PluginError, match="task name 'gaussian-blur' .*more than one plugin.*impostor-dist 0.1"):
+        registry.task("gaussian-blur")
+    assert registry.task("motion-blur").name == "motion-blur"  # the built-in plugin's other tasks still work
+    assert set(registry.task_conflicts) == {"gaussian-blur"}
+
+
+def test_strict_mode_raises_for_a_bad_task():
+    registry = PluginRegistry.empty(strict=True)
+    with pytest.raises(PluginError, match="plugin 'odd' .*failed to load.*expects a flash_wrap.operators.Task"):
+        registry.register_plugin(RegistersTasks(object()), "odd")
+
+
+def test_two_tasks_claiming_one_official_operator_are_refused_by_name():
+    registry = PluginRegistry.empty()
+    registry.register_plugin(RegistersTasks(_task("one-blur", ("gaussian_blur",)),
+                                            _task("two-blur", ("gaussian_blur",))), "pair")
+    with pytest.raises(PluginError, match="official operator 'gaussian_blur' is claimed by the tasks one-blur .*two-blur"):
+        registry.official_tasks()

@@ -161,7 +161,7 @@ def test_corrupt_checkpoint_is_reported(bundle, image_folder, tmp_path):
 
 
 def test_training_rejects_bad_settings_before_work(bundle, image_folder, tmp_path):
-    with pytest.raises(ValueError, match="unknown task 'deblur'"):
+    with pytest.raises(LookupError, match="unknown task 'deblur'"):
         train_severity(SeverityTrainingConfig(model=str(bundle), task="deblur", data=str(image_folder)))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train_severity(SeverityTrainingConfig(model=str(bundle), task="gaussian-blur", data=str(tmp_path / "none")))

@@ -11,12 +11,13 @@ import torch
 
 import flash_wrap
 from flash_wrap import Flash, LatentDiffusion
-from flash_wrap.apps.demo import DEMO_TASKS, FACES_DIR
+from flash_wrap.apps.demo import FACES_DIR
 from flash_wrap.images import load_images
-from flash_wrap.operators import get_task
+from flash_wrap.registry import get_task
 from flash_wrap_plugins.latent_dps import LatentDPS
 
 ASSETS = Path(flash_wrap.__file__).resolve().parent / "assets"
+BUILT_IN_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
 DEMO = ASSETS / "demo"
 MAX_BYTES = 40 * 1024 * 1024
 
@@ -42,9 +43,9 @@ def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: Late
     index = json.loads((DEMO / "model_index.json").read_text())
     assert demo_model.image_size == index["image_size"] == 128
     assert demo_model.latent_shape == (32, 16, 16)
-    assert sorted(demo_model.severity_encoders) == sorted(DEMO_TASKS)
+    assert sorted(demo_model.severity_encoders) == sorted(BUILT_IN_TASKS)
     assert all(p.dtype == torch.float32 for p in demo_model.parameters())
-    for task in DEMO_TASKS:
+    for task in BUILT_IN_TASKS:
         tuned = index["solver_defaults"]["latent-dps"][task]["eta"]
         assert LatentDPS(demo_model).hyperparameters(task)["eta"] == tuned
 

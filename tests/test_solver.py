@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from flash_wrap import Flash, LatentDiffusion, Solver, StepState
-from flash_wrap.operators import GaussianBlur, Operator, get_task
+from flash_wrap.operators import GaussianBlur, Operator
+from flash_wrap.registry import get_task
 from flash_wrap.rng import randn
 from flash_wrap.testing import Darken, generators, smooth_images, tiny_model
 from flash_wrap_plugins.latent_dps import LatentDPS

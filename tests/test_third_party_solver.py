@@ -22,25 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from .offline_install import pip_install
+
 PACKAGE = Path(__file__).resolve().parents[1] / "examples" / "third_party_solver"
 ORIGIN = "from flash-wrap-ddnm 0.1.0, entry point latent-ddnm = flash_wrap_ddnm.solver"
-
-
-def _pip_install(source: Path, target: Path) -> None:
-    command = [
-        sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
-        "--no-input", "--target", str(target), str(source),
-    ]
-    offline = command[:4] + ["--no-index", "--no-build-isolation"] + command[4:]
-    isolated = command[:4] + ["--retries", "1", "--timeout", "15"] + command[4:]  # fail fast without a network
-    failures = []
-    for attempt in (offline, isolated):
-        shutil.rmtree(target, ignore_errors=True)
-        done = subprocess.run(attempt, capture_output=True, text=True, timeout=300, cwd=source.parent)
-        if done.returncode == 0:
-            return
-        failures.append(f"$ {' '.join(attempt)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    pytest.fail("pip could not install examples/third_party_solver:\n\n" + "\n\n".join(failures))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +36,7 @@ def installed(tmp_path_factory) -> dict:
     source = work / "flash-wrap-ddnm"  # a copy: pip's in-tree build writes build/ and *.egg-info
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*cache"))
     target = work / "site-packages"
-    _pip_install(source, target)
+    pip_install(source, target)
     assert (target / "flash_wrap_ddnm" / "solver.py").is_file()
     run_dir = work / "run"  # an empty working directory: nothing importable from the source tree
     run_dir.mkdir()

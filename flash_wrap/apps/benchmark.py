@@ -33,8 +33,7 @@ import torch
 from ..flash import Flash
 from ..models import LatentDiffusion
 from ..models.full_size import FULL_SIZE_CONFIGS
-from ..operators import get_task
-from ..registry import get_solver
+from ..registry import get_solver, get_task
 from ..result import Reconstruction
 from ..rng import generators
 from .runs import check_new_file

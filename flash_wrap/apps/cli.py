@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="a flash-wrap bundle (the encoder is written into it unless --output is given), 'demo', or a "
                         "diffusers pipeline folder (LDMPipeline, Stable Diffusion 1.x/2.x; never modified)")
-    p.add_argument("--task", required=True, help="gaussian-blur, random-inpainting, motion-blur, super-resolution")
+    p.add_argument("--task", required=True, help="a registered task, e.g. gaussian-blur")
     p.add_argument("--data", required=True, help="folder of clean training images (png/jpg)")
     p.add_argument("--steps", type=POSITIVE, default=2000)
     p.add_argument("--batch-size", type=POSITIVE, default=16)

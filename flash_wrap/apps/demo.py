@@ -31,59 +31,27 @@ from ..images import list_images, load_image
 from ..metrics import psnr
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
-from ..operators import DEFAULT_NOISE_STD, get_task
-from ..operators.tasks import SEED_BOUND
-from ..registry import get_solver
+from ..operators import DEFAULT_NOISE_STD, SEED_BOUND
+from ..registry import get_registry, get_solver, get_task
 from .progress import progress_mode
 from .runs import check_output_folder
 
 log = logging.getLogger(__name__)
 
 FACES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faces"
-DEMO_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
 #: DDIM steps of the baseline and Flash grid (``steps=None``: the solver's own sampler).
 DEFAULT_STEPS = 100
 #: How many faces (the first ones of the sorted folder) the demo uses by default.
 DEFAULT_FACES = 2
-
-#: The demo's task levels t (easy, hard), spanning each task's *training* range
-#: (operators/tasks.py; physical sizes are stated at 256² and scale with H/256):
-DEMO_LEVELS: dict[str, tuple[float, ...]] = {
-    # σ = (0.3 + 2.7 t)·H/256 px: the range's two ends, σ = 0.3 and 3.0 px at 256²
-    "gaussian-blur": (0.0, 1.0),
-    # missing fraction 0.8 t: 30 % and 80 % of the pixels missing
-    "random-inpainting": (0.375, 1.0),
-    # path length (2 + 30 t)·H/256 px, turning 1.5 + 2 t rad: the range's two ends
-    "motion-blur": (0.0, 1.0),
-    # bicubic ×4 downsampling whatever t: a single severity
-    "super-resolution": (0.0,),
-}
 
 #: A sample's random streams: generator ``sample_seed · STREAMS + stream`` (its motion-blur
 #: kernel uses ``sample_seed`` itself).
 NOISE_STREAM, BASELINE_STREAM, FLASH_STREAM = 0, 1, 2
 STREAMS = 4
 
-#: How the table and figure name a task's physical severity (``operator.severity``).
-_SEVERITY_FORMAT = {
-    "gaussian-blur": "σ {:.2f} px",
-    "random-inpainting": "{:.0%} missing",
-    "motion-blur": "length {:.1f} px",
-    "super-resolution": "×{:.0f} bicubic",
-}
-
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
             "baseline_nfe", "flash_nfe", "sigma_hat", "latent_error")
-
-
-def demo_levels(task_name: str) -> tuple[float, ...]:
-    """The demo's levels t for ``task_name``: :data:`DEMO_LEVELS`, or the ends of the task's
-    training range for a task not listed there (one level when the range is a point)."""
-    if task_name in DEMO_LEVELS:
-        return DEMO_LEVELS[task_name]
-    lo, hi = get_task(task_name).train_range
-    return (lo,) if lo == hi else (lo, hi)
 
 
 def sample_seed(seed: int, task: str, level: float, face: str) -> int:
@@ -100,11 +68,6 @@ def stream_generators(seeds: list[int], stream: int) -> list[torch.Generator]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def describe_severity(task: str, severity: float) -> str:
-    """``"σ 0.75 px"``, ``"30% missing"``, …: a task's physical severity in words."""
-    return _SEVERITY_FORMAT.get(task, "severity {:.3g}").format(severity)
 
 
 @dataclass
@@ -184,7 +147,7 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
     decode Flash's ẑ for the autoencoder-only estimate."""
     progress = progress or Progress(False, 2)
     task = get_task(task_name)
-    task_levels = demo_levels(task_name)
+    task_levels = task.demo_levels
     n = faces.shape[0]
     levels = torch.tensor(task_levels).repeat_interleave(n)
     clean = faces.repeat(len(task_levels), 1, 1, 1).to(model.device)
@@ -250,7 +213,7 @@ def format_table(results: list[TaskResult], rows: list[dict] | None = None) -> s
     input, D(ẑ), baseline and Flash, both NFEs, σ̂ and the actual error variance σ̄² it predicts
     (means over the faces, as in ``demo.json``)."""
     rows = summary_rows(results) if rows is None else rows
-    severity = [describe_severity(r.task, float(r.severity[r.rows_of(k)][0]))
+    severity = [get_task(r.task).describe(float(r.severity[r.rows_of(k)][0]))
                 for r in results for k in range(len(r.task_levels))]
     lines = ["| task | level t | degradation | degraded PSNR | D(ẑ) PSNR | baseline PSNR | Flash PSNR "
              "| baseline NFE | Flash NFE | σ̂ | actual σ̄² |",
@@ -287,7 +250,7 @@ def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
                 for j in range(per_task):
                     axes[i, per_task * t + j].axis("off")
                 continue
-            what = describe_severity(r.task, float(r.severity[i]))
+            what = get_task(r.task).describe(float(r.severity[i]))
             panels = [
                 (r.clean[i], "clean", f"t={float(r.levels[i]):.2f}\n{what}"),
                 (r.degraded[i], "degraded", f"{float(r.degraded_psnr[i]):.1f} dB"),
@@ -314,26 +277,33 @@ def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
 
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = DEFAULT_STEPS, faces: str | Path | None = None,
-             n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] = DEMO_TASKS, seed: int = 0,
+             n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] | None = None, seed: int = 0,
              progress: bool | None = None) -> dict:
     """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``.
 
+    ``tasks``: registered task names, each at its ``demo_levels``; ``None`` is every registered
+    task the model has a severity encoder for (a named task without one is a warning).
     ``steps=None`` uses the solver's own sampler; any ``steps`` goes through the one grid rule
     (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder.
     ``progress``: ``None`` bars on a terminal and a line per stage otherwise, True bars, False
     nothing. Returns the paths, the table, the rows, the per-task results and the grid label.
     """
     began = time.perf_counter()
+    named = tasks is not None
+    tasks = tuple(tasks) if tasks is not None else tuple(get_registry().tasks)
+    for name in tasks:
+        get_task(name)  # an unknown name fails before any work
     out = check_output_folder(out, inputs=[faces or FACES_DIR, resolve_bundle(model)])
     files = list_images(faces or FACES_DIR)[:n_faces]
     bundle = LatentDiffusion.from_pretrained(model).set_runtime(channels_last=True)  # ~20 % faster, same results
     available = [t for t in tasks if t in bundle.severity_encoders]
     if not available:
-        raise ValueError(f"the model has no severity encoder for any of {tasks}; train one with flash-wrap train-severity")
+        raise ValueError(f"the model has no severity encoder for any of {', '.join(tasks) or 'no task'}; train one "
+                         "with flash-wrap train-severity")
     skipped = [t for t in tasks if t not in available]
     if skipped:
-        log.warning("demo: the model has no severity encoder for %s; showing %s only", ", ".join(skipped),
-                    ", ".join(available))
+        log.log(logging.WARNING if named else logging.INFO, "demo: the model has no severity encoder for %s; "
+                "showing %s only", ", ".join(skipped), ", ".join(available))
     images = torch.stack([load_image(f, bundle.image_size) for f in files])
     names = [f.name for f in files]
     grid = get_solver(solver)(bundle, steps=steps).grid.label()

@@ -5,9 +5,10 @@ names and shapes) for a model with the LDM VQ-f4 autoencoder; the bundle written
 :mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--output`` for ``demo`` or a pipeline
 folder). An encoder the bundle already has for the task is replaced only with ``--force``.
 
-The operator the checkpoint's hyper-parameters name must be ``--task``'s (official
-``gaussian_blur`` → ``gaussian-blur``, ``nonlinear_blur`` → ``motion-blur``, ``inpainting`` with
-``mask_type: random`` → ``random-inpainting``); one that names none (a bare state dict, a
+The operator the checkpoint's hyper-parameters name must be one ``--task`` declares in its
+``official_operators`` (the built-in tasks: official ``gaussian_blur`` → ``gaussian-blur``,
+``nonlinear_blur`` → ``motion-blur``, ``inpainting`` with ``mask_type: random`` →
+``random-inpainting``); one that names none (a bare state dict, a
 safetensors file) is imported with ``task_checked: false`` in the encoder's metadata, and a
 training noise level other than flash-wrap's is a warning (:func:`~flash_wrap.severity.official.check_official_training`).
 """
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..models import LatentDiffusion
-from ..operators import get_task
 from ..operators.base import DEFAULT_NOISE_STD
+from ..registry import get_registry
 from ..severity.encoder import SeverityEncoder
 from ..severity.official import check_official_model, check_official_training, official_encoder, read_official
 from .bundles import bundle_target, write_bundle
@@ -47,7 +48,8 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
                          "into another bundle with --output NEW_FOLDER")
     official = read_official(checkpoint)
     what = f"checkpoint {checkpoint}"
-    training = check_official_training(official.training, task, what, noise_std=DEFAULT_NOISE_STD)  # refuses another task's encoder
+    training = check_official_training(official.training, task, what, official_tasks=get_registry().official_tasks(),
+                                       noise_std=DEFAULT_NOISE_STD)  # refuses another task's encoder
     encoder = official_encoder(official.tensors, loaded, what)
     metadata = {"imported_from": {"source": SOURCE, "file": checkpoint.name, "sha256": _sha256(checkpoint)},
                 "official_training": training}
@@ -64,7 +66,7 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
     and hash (``imported_from``) and its training operator and noise (``official_training``).
     Returns ``{"task", "written_to", "sha256"}``.
     """
-    get_task(task)
+    get_registry().task(task)
     file = Path(checkpoint).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {file} does not exist or is not a file")

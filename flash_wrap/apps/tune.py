@@ -64,8 +64,7 @@ from ..images import list_images, load_image, usable_images
 from ..metrics import psnr
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
-from ..operators import get_task
-from ..registry import get_solver
+from ..registry import get_solver, get_task
 from ..solver import Solver
 from .arguments import check_settings, checked_level_range
 from .bundles import bundle_target, write_bundle

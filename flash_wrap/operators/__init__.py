@@ -1,12 +1,14 @@
 """Forward operators ``A`` with per-sample parameters and Gaussian measurement noise, and the
-tasks that draw them (ALGORITHMS.md §1, §6)."""
+:class:`Task` type that draws them (ALGORITHMS.md §1, §6); the tasks themselves are plugins
+(:func:`flash_wrap.registry.get_task`)."""
 
+from ._filters import REFERENCE_SIZE
 from .base import DEFAULT_NOISE_STD, Operator
 from .gaussian_blur import GaussianBlur
 from .inpainting import RandomInpainting
 from .motion_blur import NonlinearMotionBlur
 from .super_resolution import SuperResolution
-from .tasks import TASKS, Task, get_task, task_names
+from .tasks import SEED_BOUND, Task
 
 __all__ = [
     "DEFAULT_NOISE_STD",
@@ -15,8 +17,7 @@ __all__ = [
     "Operator",
     "RandomInpainting",
     "SuperResolution",
-    "TASKS",
+    "REFERENCE_SIZE",
+    "SEED_BOUND",
     "Task",
-    "get_task",
-    "task_names",
 ]

@@ -1,29 +1,30 @@
 """Tasks: an operator family plus the map from a normalized severity level t ∈ [0, 1] to its
 physical parameters, and the level ranges used for training and evaluation (ALGORITHMS.md §2, §6).
 
-Physical parameters are stated at 256² and scale with ``image_size / 256``.
+A :class:`Task` is what a plugin registers through ``flash_wrap_register_tasks``
+(:mod:`flash_wrap.hookspecs`); the built-in four live in ``flash_wrap_plugins.tasks`` and are
+found, like a third party's, through the task registry (:func:`flash_wrap.registry.get_task`).
+Physical parameters are stated at :data:`REFERENCE_SIZE`² and scale with ``image_size / 256``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from .._checks import per_sample
-from ._filters import REFERENCE_SIZE
 from .base import DEFAULT_NOISE_STD, Operator
-from .gaussian_blur import GaussianBlur
-from .inpainting import RandomInpainting
-from .motion_blur import NonlinearMotionBlur
-from .super_resolution import SuperResolution
 
 #: ``(levels (B,), image_size, noise_std, seeds (B,) int64) -> Operator``
 Builder = Callable[[torch.Tensor, int, float, torch.Tensor], Operator]
 
 #: Seeds drawn by :meth:`Task.sample` lie in [0, SEED_BOUND).
 SEED_BOUND = 2**31 - 1
+#: What a task name looks like: lower-case words of letters and digits joined by ``-``.
+NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def _check_range(level_range: tuple[float, float], name: str) -> tuple[float, float]:
@@ -35,14 +36,25 @@ def _check_range(level_range: tuple[float, float], name: str) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Task:
-    """A degradation family with its severity parametrization.
+    """A degradation family with its severity parametrization: everything flash-wrap's commands
+    need to know about it (nothing else keeps a per-task table).
 
     Attributes:
-        name: task name, equal to the ``task`` attribute of the operators it builds.
+        name: task name, equal to the ``task`` attribute of the operators it builds; lower-case
+            words joined by ``-`` (it names bundle folders and ``--task`` values).
         summary: one line describing the level → parameter map.
         eval_range: levels t drawn at evaluation, ``(low, high)`` within [0, 1].
         train_range: levels t drawn for severity-encoder training.
-        build: makes the operator from levels, image size, noise level and seeds.
+        build: makes the operator from levels ``(B,)``, image size, noise level σ_y and seeds
+            ``(B,)`` int64 (an operator with batch ``B``, or a shared one with batch 1).
+        demo_levels: the levels t ``flash-wrap demo`` shows (an easy and a hard one); default the
+            ends of ``train_range`` (one level when the range is a point).
+        severity_format: ``str.format`` pattern for the operator's physical ``severity`` in tables
+            and figures (``"σ {:.2f} px"``).
+        official_operators: the operators of the official Flash-Diffusion code whose released
+            severity encoders ``flash-wrap import-encoder`` imports as this task, spelt as
+            :func:`flash_wrap.severity.official.official_operator_key` does (``"gaussian_blur"``,
+            ``"inpainting/random"``).
     """
 
     name: str
@@ -50,6 +62,34 @@ class Task:
     eval_range: tuple[float, float]
     train_range: tuple[float, float]
     build: Builder = field(repr=False, compare=False)
+    demo_levels: tuple[float, ...] = ()
+    severity_format: str = "severity {:.3g}"
+    official_operators: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
+            raise ValueError(f"a task name must be lower-case words joined by '-' (e.g. 'box-inpainting'), "
+                             f"got {self.name!r}")
+        if not callable(self.build):
+            raise TypeError(f"task {self.name!r}: build must be callable (levels, image_size, noise_std, seeds) -> "
+                            f"Operator, got {self.build!r}")
+        object.__setattr__(self, "eval_range", _check_range(self.eval_range, f"task {self.name!r}: eval_range"))
+        object.__setattr__(self, "train_range", _check_range(self.train_range, f"task {self.name!r}: train_range"))
+        lo, hi = self.train_range
+        levels = tuple(float(t) for t in self.demo_levels) or ((lo,) if lo == hi else (lo, hi))
+        if not all(0.0 <= t <= 1.0 for t in levels):
+            raise ValueError(f"task {self.name!r}: demo_levels must lie in [0, 1], got {self.demo_levels!r}")
+        object.__setattr__(self, "demo_levels", levels)
+        try:
+            self.severity_format.format(1.0)
+        except (AttributeError, IndexError, KeyError, ValueError) as err:
+            raise ValueError(f"task {self.name!r}: severity_format must format one number, like 'σ {{:.2f}} px'; "
+                             f"got {self.severity_format!r} ({err})") from None
+        object.__setattr__(self, "official_operators", tuple(self.official_operators))
+
+    def describe(self, severity: float) -> str:
+        """``"σ 0.75 px"``, ``"30% missing"``, …: a physical severity in words."""
+        return self.severity_format.format(severity)
 
     def operator(
         self,
@@ -89,50 +129,3 @@ class Task:
         # Drawn for every task so a generator advances the same way whatever the task.
         seeds = torch.randint(0, SEED_BOUND, (batch,), generator=generator, device=generator.device)
         return self.operator(levels, image_size, noise_std=noise_std, seed=seeds.cpu()), levels
-
-
-def _scale(image_size: int) -> float:
-    return image_size / REFERENCE_SIZE
-
-
-def _gaussian_blur(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return GaussianBlur((0.3 + 2.7 * t) * _scale(size), noise_std)
-
-
-def _random_inpainting(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return RandomInpainting(0.8 * t, noise_std)
-
-
-def _motion_blur(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return NonlinearMotionBlur((2 + 30 * t) * _scale(size), 1.5 + 2.0 * t, seed, noise_std)
-
-
-def _super_resolution(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return SuperResolution(4, noise_std)
-
-
-TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (
-        Task("gaussian-blur", "sigma = (0.3 + 2.7 t) * H/256 px", (0.0, 1.0), (0.0, 1.0), _gaussian_blur),
-        Task("random-inpainting", "missing fraction = 0.8 t (nested shared mask)", (0.875, 1.0), (0.0, 1.0),
-             _random_inpainting),
-        Task("motion-blur", "nlmotion: length = (2 + 30 t) * H/256 px, turning = 1.5 + 2 t rad",
-             (0.0, 1.0), (0.0, 1.0), _motion_blur),
-        Task("super-resolution", "bicubic x4 downsampling; t ignored", (0.0, 1.0), (0.0, 1.0),
-             _super_resolution),
-    )
-}
-
-
-def task_names() -> list[str]:
-    """Names of the known tasks."""
-    return list(TASKS)
-
-
-def get_task(name: str) -> Task:
-    """The task called ``name``; ``ValueError`` listing the known names otherwise."""
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None

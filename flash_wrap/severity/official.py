@@ -25,8 +25,9 @@ The checkpoint's ``hyper_parameters`` say what it was trained on: ``operator_con
 ``type``) and ``noise_config`` (``sigma_min``, ``sigma_max``), saved by ``save_hyperparameters()``
 in ``SeverityEncoderModule.__init__`` [C `pl_modules/severity_encoder_module.py`] or kept by
 ``extract_sev_encoder_ckpt`` in its ``*_light.ckpt`` [C `scripts/utils.py`].
-:func:`official_training` reads them as plain values and :func:`check_official_task` refuses an
-encoder trained for another operator than the task it is imported as.
+:func:`official_training` reads them as plain values and :func:`check_official_training` refuses an
+encoder trained for another operator than the task it is imported as (each task declares the
+official operators it imports, ``Task.official_operators``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import logging
 import math
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,22 +64,12 @@ _REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+)")
 log = logging.getLogger(__name__)
 
 #: The official operators, as ``create_operator`` in [C `data_utils/operators.py`] spells
-#: ``operator_config['type']``, → flash-wrap's task (None: no flash-wrap counterpart by itself).
-#: ``nonlinear_blur`` (the bkse KernelWizard blur) is what flash-wrap's ``motion-blur`` stands in for.
-#: ``inpainting`` depends on ``mask_type`` (:data:`OFFICIAL_INPAINTING_MASKS`).
-OFFICIAL_OPERATORS: dict[str, str | None] = {
-    "gaussian_blur": "gaussian-blur",
-    "nonlinear_blur": "motion-blur",
-    "inpainting": None,
-}
-#: ``InpaintingOperator``'s ``mask_type`` values [C `data_utils/operators.py`] → flash-wrap's task;
-#: an absent ``mask_type`` is the constructor's default, ``'box'``.
-OFFICIAL_INPAINTING_MASKS: dict[str, str | None] = {
-    "random": "random-inpainting",
-    "box": None,
-    "random_box": None,
-    "gaussian": None,
-}
+#: ``operator_config['type']``. Which flash-wrap task imports an encoder trained for one is the
+#: task's own declaration (``Task.official_operators``, keyed by :func:`official_operator_key`):
+#: ``nonlinear_blur`` (the bkse KernelWizard blur) is what flash-wrap's ``motion-blur`` stands in
+#: for, and ``inpainting`` depends on ``mask_type`` (``random``, ``box``, ``random_box``, ``gaussian``;
+#: an absent ``mask_type`` is the constructor's default, ``'box'``).
+OFFICIAL_OPERATORS = ("gaussian_blur", "nonlinear_blur", "inpainting")
 _DEFAULT_MASK_TYPE = "box"
 #: Keys of ``operator_config`` that name the operator: the official ``type``, then ``operator``
 #: (a hand-written checkpoint's spelling; the official code never writes it).
@@ -308,24 +300,28 @@ def _operator_label(name: str, config: dict[str, Any]) -> str:
     return repr(name)
 
 
-def _official_task(name: Any, config: dict[str, Any], what: str) -> str:
+def official_operator_key(name: str, config: dict[str, Any]) -> str:
+    """How a task names an official operator in ``Task.official_operators``: the official
+    ``type`` (``"gaussian_blur"``), for ``inpainting`` with its ``mask_type`` (``"inpainting/random"``)."""
+    if name == "inpainting":
+        return f"inpainting/{config.get('mask_type', _DEFAULT_MASK_TYPE)}"
+    return name
+
+
+def _official_task(name: Any, config: dict[str, Any], what: str, official_tasks: Mapping[str, str]) -> str:
     """The flash-wrap task of the official operator ``name``; ``ValueError`` if it has none."""
-    known = ("gaussian_blur as gaussian-blur, nonlinear_blur as motion-blur and inpainting with mask_type 'random' "
-             "as random-inpainting")
+    known = ", ".join(f"{key} as {task}" for key, task in sorted(official_tasks.items())) or "none"
     if not isinstance(name, str) or name not in OFFICIAL_OPERATORS:
         raise ValueError(f"{what} records the operator {name!r}, which is not one of the official code's "
                          f"({', '.join(OFFICIAL_OPERATORS)}); flash-wrap imports {known}")
-    task = OFFICIAL_OPERATORS[name]
-    if name == "inpainting":
-        mask = config.get("mask_type", _DEFAULT_MASK_TYPE)
-        task = OFFICIAL_INPAINTING_MASKS.get(mask) if isinstance(mask, str) else None
+    task = official_tasks.get(official_operator_key(name, config))
     if task is None:
         raise ValueError(f"{what} was trained for the official operator {_operator_label(name, config)}, which has "
                          f"no flash-wrap task; flash-wrap imports {known}")
     return task
 
 
-def check_official_training(training: dict[str, Any], task: str, what: str, *,
+def check_official_training(training: dict[str, Any], task: str, what: str, *, official_tasks: Mapping[str, str],
                             noise_std: float | None = None) -> dict[str, Any]:
     """Refuse an encoder imported as ``task`` that was trained for another operator; compare its noise.
 
@@ -333,6 +329,8 @@ def check_official_training(training: dict[str, Any], task: str, what: str, *,
         training: :func:`official_training`'s record.
         task: the flash-wrap task it is imported as.
         what: names the checkpoint in messages.
+        official_tasks: :func:`official_operator_key` → the task that imports it (the registered
+            tasks' ``official_operators``: ``flash_wrap.registry.get_registry().official_tasks()``).
         noise_std: the measurement noise σ_y the encoder will see (flash-wrap's tasks: 0.05); ``None``
             skips the comparison.
 
@@ -354,7 +352,7 @@ def check_official_training(training: dict[str, Any], task: str, what: str, *,
         raise ValueError(f"{what}: its operator_config names two operators, {record['operator_conflict']}; "
                          "import it with the operator_config of the official code (one 'type')")
     else:
-        expected = _official_task(record["operator"], config, what)
+        expected = _official_task(record["operator"], config, what, official_tasks)
         if expected != task:
             raise ValueError(f"{what} was trained for the official operator {_operator_label(record['operator'], config)}"
                              f" (flash-wrap task {expected}), not {task}; pass --task {expected}")
@@ -463,6 +461,7 @@ def official_encoder(tensors: dict[str, torch.Tensor], model: LatentDiffusion, w
 
 
 def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, task: str | None = None, *,
+                                   official_tasks: Mapping[str, str] | None = None,
                                    noise_std: float | None = None) -> SeverityEncoder:
     """An official Flash-Diffusion severity-encoder checkpoint as a :class:`SeverityEncoder` of ``model``.
 
@@ -471,14 +470,20 @@ def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, tas
         model: a bundle whose autoencoder is the LDM VQ-f4 one (:func:`check_official_model`).
         task: where given, the checkpoint's recorded operator must be this task's
             (:func:`check_official_training`), which also compares the training noise with ``noise_std``.
+        official_tasks: with ``task``, which task imports which official operator
+            (``flash_wrap.registry.get_registry().official_tasks()``).
 
     Returns:
         A new encoder on the model's device and dtype, in eval mode, mapping ``(B, 3, H, W)``
         images in [0, 1] to ``(ẑ (B, 3, H/4, W/4), v (B,))`` equal to the official
         ``LDMSevEncoder`` on ``2·y − 1``.
     """
+    if task is not None and official_tasks is None:
+        raise TypeError("load_official_severity_encoder: a task needs official_tasks, which task imports which "
+                        "official operator; pass flash_wrap.registry.get_registry().official_tasks()")
     check_official_model(model)
     checkpoint = read_official(path)
-    if task is not None:
-        check_official_training(checkpoint.training, task, f"checkpoint {path}", noise_std=noise_std)
+    if task is not None and official_tasks is not None:
+        check_official_training(checkpoint.training, task, f"checkpoint {path}", official_tasks=official_tasks,
+                                noise_std=noise_std)
     return official_encoder(checkpoint.tensors, model, f"checkpoint {path}")

@@ -46,7 +46,8 @@ import torch
 from ..flash import Flash
 from ..grid import grid_for
 from ..models import LatentDiffusion
-from ..operators import Operator, get_task, task_names
+from ..operators import Operator
+from ..registry import get_task, task_names
 from ..result import Reconstruction
 from ..rng import generators
 from ..solver import Solver
@@ -81,6 +82,8 @@ class SolverContract:
     Class attributes to set:
         solver_class: the :class:`~flash_wrap.Solver` subclass under test.
         tasks: task names the solver supports; each runs end to end (bare and in ``Flash``).
+            ``None`` (the default): every registered task (:func:`flash_wrap.registry.task_names`,
+            built-in and installed plugins' alike) but the refused ones.
         refused_tasks: tasks whose operator ``check_operator`` must refuse before any work.
         steps: grid length the tests build the solver with (a short DDIM grid keeps the suite
             fast); ``None`` runs the solver's own grid.
@@ -93,7 +96,7 @@ class SolverContract:
     """
 
     solver_class: ClassVar[type[Solver]]
-    tasks: ClassVar[tuple[str, ...]] = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
+    tasks: ClassVar[tuple[str, ...] | None] = None
     refused_tasks: ClassVar[tuple[str, ...]] = ()
     steps: ClassVar[int | None] = 10
     overrides: ClassVar[Mapping[str, float]] = {}
@@ -109,16 +112,23 @@ class SolverContract:
         """``contract_task`` runs once per supported task, ``contract_refused_task`` once per
         refused task (no refused task: one skipped test saying so)."""
         if "contract_task" in metafunc.fixturenames:
-            metafunc.parametrize("contract_task", self.tasks)
+            metafunc.parametrize("contract_task", self.supported_tasks)
         if "contract_refused_task" in metafunc.fixturenames:
             none = pytest.param(None, marks=pytest.mark.skip(reason=f"{type(self).__name__} declares no refused_tasks"))
             metafunc.parametrize("contract_refused_task", self.refused_tasks or [none])
 
     # -- building blocks (not tests) --------------------------------------------------------
     @property
+    def supported_tasks(self) -> tuple[str, ...]:
+        """``tasks``, or every registered task but the refused ones where ``tasks`` is ``None``."""
+        if self.tasks is not None:
+            return tuple(self.tasks)
+        return tuple(t for t in task_names() if t not in self.refused_tasks)
+
+    @property
     def first_task(self) -> str:
         """The task of the single-task tests: the first supported one."""
-        return self.tasks[0]
+        return self.supported_tasks[0]
 
     def make_model(self, *tasks: str, scale: float = 1.0) -> LatentDiffusion:
         """A tiny random model with a :class:`ProgrammedSeverity` encoder (``v = scale·mean(y)``)
@@ -234,10 +244,10 @@ class SolverContract:
         exists, and no task is both supported and refused (otherwise the other tests would
         silently check nothing)."""
         assert isinstance(self.solver_class, type) and issubclass(self.solver_class, Solver), self.solver_class
-        assert self.tasks, "declare at least one supported task"
-        unknown = sorted(set(self.tasks + self.refused_tasks) - set(task_names()))
+        assert self.supported_tasks, "declare at least one supported task"
+        unknown = sorted(set(self.supported_tasks + self.refused_tasks) - set(task_names()))
         assert not unknown, f"unknown tasks {unknown}; known: {task_names()}"
-        both = sorted(set(self.tasks) & set(self.refused_tasks))
+        both = sorted(set(self.supported_tasks) & set(self.refused_tasks))
         assert not both, f"tasks {both} are declared both supported and refused"
 
     # -- the grid and NFE ---------------------------------------------------------------------

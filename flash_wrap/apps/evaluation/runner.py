@@ -39,8 +39,8 @@ from ...images import list_images, load_image, save_image, usable_images
 from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
-from ...operators import Operator, get_task
-from ...registry import get_solver, unused_solver_defaults
+from ...operators import Operator
+from ...registry import get_solver, get_task, unused_solver_defaults
 from ...solver import Solver
 from ..arguments import checked_level_range
 from ..progress import plural, progress_mode

@@ -26,7 +26,7 @@ from ...models import LatentDiffusion
 from ...models._io import read_json
 from ...models.bundle_io import folder_kind
 from ...models.latent_space import check_encoder_source
-from ...operators import get_task
+from ...registry import get_task
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
 from ..runs import check_output_folder, exclusive_if_main, fingerprint_files, main_process
