@@ -66,7 +66,7 @@ from ..registry import get_solver
 from ..solver import Solver
 from .arguments import check_settings, checked_level_range
 from .bundles import bundle_target, write_bundle
-from .evaluation.config import RUN_FILE, image_generators
+from .evaluation.config import RUN_FILE, SEED_RULE, image_generators
 from .evaluation.runner import BASELINE_STREAM, CHECK_SIZE, FLASH_STREAM, degrade, task_operator
 from .figures import tune_curve
 from .images import list_images, load_image, usable_images
@@ -250,7 +250,7 @@ class Tuner:
     def identity(self) -> dict:
         """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
         return run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
-                            self.files)
+                            self.files) | {"seed_rule": SEED_RULE}
 
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
         """Run (or resume) the grid, write ``tune.json`` and ``tune.png`` and, unless told not to,

@@ -1,7 +1,7 @@
 """``flash-wrap eval``: Flash(solver) vs the bare solver (and fixed starts) on an image folder.
 
-Every image gets its own seed from its file name (ALGORITHMS.md §7: little-endian integer of the
-name's bytes, mixed with ``--seed``); that seed draws its severity level, its measurement noise,
+Every image gets its own seed from its file name (ALGORITHMS.md §7: SHA-256 of ``--seed`` and the
+name, 63 bits, :data:`~.config.SEED_RULE` in ``run.json``); that seed draws its severity level, its measurement noise,
 its motion-blur kernel and the solvers' noise, so an image's result does not depend on the
 other images, their order or the batch size. Images are processed in fixed batches of the
 sorted file list and a batch's records are appended to ``images.jsonl`` when it finishes:
@@ -45,7 +45,8 @@ from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
-from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig, image_generators, image_seed
+from .config import (EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, SEED_RULE, EvalConfig, image_generators,
+                     image_seed)
 
 #: images are fully decoded at this size when checked, before any work
 CHECK_SIZE = 16
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 def task_operator(task: Task, names: list[str], levels: torch.Tensor, image_size: int, seed: int) -> Operator:
     """``task``'s operator at ``levels`` (``(B,)``) for the images ``names``, each with its own kernel seed."""
-    seeds = torch.tensor([image_seed(n, seed) % (2**31 - 1) for n in names])
+    seeds = torch.tensor([image_seed(n, seed) for n in names])
     return task.operator(levels, image_size, seed=seeds)
 
 
@@ -262,7 +263,7 @@ class Evaluator:
             op = self._operator([name] * OA_LEVELS, levels)
             accs, grid = [], []
             for s in range(OA_SEEDS):
-                gen = torch.Generator().manual_seed(image_seed(name, self.config.seed) + 1_000_000 + s)
+                gen = image_generators([image_seed(name, self.config.seed)], 1_000_000 + s)[0]
                 y = op.measure(x[i : i + 1].expand(OA_LEVELS, -1, -1, -1), generator=gen)
                 sigma_hat = encoder(op.to_image(y))[1]
                 accs.append(ordering_accuracy(levels, sigma_hat)[0])
@@ -335,7 +336,7 @@ class Evaluator:
     def identity(self) -> dict:
         """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
         identity = run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
-                                self.files)
+                                self.files) | {"seed_rule": SEED_RULE}
         if self.severity_folder is not None:  # absent otherwise, so runs from before the option still resume
             identity["severity_from"] = str(self.config.severity_from)
             identity["severity_fingerprint"] = fingerprint_folder(self.severity_folder)
