@@ -35,7 +35,7 @@ from ..registry import get_solver
 from .images import list_images, load_image
 from .metrics import psnr
 from .progress import progress_mode
-from .runs import check_output_folder
+from .runs import RunFolderError, check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ _SEVERITY_FORMAT = {
     "motion-blur": "length {:.1f} px",
     "super-resolution": "×{:.0f} bicubic",
 }
+
+#: What a demo writes into its ``--out`` folder.
+DEMO_FILES = ("demo.png", "demo.md", "demo.json")
 
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
@@ -315,8 +318,9 @@ def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = DEFAULT_STEPS, faces: str | Path | None = None,
              n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] = DEMO_TASKS, seed: int = 0,
-             progress: bool | None = None) -> dict:
-    """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``.
+             progress: bool | None = None, force: bool = False) -> dict:
+    """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``; a folder that
+    holds any of them already is refused unless ``force`` (then they are overwritten).
 
     ``steps=None`` uses the solver's own sampler; any ``steps`` goes through the one grid rule
     (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder.
@@ -324,6 +328,10 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     nothing. Returns the paths, the table, the rows, the per-task results and the grid label.
     """
     began = time.perf_counter()
+    used = [name for name in DEMO_FILES if (Path(out).expanduser() / name).exists()]
+    if used and not force:
+        raise RunFolderError(f"--out {out} already holds {', '.join(used)} from an earlier demo; choose another --out, "
+                             "or pass --force to overwrite them")
     out = check_output_folder(out, inputs=[faces or FACES_DIR, resolve_bundle(model)])
     files = list_images(faces or FACES_DIR)[:n_faces]
     bundle = LatentDiffusion.from_pretrained(model).set_runtime(channels_last=True)  # ~20 % faster, same results
