@@ -189,6 +189,27 @@ def test_resume_refuses_a_run_made_with_the_old_seed_rule(setup, quiet_lpips):
     assert (tmp_path / "old" / RECORDS).read_text() == records  # nothing deleted or added
 
 
+def test_one_severity_level_has_no_ordering_accuracy_or_spearman(setup, quiet_lpips, capsys):
+    """--severity-range 0.5 0.5: no pair of levels can be ordered, so OA and Spearman are null in
+    results.json and "–" in eval's and compare's tables (an earlier version reported OA 0.000)."""
+    tmp_path, images = setup
+    out = tmp_path / "point"
+    assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                 "--steps", "2", "--limit", "3", "--severity-range", "0.5", "0.5", "--out", str(out)]) == 0
+    line = "Severity encoder: Spearman(σ̂, t) = –; ordering accuracy = –"
+    assert line in capsys.readouterr().out
+    saved = json.loads((out / "results.json").read_text())
+    assert {k: saved["severity"][k] for k in ("spearman", "spearman_grid", "ordering_accuracy",
+                                              "ordering_accuracy_std")} == dict.fromkeys(
+        ("spearman", "spearman_grid", "ordering_accuracy", "ordering_accuracy_std"))
+    assert [r["ordering_accuracy"] for r in saved["images"]] == [None] * 3
+    assert line in compare([out])
+    # results written by an earlier version (OA 0 for one level) are shown as "–" too
+    saved["severity"] |= {"ordering_accuracy": 0.0, "ordering_accuracy_std": 0.0}
+    (out / "results.json").write_text(json.dumps(saved))
+    assert line in compare([out])
+
+
 def test_cli_eval_and_compare(setup, quiet_lpips, capsys):
     tmp_path, images = setup
     out = tmp_path / "cli"

@@ -252,13 +252,16 @@ class Evaluator:
         return {"psnr": psnr(estimate, target).tolist(), "ssim": ssim(estimate, target).tolist(), "lpips": lp}
 
     @torch.no_grad()
-    def _ordering(self, x: torch.Tensor, names: list[str]) -> tuple[list[float], list[list[list[float]]]]:
+    def _ordering(self, x: torch.Tensor, names: list[str]) -> tuple[list[float | None], list[list[list[float]]]]:
         """OA of [P App. D, Def. 1] per image: ``OA_LEVELS`` levels over the range, ``OA_SEEDS`` noise
-        seeds. Also returns each image's σ̂ on that grid (``OA_SEEDS`` lists of ``OA_LEVELS`` values),
-        from which the report ranks σ̂ against t over many more draws than one per image."""
+        seeds (``None`` when the range is a single level: no pair can be ordered). Also returns each
+        image's σ̂ on that grid (``OA_SEEDS`` lists of ``OA_LEVELS`` values), from which the report
+        ranks σ̂ against t over many more draws than one per image."""
         encoder = self.model.severity_encoder(self.config.task)
         levels = torch.linspace(*self.range, OA_LEVELS)
-        result, grids = [], []
+        orderable = self.range[0] < self.range[1]
+        result: list[float | None] = []
+        grids = []
         for i, name in enumerate(names):
             op = self._operator([name] * OA_LEVELS, levels)
             accs, grid = [], []
@@ -266,9 +269,10 @@ class Evaluator:
                 gen = image_generators([image_seed(name, self.config.seed)], 1_000_000 + s)[0]
                 y = op.measure(x[i : i + 1].expand(OA_LEVELS, -1, -1, -1), generator=gen)
                 sigma_hat = encoder(op.to_image(y))[1]
-                accs.append(ordering_accuracy(levels, sigma_hat)[0])
+                if orderable:
+                    accs.append(ordering_accuracy(levels, sigma_hat)[0])
                 grid.append(sigma_hat.flatten().tolist())
-            result.append(sum(accs) / len(accs))
+            result.append(sum(accs) / len(accs) if accs else None)
             grids.append(grid)
         return result, grids
 
