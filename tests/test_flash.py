@@ -4,6 +4,8 @@ end to end. The loop itself is tested in test_runner.py, the solvers in test_sol
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -177,3 +179,20 @@ def test_every_autoencoder_and_task_runs_end_to_end(kind, cross, task):
     assert 0 <= float(out.images.min()) <= float(out.images.max()) <= 1
     assert out.nfe.tolist() == out.start_step.tolist() and (out.nfe < 10).all()
     assert out.sigma_hat.shape == (2,) and (out.sigma_hat >= 0).all()
+
+
+@pytest.mark.parametrize("scale, metadata, origin", [
+    (float("inf"), {"imported_from": {"source": "official", "file": "enc.ckpt", "sha256": "0"}},
+     "imported from enc.ckpt (official)"),
+    (float("nan"), {"adopted_from": "--severity-from b", "training": {"steps": 1}},
+     "adopted from --severity-from b, trained by flash-wrap train-severity"),
+])
+def test_a_non_finite_severity_estimate_is_refused_naming_the_encoder(scale, metadata, origin, monkeypatch):
+    """σ̂ = inf picked the last grid step without a word; now the encoder, its task and its origin are named."""
+    model = tiny_model("vq", image_size=32, seed=0)
+    model.add_severity_encoder("gaussian-blur", ProgrammedSeverity(model, scale=scale), metadata)
+    y, op = _two_severities()
+    _refuse_denoiser(model, monkeypatch)
+    with pytest.raises(ValueError, match=rf"^the severity encoder for task 'gaussian-blur' \({re.escape(origin)}\) gave a "
+                                         r"non-finite estimate for samples \[0, 1\] \(σ̂ (inf|nan), "):
+        Flash(LatentDPS(model)).reconstruct(y, op, generator=generators([0, 1]), progress=False)
