@@ -196,3 +196,24 @@ def test_a_non_finite_severity_estimate_is_refused_naming_the_encoder(scale, met
     with pytest.raises(ValueError, match=rf"^the severity encoder for task 'gaussian-blur' \({re.escape(origin)}\) gave a "
                                          r"non-finite estimate for samples \[0, 1\] \(σ̂ (inf|nan), "):
         Flash(LatentDPS(model)).reconstruct(y, op, generator=generators([0, 1]), progress=False)
+
+
+def test_a_measurement_of_minus_one_to_one_images_gets_a_warning(programmed_model):
+    """[−1, 1] data passed silently: the check of y in every reconstruct now warns when its minimum
+    is near −1 (far below what the noise explains), and clean [−1, 1] images get the hint in their error."""
+    import warnings
+
+    op = GaussianBlur(sigma=torch.tensor([0.4, 2.0]))
+    x = smooth_images(2, brightness=[0.3, 0.6], seed=1)
+    solver = LatentDPS(programmed_model, sampler="ddim", steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a [0, 1] image's noisy measurement: no warning
+        Flash(solver).reconstruct(_measure(op, x), op, generator=generators([0, 1]), progress=False)
+    signed = _measure(op, x) * 2 - 1
+    assert float(signed.min()) < -0.5
+    with pytest.warns(UserWarning, match=r"^y reaches -0\.\d+, far below what noise of σ_y = 0.05 gives a \[0, 1\] "
+                                         r"image: it looks like a measurement of \[-1, 1\] images"):
+        Flash(solver).reconstruct(signed, op, generator=generators([0, 1]), progress=False)
+    with pytest.raises(ValueError, match=r"x values must lie in \[0, 1\], got .* \(looks like \[-1, 1\] data: "
+                                         r"convert with \(x \+ 1\) / 2\)"):
+        op.measure(x * 2 - 1)
