@@ -143,8 +143,14 @@ def check_generator(generator: object, batch: int) -> None:
     if isinstance(generator, (list, tuple)):
         if len(generator) != batch:
             raise ValueError(f"generator list has {len(generator)} entries but the batch has {batch} samples")
-        for g in generator:
+        first: dict[int, int] = {}
+        for i, g in enumerate(generator):
             if not isinstance(g, torch.Generator):
                 raise TypeError(f"generator list must hold torch.Generator objects, got {type(g).__name__}")
+            if id(g) in first:
+                raise ValueError(f"generator list holds one torch.Generator object at positions {first[id(g)]} and {i}: "
+                                 "each sample needs its own generator (e.g. flash_wrap.rng.generators(seeds)), or its "
+                                 "noise would depend on the other samples; pass one generator for all instead")
+            first[id(g)] = i
         return
     raise TypeError(f"generator must be a torch.Generator, a list of them or None, got {type(generator).__name__}")

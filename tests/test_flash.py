@@ -151,6 +151,10 @@ def test_argument_errors(programmed_model, monkeypatch):
         Flash(LatentDPS)  # the class, not an instance
     with pytest.raises(ValueError, match="generator list has 1 entries but the batch has 2"):
         flash.reconstruct(y, op, generator=[torch.Generator()])
+    shared = torch.Generator().manual_seed(0)  # accepted before: both samples then drew from one stream
+    with pytest.raises(ValueError, match=r"one torch.Generator object at positions 0 and 1: each sample needs its "
+                                         "own generator"):
+        flash.reconstruct(y, op, generator=[shared, shared])
     with pytest.raises(TypeError, match="must be a flash_wrap.operators.Operator"):
         flash.reconstruct(y, lambda x: x)
     with pytest.raises(ValueError, match="must be 32x32 pixels"):  # validated by the solver's prepare
