@@ -12,8 +12,15 @@ from flash_wrap import get_solver
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare, paired
-from flash_wrap.apps.evaluation.config import (OA_LEVELS, OA_SEEDS, RECORDS, SEED_RULE, EvalConfig, image_generators,
-                                               image_seed)
+from flash_wrap.apps.evaluation.config import (
+    OA_LEVELS,
+    OA_SEEDS,
+    RECORDS,
+    SEED_RULE,
+    EvalConfig,
+    image_generators,
+    image_seed,
+)
 from flash_wrap.apps.evaluation.runner import Evaluator, degrade, evaluate
 from flash_wrap.apps.metrics import spearman
 from flash_wrap.operators import get_task

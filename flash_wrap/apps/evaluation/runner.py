@@ -45,8 +45,17 @@ from ..images import list_images, load_image, usable_images
 from ..metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
-from .config import (EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, SEED_RULE, EvalConfig, image_generators,
-                     image_seed)
+from .config import (
+    EXAMPLES,
+    OA_LEVELS,
+    OA_SEEDS,
+    RECORDS,
+    RUN_FILE,
+    SEED_RULE,
+    EvalConfig,
+    image_generators,
+    image_seed,
+)
 
 #: images are fully decoded at this size when checked, before any work
 CHECK_SIZE = 16
