@@ -6,6 +6,7 @@ came, and runs before any heavy work. Nothing here clamps, casts or resizes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -14,6 +15,9 @@ import torch
 #: This bound is loose enough for any sensible noise level (σ_y = 0.05 would need a 20σ outlier to
 #: cross it) and still rejects 0-255 images.
 MEASUREMENT_RANGE: tuple[float, float] = (-1.0, 2.0)
+#: A measurement whose minimum lies below this (and below what its noise explains, 6 σ_y) looks like one
+#: of [−1, 1] images, whose dark pixels sit near −1.
+SIGNED_MINIMUM = -0.5
 
 
 def check_tensor(value: object, name: str) -> torch.Tensor:
@@ -68,11 +72,25 @@ def check_images(
         lo, hi = value_range
         x_min, x_max = float(x.min()), float(x.max())
         if x_min < lo or x_max > hi:
-            hint = " (looks like 0-255 data: divide by 255)" if x_max > 2.0 else ""
+            hint = (" (looks like 0-255 data: divide by 255)" if x_max > 2.0 else
+                    " (looks like [-1, 1] data: convert with (x + 1) / 2)" if x_min < lo and x_min <= SIGNED_MINIMUM
+                    else "")
             raise ValueError(
                 f"{name} values must lie in [{lo:g}, {hi:g}], got [{x_min:.4g}, {x_max:.4g}]{hint}"
             )
     return x
+
+
+def warn_if_signed(y: torch.Tensor, name: str, noise_std: float) -> None:
+    """Warn when ``y`` reaches far below 0 (at most :data:`SIGNED_MINIMUM` and below ``−6·noise_std``):
+    a measurement of [−1, 1] images, which every solver would treat as [0, 1] ones."""
+    if not y.numel():
+        return
+    y_min = float(y.min())
+    if y_min <= min(SIGNED_MINIMUM, -6 * noise_std):
+        warnings.warn(f"{name} reaches {y_min:.3g}, far below what noise of σ_y = {noise_std:g} gives a [0, 1] image: "
+                      "it looks like a measurement of [-1, 1] images; flash_wrap takes [0, 1] images (convert "
+                      "with (x + 1) / 2 before measuring)", UserWarning, stacklevel=5)
 
 
 def per_sample(
@@ -125,8 +143,14 @@ def check_generator(generator: object, batch: int) -> None:
     if isinstance(generator, (list, tuple)):
         if len(generator) != batch:
             raise ValueError(f"generator list has {len(generator)} entries but the batch has {batch} samples")
-        for g in generator:
+        first: dict[int, int] = {}
+        for i, g in enumerate(generator):
             if not isinstance(g, torch.Generator):
                 raise TypeError(f"generator list must hold torch.Generator objects, got {type(g).__name__}")
+            if id(g) in first:
+                raise ValueError(f"generator list holds one torch.Generator object at positions {first[id(g)]} and {i}: "
+                                 "each sample needs its own generator (e.g. flash_wrap.rng.generators(seeds)), or its "
+                                 "noise would depend on the other samples; pass one generator for all instead")
+            first[id(g)] = i
         return
     raise TypeError(f"generator must be a torch.Generator, a list of them or None, got {type(generator).__name__}")

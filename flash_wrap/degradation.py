@@ -13,22 +13,31 @@ range and seed gives exactly what an ``eval --seed`` run measured.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
 
 from .operators import Operator, Task
 
-__all__ = ["LEVEL_STREAM", "NOISE_STREAM", "degrade", "image_generators", "image_seed", "task_operator"]
+__all__ = ["LEVEL_STREAM", "NOISE_STREAM", "SEED_RULE", "degrade", "image_generators", "image_seed", "task_operator"]
 
 #: stream offsets (see :func:`image_generators`) of an image's severity level and measurement noise;
 #: the commands number the solvers' streams after these
 LEVEL_STREAM, NOISE_STREAM = 0, 1
 
 
+#: The per-image seed rule of :func:`image_seed`, recorded in ``run.json``: a resume continues only a
+#: run made with the same rule, so no run mixes seeds of two rules.
+SEED_RULE = "sha256(seed NUL name), first 63 bits"
+
+
 def image_seed(name: str, seed: int) -> int:
-    """Per-image seed: little-endian integer of the file name's bytes mod 2³²−1, mixed with ``seed``."""
-    return (int.from_bytes(name.encode(), "little") + 1_000_003 * seed) % (2**32 - 1)
+    """Per-image seed in [0, 2⁶³): the first 63 bits of SHA-256 over the run's ``seed`` and the file
+    ``name`` (ALGORITHMS.md §7). Two names share a seed with probability 2⁻⁶³ (for a million names,
+    any collision about 5·10⁻⁸), so images never share their level, noise or kernel by accident."""
+    digest = hashlib.sha256(f"{int(seed)}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def image_generators(seeds: Sequence[int], offset: int) -> list[torch.Generator]:
@@ -38,7 +47,7 @@ def image_generators(seeds: Sequence[int], offset: int) -> list[torch.Generator]
 
 def task_operator(task: Task, names: list[str], levels: torch.Tensor, image_size: int, seed: int) -> Operator:
     """``task``'s operator at ``levels`` (``(B,)``) for the images ``names``, each with its own kernel seed."""
-    seeds = torch.tensor([image_seed(n, seed) % (2**31 - 1) for n in names])
+    seeds = torch.tensor([image_seed(n, seed) for n in names])
     return task.operator(levels, image_size, seed=seeds)
 
 

@@ -92,6 +92,7 @@ class Flash:
 
         with torch.no_grad():
             z_hat, variance = encoder(operator.to_image(y))
+        _check_estimate(z_hat, variance, operator.task, model.severity_metadata.get(operator.task, {}))
         if self.fixed_start is None:
             start = start_index(variance, sampler.snr)
         elif isinstance(self.fixed_start, int):
@@ -108,3 +109,29 @@ class Flash:
 
     def __repr__(self) -> str:
         return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start})"
+
+
+def _encoder_origin(metadata: dict) -> str:
+    """Where a severity encoder came from, as its bundle metadata records it (newest step first)."""
+    steps = []
+    if "adopted_from" in metadata:
+        steps.append(f"adopted from {metadata['adopted_from']}")
+    imported = metadata.get("imported_from")
+    if isinstance(imported, dict):
+        steps.append(f"imported from {imported.get('file', '?')} ({imported.get('source', 'unknown source')})")
+    elif "training" in metadata:
+        steps.append("trained by flash-wrap train-severity")
+    return ", ".join(steps) or "no origin recorded"
+
+
+def _check_estimate(z_hat: torch.Tensor, variance: torch.Tensor, task: str, metadata: dict) -> None:
+    """A non-finite σ̂ (``(B,)``) or ẑ would silently start a sample at the grid's first or last
+    step: refuse it, naming the encoder, its task and where it came from."""
+    bad = ~torch.isfinite(variance) | ~torch.isfinite(z_hat.flatten(1)).all(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        values = ", ".join(f"{float(variance[i]):g}" for i in rows[:4])
+        raise ValueError(f"the severity encoder for task {task!r} ({_encoder_origin(metadata)}) gave a non-finite "
+                         f"estimate for samples {rows} (σ̂ {values}{', …' if len(rows) > 4 else ''}); no start step can "
+                         "follow from it: check that encoder's weights and its input, or retrain it with "
+                         "flash-wrap train-severity")

@@ -25,8 +25,10 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def ordering_accuracy(levels: torch.Tensor, predicted: torch.Tensor) -> tuple[float, float]:
     """Ordering accuracy of [P App. D, Def. 1] for one clean image and ``n`` severities.
 
-    ``OA = 1/(n(n−1)) · Σ_{i≠j} 1[sign(s_i − s_j) = sign(σ̂_i − σ̂_j)]``; a tie in σ̂ counts as wrong
-    (as in Def. 1, unlike the official code). Returns ``(OA, fraction of tied pairs)``.
+    ``OA = 1/|P| · Σ_{(i,j)∈P} 1[sign(s_i − s_j) = sign(σ̂_i − σ̂_j)]`` over the pairs ``P`` of distinct
+    levels (all ``n(n−1)`` ordered pairs when the levels are distinct, as in Def. 1); a tie in σ̂
+    counts as wrong (as in Def. 1, unlike the official code). Returns ``(OA, fraction of P tied in σ̂)``.
+    Fewer than two distinct levels leave no pair to order: ``ValueError``.
     """
     s = levels.double().flatten()
     v = predicted.double().flatten()
@@ -34,9 +36,11 @@ def ordering_accuracy(levels: torch.Tensor, predicted: torch.Tensor) -> tuple[fl
         raise ValueError(f"need two equal-length sequences of at least 2 values, got {s.numel()} and {v.numel()}")
     ds = torch.sign(s[:, None] - s[None, :])
     dv = torch.sign(v[:, None] - v[None, :])
-    off = ~torch.eye(s.numel(), dtype=torch.bool)
-    agree = ((ds == dv) & (ds != 0))[off].double().mean()
-    ties = (dv[off] == 0).double().mean()
+    pairs = ds != 0
+    if not bool(pairs.any()):
+        raise ValueError(f"ordering accuracy needs at least two distinct levels, got only {float(s[0]):g}")
+    agree = (ds == dv)[pairs].double().mean()
+    ties = (dv[pairs] == 0).double().mean()
     return float(agree), float(ties)
 
 

@@ -655,3 +655,22 @@ def test_a_taef2_config_with_negative_channels_is_refused(world, capsys):
     config_file.write_text(json.dumps(config))
     line = _one_line_error(capsys, main(_eval(world)), "eval")
     assert "autoencoder/config.json is not a usable TAEF2 config" in line
+
+
+def test_export_force_replaces_only_a_bundle_or_an_empty_folder(world, capsys, monkeypatch):
+    """``export --force --out .`` deleted the working directory's other files; now a folder that is
+    not a bundle is refused, with or without --force, and keeps every file."""
+    work = world / "work"
+    (work / "notes").mkdir(parents=True)
+    (work / "thesis.tex").write_text("years of work\n")
+    monkeypatch.chdir(work)
+    for force in (["--force"], []):
+        line = _one_line_error(capsys, main(["export", "--model", str(world / "model"), "--out", ".", *force]),
+                               "export")
+        assert "holds files that are not a bundle (notes, thesis.tex, ...)" in line and "empty one" in line
+        assert (work / "thesis.tex").read_text() == "years of work\n" and (work / "notes").is_dir()
+        assert sorted(p.name for p in work.iterdir()) == ["notes", "thesis.tex"]
+    (world / "empty").mkdir()
+    assert main(["export", "--model", str(world / "model"), "--out", str(world / "empty"), "--force",
+                 "--dtype", "float32"]) == 0
+    assert (world / "empty" / "model_index.json").is_file()

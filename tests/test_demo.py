@@ -234,3 +234,20 @@ def test_demo_cli(demo_setup, tmp_path, capsys):
     assert summary["n_faces"] == 1 and summary["grid"] == "ddim-4 (η=0)"
     assert main(["demo", "--model", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_refuses_an_out_with_an_earlier_demo_unless_force(demo_setup, tmp_path, capsys):
+    _, model, faces = demo_setup
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "demo.md").write_text("an earlier demo\n")
+    (used / "notes.txt").write_text("mine\n")
+    assert main(["demo", "--model", str(model), "--faces", str(faces), "--out", str(used)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--out {used} already holds demo.md from an earlier demo" in err and "--force" in err
+    assert (used / "demo.md").read_text() == "an earlier demo\n" and not (used / "demo.json").exists()
+    run_demo(model=str(model), out=used, faces=faces, n_faces=1, steps=2, tasks=("super-resolution",),
+             progress=False, force=True)
+    assert (used / "demo.md").read_text() != "an earlier demo\n" and (used / "demo.json").is_file()
+    assert (used / "notes.txt").read_text() == "mine\n"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from flash_wrap import get_solver
+from flash_wrap import get_solver, get_task
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare, paired
 from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig
 from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
-from flash_wrap.degradation import image_generators, image_seed
+from flash_wrap.degradation import SEED_RULE, degrade, image_generators, image_seed
 from flash_wrap.metrics import spearman
 from flash_wrap.testing import tiny_model, write_images
 
@@ -157,7 +157,56 @@ def test_image_seed_depends_on_name_and_seed_only():
     assert image_seed("00001.png", 0) == image_seed("00001.png", 0)
     assert image_seed("00001.png", 0) != image_seed("00002.png", 0)
     assert image_seed("00001.png", 0) != image_seed("00001.png", 1)
-    assert 0 <= image_seed("a" * 200, 3) < 2**32 - 1
+    assert 0 <= image_seed("a" * 200, 3) < 2**63
+
+
+def test_image_seeds_do_not_collide():
+    """The old rule (the name's bytes as a little-endian integer mod 2³²−1) gave 10000.png and
+    00001.png one seed, and 00000…29999.png only 12,000 seeds."""
+    seeds = {image_seed(f"{i:05d}.png", 0) for i in range(30_000)}
+    assert len(seeds) == 30_000
+    assert image_seed("10000.png", 0) != image_seed("00001.png", 0)
+    x = torch.full((2, 3, 16, 16), 0.5)
+    _, levels, operator, y = degrade(get_task("motion-blur"), ["10000.png", "00001.png"], x, (0.0, 1.0), 0)
+    assert levels[0] != levels[1] and operator.seed[0] != operator.seed[1]
+    assert not torch.equal(y[0], y[1])
+
+
+def test_resume_refuses_a_run_made_with_the_old_seed_rule(setup, quiet_lpips):
+    tmp_path, images = setup
+    config = _config(tmp_path, images, "old", fixed_start=[], baseline=False, limit=2)
+    evaluate(config, progress=False)
+    run_file = tmp_path / "old" / "run.json"
+    identity = json.loads(run_file.read_text())
+    assert identity["seed_rule"] == SEED_RULE
+    del identity["seed_rule"]  # what a run of the earlier versions recorded
+    run_file.write_text(json.dumps(identity))
+    records = (tmp_path / "old" / RECORDS).read_text()
+    with pytest.raises(ValueError, match=r"^--resume: .* drew its per-image seeds by the file name's bytes as a "
+                                         r"little-endian integer .* never mixes the two; start a new run"):
+        evaluate(config, resume=True, progress=False)
+    assert (tmp_path / "old" / RECORDS).read_text() == records  # nothing deleted or added
+
+
+def test_one_severity_level_has_no_ordering_accuracy_or_spearman(setup, quiet_lpips, capsys):
+    """--severity-range 0.5 0.5: no pair of levels can be ordered, so OA and Spearman are null in
+    results.json and "–" in eval's and compare's tables (an earlier version reported OA 0.000)."""
+    tmp_path, images = setup
+    out = tmp_path / "point"
+    assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                 "--steps", "2", "--limit", "3", "--severity-range", "0.5", "0.5", "--out", str(out)]) == 0
+    line = "Severity encoder: Spearman(σ̂, t) = –; ordering accuracy = –"
+    assert line in capsys.readouterr().out
+    saved = json.loads((out / "results.json").read_text())
+    assert {k: saved["severity"][k] for k in ("spearman", "spearman_grid", "ordering_accuracy",
+                                              "ordering_accuracy_std")} == dict.fromkeys(
+        ("spearman", "spearman_grid", "ordering_accuracy", "ordering_accuracy_std"))
+    assert [r["ordering_accuracy"] for r in saved["images"]] == [None] * 3
+    assert line in compare([out])
+    # results written by an earlier version (OA 0 for one level) are shown as "–" too
+    saved["severity"] |= {"ordering_accuracy": 0.0, "ordering_accuracy_std": 0.0}
+    (out / "results.json").write_text(json.dumps(saved))
+    assert line in compare([out])
 
 
 def test_cli_eval_and_compare(setup, quiet_lpips, capsys):

@@ -4,6 +4,8 @@ end to end. The loop itself is tested in test_runner.py, the solvers in test_sol
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -150,6 +152,10 @@ def test_argument_errors(programmed_model, monkeypatch):
         Flash(LatentDPS)  # the class, not an instance
     with pytest.raises(ValueError, match="generator list has 1 entries but the batch has 2"):
         flash.reconstruct(y, op, generator=[torch.Generator()])
+    shared = torch.Generator().manual_seed(0)  # accepted before: both samples then drew from one stream
+    with pytest.raises(ValueError, match=r"one torch.Generator object at positions 0 and 1: each sample needs its "
+                                         "own generator"):
+        flash.reconstruct(y, op, generator=[shared, shared])
     with pytest.raises(TypeError, match="must be a flash_wrap.operators.Operator"):
         flash.reconstruct(y, lambda x: x)
     with pytest.raises(ValueError, match="must be 32x32 pixels"):  # validated by the solver's prepare
@@ -178,3 +184,41 @@ def test_every_autoencoder_and_task_runs_end_to_end(kind, cross, task):
     assert 0 <= float(out.images.min()) <= float(out.images.max()) <= 1
     assert out.nfe.tolist() == out.start_step.tolist() and (out.nfe < 10).all()
     assert out.sigma_hat.shape == (2,) and (out.sigma_hat >= 0).all()
+
+
+@pytest.mark.parametrize("scale, metadata, origin", [
+    (float("inf"), {"imported_from": {"source": "official", "file": "enc.ckpt", "sha256": "0"}},
+     "imported from enc.ckpt (official)"),
+    (float("nan"), {"adopted_from": "--severity-from b", "training": {"steps": 1}},
+     "adopted from --severity-from b, trained by flash-wrap train-severity"),
+])
+def test_a_non_finite_severity_estimate_is_refused_naming_the_encoder(scale, metadata, origin, monkeypatch):
+    """σ̂ = inf picked the last grid step without a word; now the encoder, its task and its origin are named."""
+    model = tiny_model("vq", image_size=32, seed=0)
+    model.add_severity_encoder("gaussian-blur", ProgrammedSeverity(model, scale=scale), metadata)
+    y, op = _two_severities()
+    _refuse_denoiser(model, monkeypatch)
+    with pytest.raises(ValueError, match=rf"^the severity encoder for task 'gaussian-blur' \({re.escape(origin)}\) gave a "
+                                         r"non-finite estimate for samples \[0, 1\] \(σ̂ (inf|nan), "):
+        Flash(LatentDPS(model)).reconstruct(y, op, generator=generators([0, 1]), progress=False)
+
+
+def test_a_measurement_of_minus_one_to_one_images_gets_a_warning(programmed_model):
+    """[−1, 1] data passed silently: the check of y in every reconstruct now warns when its minimum
+    is near −1 (far below what the noise explains), and clean [−1, 1] images get the hint in their error."""
+    import warnings
+
+    op = GaussianBlur(sigma=torch.tensor([0.4, 2.0]))
+    x = smooth_images(2, brightness=[0.3, 0.6], seed=1)
+    solver = LatentDPS(programmed_model, sampler="ddim", steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a [0, 1] image's noisy measurement: no warning
+        Flash(solver).reconstruct(_measure(op, x), op, generator=generators([0, 1]), progress=False)
+    signed = _measure(op, x) * 2 - 1
+    assert float(signed.min()) < -0.5
+    with pytest.warns(UserWarning, match=r"^y reaches -0\.\d+, far below what noise of σ_y = 0.05 gives a \[0, 1\] "
+                                         r"image: it looks like a measurement of \[-1, 1\] images"):
+        Flash(solver).reconstruct(signed, op, generator=generators([0, 1]), progress=False)
+    with pytest.raises(ValueError, match=r"x values must lie in \[0, 1\], got .* \(looks like \[-1, 1\] data: "
+                                         r"convert with \(x \+ 1\) / 2\)"):
+        op.measure(x * 2 - 1)

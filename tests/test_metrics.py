@@ -29,6 +29,14 @@ def test_ordering_accuracy_perfect_reversed_and_random():
         ordering_accuracy(levels, levels[:3])
 
 
+def test_ordering_accuracy_orders_only_pairs_of_distinct_levels():
+    """Pairs at one level cannot be ordered: they are left out, not counted wrong; one level alone
+    leaves no pair (the earlier formula scored it 0)."""
+    assert ordering_accuracy(torch.tensor([0.2, 0.2, 0.8]), torch.tensor([1.0, 2.0, 3.0])) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="at least two distinct levels, got only 0.5"):
+        ordering_accuracy(torch.full((10,), 0.5), torch.rand(10))
+
+
 def test_ssim_identical_and_degraded():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)

@@ -418,3 +418,16 @@ def test_severity_range_sets_the_levels_and_must_match_on_resume(setup, capsys, 
     capsys.readouterr()
     assert main(_args(model, data, out, "--no-write", "--resume", c=None)) == 2
     assert "--severity-range (0.1 0.2 then, unset now)" in capsys.readouterr().err
+
+
+def test_a_finite_reconstruction_far_below_the_degraded_input_counts_as_diverged(tmp_path, capsys):
+    """--eta 1e30 on the demo model gives a finite PSNR far below the blurred input's: diverged,
+    never written (earlier only a non-finite PSNR counted, and 1e30 reached the bundle)."""
+    from flash_wrap.apps.demo import FACES_DIR
+
+    out = tmp_path / "out"
+    assert main(["tune", "--model", "demo", "--task", TASK, "--solver", "latent-dps", "--data", str(FACES_DIR),
+                 "--limit", "1", "--steps", "4", "--eta", "1e30", "--no-write", "--out", str(out)]) == 2
+    assert "every configuration diverged on at least one image" in capsys.readouterr().err
+    (row,) = _rows(out)
+    assert row["psnr"] is None and row["psnr_floor"] > 10  # 10 dB below an input of about 26 dB

@@ -108,7 +108,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         given["steps"] = args.steps or None  # 0: the solver's own sampler
     if args.n_faces is not None:
         given["n_faces"] = args.n_faces
-    out = run_demo(model=args.model, out=args.out, solver=args.solver, faces=args.faces, seed=args.seed, **given)
+    out = run_demo(model=args.model, out=args.out, solver=args.solver, faces=args.faces, seed=args.seed,
+                   force=args.force, **given)
     print(out["table"])
     print(f"\nfigure: {out['figure']}\nnumbers: {out['json']}")
     return 0
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-faces", type=POSITIVE,
                    help="use the first N faces of the folder (default: the demo's own number, recorded in demo.json)")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite the demo.png, demo.md and demo.json of --out")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("eval", help="Flash(solver) vs the bare solver and fixed starts on an image folder")

@@ -34,7 +34,7 @@ from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import DEFAULT_NOISE_STD, SEED_BOUND
 from ..registry import get_registry, get_solver, get_task
 from .progress import progress_mode
-from .runs import check_output_folder
+from .runs import RunFolderError, check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ DEFAULT_FACES = 2
 #: kernel uses ``sample_seed`` itself).
 NOISE_STREAM, BASELINE_STREAM, FLASH_STREAM = 0, 1, 2
 STREAMS = 4
+
+#: What a demo writes into its ``--out`` folder.
+DEMO_FILES = ("demo.png", "demo.md", "demo.json")
 
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
@@ -278,8 +281,9 @@ def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = DEFAULT_STEPS, faces: str | Path | None = None,
              n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] | None = None, seed: int = 0,
-             progress: bool | None = None) -> dict:
-    """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``.
+             progress: bool | None = None, force: bool = False) -> dict:
+    """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``; a folder that
+    holds any of them already is refused unless ``force`` (then they are overwritten).
 
     ``tasks``: registered task names, each at its ``demo_levels``; ``None`` is every registered
     task the model has a severity encoder for (a named task without one is a warning).
@@ -289,6 +293,10 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     nothing. Returns the paths, the table, the rows, the per-task results and the grid label.
     """
     began = time.perf_counter()
+    used = [name for name in DEMO_FILES if (Path(out).expanduser() / name).exists()]
+    if used and not force:
+        raise RunFolderError(f"--out {out} already holds {', '.join(used)} from an earlier demo; choose another --out, "
+                             "or pass --force to overwrite them")
     named = tasks is not None
     tasks = tuple(tasks) if tasks is not None else tuple(get_registry().tasks)
     for name in tasks:

@@ -23,8 +23,9 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
     """Write ``model``'s bundle to the new folder ``out`` with weights stored in ``dtype``.
 
     Refused before loading anything: ``out`` equal to or inside ``model`` (it would rewrite the
-    source), ``out`` a file, or ``out`` an existing non-empty folder without ``force`` (the two
-    bundles would merge). With ``force`` the old folder is replaced whole, after the copy is done.
+    source), ``out`` a file, ``out`` a non-empty folder that is not a bundle (``force`` or not: its
+    files would be deleted), or ``out`` another bundle without ``force`` (the two would merge). With
+    ``force`` the old bundle is replaced whole, after the copy is done.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -38,10 +39,14 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
         raise RunFolderError(f"--out {target} contains the model folder {model}; replacing it would delete the source")
     if target.exists() and not target.is_dir():
         raise RunFolderError(f"--out {target} is a file, not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        what = "another bundle" if (target / "model_index.json").is_file() else "other files"
-        raise RunFolderError(f"--out {target} already holds {what}; choose an empty or new folder, or pass --force "
-                             "to replace it")
+    if target.is_dir() and any(target.iterdir()):
+        if not (target / "model_index.json").is_file():
+            shown = ", ".join(sorted(p.name for p in target.iterdir())[:3])
+            raise RunFolderError(f"--out {target} holds files that are not a bundle ({shown}, ...); export replaces "
+                                 "only a bundle folder (with --force) or an empty one: choose a new or empty folder")
+        if not force:
+            raise RunFolderError(f"--out {target} already holds another bundle; choose an empty or new folder, or pass "
+                                 "--force to replace it")
     resolved.parent.mkdir(parents=True, exist_ok=True)
     staging = resolved.with_name(f".{resolved.name}.writing-{os.getpid()}")
     if staging.exists():

@@ -29,8 +29,9 @@ def severity_scatter(result: dict, path: Path) -> Path:
     ax.scatter([r["severity"] for r in images], [r["sigma_hat"] for r in images], s=14, alpha=0.8)
     sev = result["severity"]
     rho = "n/a" if sev["spearman"] is None else f"{sev['spearman']:.3f}"
+    oa = "n/a" if sev["ordering_accuracy"] is None else f"{sev['ordering_accuracy']:.3f}"
     ax.set(xlabel=f"true severity level t ({result['task']})", ylabel="predicted σ̂ (error variance)",
-           title=f"Spearman {rho}, ordering accuracy {sev['ordering_accuracy']:.3f}")
+           title=f"Spearman {rho}, ordering accuracy {oa}")
     ax.title.set_fontsize(9)
     return _save(fig, path)
 

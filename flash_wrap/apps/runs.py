@@ -200,6 +200,11 @@ def open_run(out: Path, identity: dict, *, records: str, run_file: str, resume: 
             config_file.write_text(json.dumps(identity, indent=2))
             return False
         previous = json.loads(config_file.read_text())
+        if previous.get("seed_rule") != identity.get("seed_rule"):
+            then = previous.get("seed_rule") or "the file name's bytes as a little-endian integer (seeds that collide)"
+            raise RunFolderError(f"--resume: {out} drew its per-image seeds by {then}, this version by "
+                                 f"{identity.get('seed_rule')}, and a run never mixes the two; start a new run in "
+                                 "another --out")
         if set(previous) - OPTIONAL_IDENTITY != set(identity) - OPTIONAL_IDENTITY:
             raise RunFolderError(f"--resume: {config_file} was written by another version of {command}; "
                                  "start a new run in another --out")

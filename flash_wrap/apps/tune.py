@@ -21,7 +21,8 @@ Per-image rows are appended to ``tune.jsonl`` as each batch of a configuration f
 ``run.json`` records the arguments and fingerprints of the model and of the images, so
 ``--resume`` continues an interrupted run exactly under the rules of ``eval``
 (:func:`~flash_wrap.apps.runs.open_run`). The best configuration (highest mean PSNR; a
-configuration in which any image diverged is never chosen) goes into the bundle, where every
+configuration in which any image diverged, non-finite or :data:`DIVERGENCE_MARGIN_DB` below the degraded
+input and the autoencoder's round trip, is never chosen) goes into the bundle, where every
 solver built on it afterwards (``get_solver(name)(model)``, ``eval``) picks it up: tuned on the
 solver's own grid (DDPM-1000 for Latent-DPS) into ``solver_defaults``
 (:meth:`~flash_wrap.models.LatentDiffusion.set_solver_defaults`), which serve every grid without an
@@ -57,7 +58,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._numbers import is_finite_number
-from ..degradation import degrade, image_generators, task_operator
+from ..degradation import SEED_RULE, degrade, image_generators, task_operator
 from ..flash import Flash
 from ..grid import grid_for
 from ..images import list_images, load_image, usable_images
@@ -86,6 +87,10 @@ RECORDS = "tune.jsonl"
 RESULT = "tune.json"
 FIGURE = "tune.png"
 COMMAND = "flash-wrap tune"
+
+#: A reconstruction this many dB below both the degraded input's PSNR and the autoencoder's round trip
+#: counts as diverged (e.g. ``--eta 1e30``: finite, but worse than doing nothing), as a non-finite one does.
+DIVERGENCE_MARGIN_DB = 10.0
 
 #: ``(η, c)``: one configuration of the grid (c as the solver resolves it when ``--c`` is not given;
 #: ``None`` for ``--baseline``, whose bare runs have no noise correction)
@@ -237,20 +242,32 @@ class Tuner:
                                                progress=False)
         seconds = (time.perf_counter() - start) / len(files)
         scores = psnr(result.images, x).tolist()
+        floor = self._divergence_floor(x, operator.to_image(y))
         eta, c = setting
         return [{
             "eta": eta, "c": c, "name": name,
-            "psnr": scores[i] if math.isfinite(scores[i]) else None,  # None: the reconstruction diverged
+            # None: the reconstruction diverged (non-finite, or far below what the input already gives)
+            "psnr": scores[i] if math.isfinite(scores[i]) and scores[i] >= floor[i] else None,
+            "psnr_floor": floor[i],
             "nfe": int(result.nfe[i]), "start_step": int(result.start_step[i]),
             "sigma_hat": None if result.sigma_hat is None else float(result.sigma_hat[i]),
             "severity": float(levels[i]), "seconds": seconds,
         } for i, name in enumerate(names)]
 
+    @torch.no_grad()
+    def _divergence_floor(self, x: torch.Tensor, degraded: torch.Tensor) -> list[float]:
+        """Per image, the PSNR (dB) below which a reconstruction counts as diverged: :data:`DIVERGENCE_MARGIN_DB`
+        below the lower of the degraded input's PSNR and the autoencoder's round trip ``D(E(x))``
+        (a model that cannot represent the image has not diverged when its results are poor)."""
+        given = psnr(degraded.clamp(0, 1), x)
+        representable = psnr(self.model.decode(self.model.encode(x)).clamp(0, 1), x)
+        return (torch.minimum(given, representable) - DIVERGENCE_MARGIN_DB).tolist()
+
     # -- the whole run --------------------------------------------------------------------------
     def identity(self) -> dict:
         """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
         return run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
-                            self.files)
+                            self.files) | {"seed_rule": SEED_RULE}
 
     def run(self, *, resume: bool = False, progress: bool | None = None) -> dict:
         """Run (or resume) the grid, write ``tune.json`` and ``tune.png`` and, unless told not to,

@@ -14,7 +14,7 @@ from typing import ClassVar, TypeVar
 
 import torch
 
-from .._checks import MEASUREMENT_RANGE, check_batch, check_generator, check_images
+from .._checks import MEASUREMENT_RANGE, check_batch, check_generator, check_images, warn_if_signed
 from ..rng import GeneratorArg, randn
 
 #: σ_y on [0, 1] images, for every task (ALGORITHMS.md §1, §6).
@@ -123,10 +123,13 @@ class Operator(ABC):
     def check_measurement(self, y: object, image_size: tuple[int, int], name: str = "y") -> torch.Tensor:
         """Validate a measurement for images of ``image_size`` ``(H, W)``.
 
-        Values must lie in ``MEASUREMENT_RANGE`` (noise legitimately leaves [0, 1]).
+        Values must lie in ``MEASUREMENT_RANGE`` (noise legitimately leaves [0, 1]); a minimum near −1
+        that the noise cannot explain gets a warning (a measurement of [−1, 1] images). This is where
+        every solver's and Flash's ``reconstruct`` checks its ``y``.
         """
         c, h, w = self.measurement_shape((3, *image_size))
         y = check_images(y, name, value_range=MEASUREMENT_RANGE, size=(h, w), channels=c)
+        warn_if_signed(y, name, self.noise_std)
         check_batch(self.batch_size, y.shape[0], f"{type(self).__name__} parameters")
         return y
 

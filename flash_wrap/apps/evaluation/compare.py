@@ -62,6 +62,9 @@ def table(results: dict) -> str:
         lines.append(f"| {_label(name, results['solver'], own)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
                      f"| {_fmt(m['lpips'], 4)} | {nfe} | {_fmt(m['seconds_per_image'], 2)} | {speed} |")
     sev = results["severity"]
+    levels = results.get("severity_range")
+    if levels and levels[0] == levels[1]:  # one level: nothing to rank (earlier versions wrote OA 0 here)
+        sev = {**sev, "spearman": None, "spearman_grid": None, "ordering_accuracy": None}
     if sev.get("spearman_grid") is not None:
         rho = (f"{_fmt(sev['spearman'], 3)} over one draw per image, {_fmt(sev['spearman_grid'], 3)} over the "
                f"ordering grid ({sev['spearman_grid_pairs']} draws)")

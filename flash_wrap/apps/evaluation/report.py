@@ -46,18 +46,22 @@ def summarize(records: list[dict]) -> dict[str, dict[str, Any]]:
 
 
 def severity_summary(records: list[dict]) -> dict[str, float | None]:
+    """Spearman(σ̂, t) over the images' draws and over the pooled ordering grid, and the mean
+    ordering accuracy; each ``None`` where fewer than two distinct levels leave nothing to rank."""
     import torch
 
-    oa = [r["ordering_accuracy"] for r in records]
+    oa = [r["ordering_accuracy"] for r in records if r["ordering_accuracy"] is not None]
     levels = torch.tensor([r["severity"] for r in records])
-    rho = spearman(levels, torch.tensor([r["sigma_hat"] for r in records])) if len(records) > 2 else None
+    rho = None
+    if len(records) > 2 and len(set(levels.tolist())) > 1:
+        rho = spearman(levels, torch.tensor([r["sigma_hat"] for r in records]))
     # the ordering-accuracy grid: every image at OA_LEVELS levels × OA_SEEDS noise draws, pooled
     grid_rho, pairs = None, 0
     if records and all("ordering_sigma_hat" in r and "ordering_levels" in r for r in records):
         t = torch.tensor([lv for r in records for _ in r["ordering_sigma_hat"] for lv in r["ordering_levels"]])
         s = torch.tensor([v for r in records for seed in r["ordering_sigma_hat"] for v in seed])
         pairs = len(t)
-        grid_rho = spearman(t, s) if pairs > 2 else None
+        grid_rho = spearman(t, s) if pairs > 2 and len(set(t.tolist())) > 1 else None
     return {
         "spearman": None if rho is None or math.isnan(rho) else rho,
         "spearman_grid": None if grid_rho is None or math.isnan(grid_rho) else grid_rho,

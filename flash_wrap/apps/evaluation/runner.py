@@ -1,7 +1,7 @@
 """``flash-wrap eval``: Flash(solver) vs the bare solver (and fixed starts) on an image folder.
 
-Every image gets its own seed from its file name (ALGORITHMS.md §7: little-endian integer of the
-name's bytes, mixed with ``--seed``); that seed draws its severity level, its measurement noise,
+Every image gets its own seed from its file name (ALGORITHMS.md §7: SHA-256 of ``--seed`` and the
+name, 63 bits, :data:`~.config.SEED_RULE` in ``run.json``); that seed draws its severity level, its measurement noise,
 its motion-blur kernel and the solvers' noise, so an image's result does not depend on the
 other images, their order or the batch size. Images are processed in fixed batches of the
 sorted file list and a batch's records are appended to ``images.jsonl`` when it finishes:
@@ -33,7 +33,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
-from ...degradation import degrade, image_generators, image_seed, task_operator
+from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
 from ...flash import Flash
 from ...images import list_images, load_image, save_image, usable_images
 from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
@@ -227,23 +227,27 @@ class Evaluator:
         return {"psnr": psnr(estimate, target).tolist(), "ssim": ssim(estimate, target).tolist(), "lpips": lp}
 
     @torch.no_grad()
-    def _ordering(self, x: torch.Tensor, names: list[str]) -> tuple[list[float], list[list[list[float]]]]:
+    def _ordering(self, x: torch.Tensor, names: list[str]) -> tuple[list[float | None], list[list[list[float]]]]:
         """OA of [P App. D, Def. 1] per image: ``OA_LEVELS`` levels over the range, ``OA_SEEDS`` noise
-        seeds. Also returns each image's σ̂ on that grid (``OA_SEEDS`` lists of ``OA_LEVELS`` values),
-        from which the report ranks σ̂ against t over many more draws than one per image."""
+        seeds (``None`` when the range is a single level: no pair can be ordered). Also returns each
+        image's σ̂ on that grid (``OA_SEEDS`` lists of ``OA_LEVELS`` values), from which the report
+        ranks σ̂ against t over many more draws than one per image."""
         encoder = self.model.severity_encoder(self.config.task)
         levels = torch.linspace(*self.range, OA_LEVELS)
-        result, grids = [], []
+        orderable = self.range[0] < self.range[1]
+        result: list[float | None] = []
+        grids = []
         for i, name in enumerate(names):
             op = self._operator([name] * OA_LEVELS, levels)
             accs, grid = [], []
             for s in range(OA_SEEDS):
-                gen = torch.Generator().manual_seed(image_seed(name, self.config.seed) + 1_000_000 + s)
+                gen = image_generators([image_seed(name, self.config.seed)], 1_000_000 + s)[0]
                 y = op.measure(x[i : i + 1].expand(OA_LEVELS, -1, -1, -1), generator=gen)
                 sigma_hat = encoder(op.to_image(y))[1]
-                accs.append(ordering_accuracy(levels, sigma_hat)[0])
+                if orderable:
+                    accs.append(ordering_accuracy(levels, sigma_hat)[0])
                 grid.append(sigma_hat.flatten().tolist())
-            result.append(sum(accs) / len(accs))
+            result.append(sum(accs) / len(accs) if accs else None)
             grids.append(grid)
         return result, grids
 
@@ -311,7 +315,7 @@ class Evaluator:
     def identity(self) -> dict:
         """What ``run.json`` records and a resume must match (:func:`~flash_wrap.apps.runs.run_identity`)."""
         identity = run_identity(self.config.comparable(), self.config.model, self.config.data, self.model_folder,
-                                self.files)
+                                self.files) | {"seed_rule": SEED_RULE}
         if self.severity_folder is not None:  # absent otherwise, so runs from before the option still resume
             identity["severity_from"] = str(self.config.severity_from)
             identity["severity_fingerprint"] = fingerprint_folder(self.severity_folder)
