@@ -147,15 +147,3 @@ def get_solver(name: str) -> type[Solver]:
     """The solver class registered as ``name`` (e.g. ``"latent-dps"``)."""
     return get_registry().solver(name)
 
-
-def unused_solver_defaults(defaults: dict, registry: SolverRegistry | None = None) -> list[str]:
-    """Entries of a bundle's ``solver_defaults`` that no installed solver or known task will read
-    (a misspelt ``latent-dsp`` or ``gausian-blur`` would otherwise be ignored without a word)."""
-    from .operators import task_names
-
-    registry = registry or get_registry()
-    tasks = set(task_names())
-    unused = [f"solver {name!r} (not installed)" for name in defaults if name not in registry.solvers]
-    for name, per_task in defaults.items():
-        unused += [f"task {task!r} of {name!r} (unknown task)" for task in per_task if task not in tasks]
-    return unused

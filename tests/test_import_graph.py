@@ -138,7 +138,9 @@ def test_the_core_does_not_import_the_applications():
 #: layer -> modules it must not import (DESIGN.md's layer table)
 FORBIDDEN = {
     "flash_wrap.models": ("flash_wrap.solver", "flash_wrap.runner", "flash_wrap.flash", "flash_wrap.operators",
-                          "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing"),
+                          "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing",
+                          # tuned values' keys, validation and precedence belong to flash_wrap.tuning
+                          "flash_wrap.grid", "flash_wrap.tuning"),
     "flash_wrap.operators": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.runner",
                              "flash_wrap.severity", "flash_wrap.testing"),
     "flash_wrap.severity": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.operators"),
