@@ -127,10 +127,10 @@ class Evaluator:
         if config.baseline and grids and not own_values:
             values = ", ".join(f"{k}={v:g}" for k, v in self.baseline_solver.hyperparameters(config.task,
                                                                                           baseline=True).items())
-            log.warning("the model's baseline_defaults for %s on %s cover %s, not the baseline's %s: the baseline runs "
-                        "with the solver_defaults and the solver's own defaults (%s; tune it with flash-wrap tune "
-                        "--baseline --steps %d)", config.solver, config.task, ", ".join(sorted(g.label() for g in grids)),
-                        base_grid.label(), values, base_grid.steps)
+            log.warning("the model's %s for %s on %s cover %s, not the baseline's %s: the baseline runs with the %s "
+                        "and the solver's own defaults (%s; tune it with flash-wrap tune --baseline --steps %d)",
+                        tuning.BARE, config.solver, config.task, ", ".join(sorted(g.label() for g in grids)),
+                        base_grid.label(), tuning.SOLVER_WIDE, values, base_grid.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
