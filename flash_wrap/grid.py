@@ -18,7 +18,6 @@ The rule, with ``T`` the model's training timesteps:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,39 +62,9 @@ class GridSpec:
         return Sampler.ddim(alphas_cumprod, self.steps, float(self.eta or 0.0))
 
     def label(self) -> str:
-        """``"ddpm-1000"`` or ``"ddim-100 (η=0)"``, for tables, logs and the keys of a bundle's
-        ``baseline_defaults`` (:func:`check_grid_label`)."""
+        """``"ddpm-1000"`` or ``"ddim-100 (η=0)"``, for tables and logs."""
         name = f"{self.kind}-{self.steps}"
         return name if self.eta is None else f"{name} (η={self.eta + 0.0:g})"  # + 0.0: never "η=-0"
-
-
-_LABEL = re.compile(r"ddpm-[1-9][0-9]*|ddim-[1-9][0-9]* \(η=([^)]+)\)")
-
-
-def check_grid_label(label: object, where: str, total: int | None = None) -> None:
-    """Refuse a string :meth:`GridSpec.label` never writes (``"ddim-100 (eta=0)"``, ``"ddim-100"``,
-    ``"ddim-100 (η=0.0)"``, ``"ddim-100 (η=inf)"``), and with ``total`` (the schedule's training
-    timesteps) one no grid of that schedule has (``"ddpm-500"`` or ``"ddim-1000 (η=0)"`` for 1000):
-    a ``flash_defaults`` or ``baseline_defaults`` entry under it would never be read."""
-    match = _LABEL.fullmatch(label) if isinstance(label, str) else None
-    ok = match is not None
-    if ok and match.group(1) is not None:
-        try:
-            value = float(match.group(1))
-            ok = (not match.group(1).startswith("-") and 0 <= value < float("inf")
-                  and f"{value:g}" == match.group(1))
-        except ValueError:
-            ok = False
-    if not ok:
-        raise ValueError(f"{where}: {label!r} is not a grid label; grids are labelled like 'ddpm-1000' or "
-                         "'ddim-100 (η=0)' (GridSpec.label(), the label flash-wrap tune writes)")
-    if total is not None:
-        assert isinstance(label, str)
-        kind, steps = label.split(" ")[0].split("-")
-        if (kind == "ddpm" and int(steps) != total) or (kind == "ddim" and int(steps) >= total):
-            grids = f"'ddpm-{total}' or 'ddim-N (η=…)' with N < {total}"
-            raise ValueError(f"{where}: {label!r} is no grid of this model's schedule ({total} training "
-                             f"timesteps: {grids}), so nothing would read the values under it")
 
 
 def grid_for(

@@ -253,12 +253,3 @@ def task_names() -> list[str]:
     """Names of the registered tasks, in registration order."""
     return list(get_registry().tasks)
 
-
-def unused_solver_defaults(defaults: dict, registry: PluginRegistry | None = None) -> list[str]:
-    """Entries of a bundle's ``solver_defaults`` that no installed solver or known task will read
-    (a misspelt ``latent-dsp`` or ``gausian-blur`` would otherwise be ignored without a word)."""
-    registry = registry or get_registry()
-    unused = [f"solver {name!r} (not installed)" for name in defaults if name not in registry.solvers]
-    for name, per_task in defaults.items():
-        unused += [f"task {task!r} of {name!r} (unknown task)" for task in per_task if task not in registry.tasks]
-    return unused

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from . import tuning
 from ._checks import check_generator
 from ._numbers import is_finite_number
 from .grid import GridSpec, SamplerKind, grid_for
@@ -86,7 +87,7 @@ class Solver(ABC):
             if not is_finite_number(value):
                 raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
         self.check_values(hyperparameters, type(self).__name__)
-        self._check_tuned(model)
+        tuning.check(model, type(self))  # the bundle's values for this solver, refused now rather than mid-run
         self.model = model
         self.overrides = dict(hyperparameters)
         #: the sampler this solver runs, bare and inside Flash (recorded in every Reconstruction)
@@ -94,37 +95,6 @@ class Solver(ABC):
             type(self), model.num_train_timesteps, scheduler=sampler, steps=steps, ddim_eta=ddim_eta
         )
         self._sampler: Sampler | None = None
-
-    def _check_tuned(self, model: LatentDiffusion) -> None:
-        """Refuse the bundle's tuned values for this solver that it cannot use: unknown names,
-        values :meth:`check_values` refuses, ``flash_defaults`` under the solver's own grid (whose
-        values are ``solver_defaults``). Run when the solver is built and again whenever it resolves
-        its hyper-parameters, so a ``set_*_defaults`` call made in between is checked too."""
-        known = self.hyperparameter_names()
-        fix = "fix model_index.json, or the set_*_defaults call that wrote it"
-        tuned = [("solver_defaults", task, values) for task, values in model.solver_defaults.get(self.name, {}).items()]
-        for section in ("flash_defaults", "baseline_defaults"):
-            tuned += [(f"{section} (grid {label!r})", task, values)
-                      for task, grids in getattr(model, section).get(self.name, {}).items()
-                      for label, values in grids.items()]
-        try:
-            own: str | None = grid_for(type(self), model.num_train_timesteps).label()
-        except ValueError:  # the solver's own grid does not fit this schedule: no entry can be under it
-            own = None
-        for task, grids in model.flash_defaults.get(self.name, {}).items():
-            if own in grids:
-                raise ValueError(
-                    f"the model bundle's flash_defaults for {self.name!r} (task {task!r}) hold values for "
-                    f"{own}, the solver's own grid, whose values are solver_defaults ({fix}: move them there)"
-                )
-        for section, task, values in tuned:
-            wrong = sorted(set(values) - known)
-            if wrong:
-                raise TypeError(
-                    f"the model bundle's {section} for {self.name!r} (task {task!r}) name unknown "
-                    f"hyper-parameter(s) {wrong}; {type(self).__name__} knows {sorted(known)} ({fix})"
-                )
-            self.check_values(values, f"the model bundle's {section} for {self.name!r} (task {task!r})", fix=fix)
 
     @classmethod
     def check_values(cls, values: Mapping[str, float], where: str, *, fix: str = "") -> None:
@@ -149,24 +119,15 @@ class Solver(ABC):
         return names
 
     def hyperparameters(self, task: str | None, *, baseline: bool = False) -> dict[str, Any]:
-        """Resolved hyper-parameters for ``task``, later sources winning: the solver's defaults for
-        the task (or ``fallback``), the model bundle's tuned values (``model.solver_defaults``),
-        the bundle's values for this grid (``model.flash_defaults[solver][task][grid label]`` for
-        Flash, ``model.baseline_defaults[...]`` for a whole bare run, ``baseline=True``), this
-        instance's keyword overrides. A bare run has no noise correction, so ``baseline=True``
-        leaves ``c`` out.
+        """Resolved hyper-parameters for ``task`` on this solver's grid, by the one precedence rule of
+        :func:`flash_wrap.tuning.resolve`: this instance's keyword overrides, then the model bundle's
+        values tuned for this grid (Flash's, or the bare solver's with ``baseline=True``), then its
+        solver-wide tuned values, then the solver's own defaults for the task (or ``fallback``). A
+        bare run has no noise correction, so ``baseline=True`` leaves ``c`` out.
 
         Flash runs a few steps from ẑ, the bare solver every step from noise, so each has its own
         tuned step size where the bundle holds one (``flash-wrap tune`` and ``tune --baseline``)."""
-        self._check_tuned(self.model)
-        params = dict(self.defaults.get(task, self.fallback)) if task is not None else dict(self.fallback)
-        params.update(self.model.solver_defaults.get(self.name, {}).get(task, {}))
-        per_grid = self.model.baseline_defaults if baseline else self.model.flash_defaults
-        params.update(per_grid.get(self.name, {}).get(task, {}).get(self.grid.label(), {}))
-        params.update(self.overrides)
-        if baseline:
-            params.pop("c", None)
-        return params
+        return tuning.resolve(self.model, type(self), task, self.grid, bare=baseline, overrides=self.overrides)
 
     @property
     def sampler(self) -> Sampler:

@@ -315,14 +315,14 @@ CASES = [
          _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-4 (η=0)": {"etaa": 0.2}}}})),
     Case("flash default under the solver's own grid", lambda w: _eval(w),
          "flash_defaults for 'latent-dps' (task 'gaussian-blur') hold values for ddpm-1000, the solver's own grid, "
-         "whose values are solver_defaults (fix model_index.json, or the set_*_defaults call that wrote it: move them there)",
+         "whose values are solver_defaults (fix model_index.json, or the flash_wrap.tuning.record call that wrote it: move them there)",
          _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": 0.2}}}})),
     Case("flash default under a label no grid has", lambda w: _eval(w),
          "model_index.json: flash_defaults['latent-dps']['gaussian-blur']: 'ddim4' is not a grid label",
          _index_edit(format_version=2, flash_defaults={"latent-dps": {"gaussian-blur": {"ddim4": {"eta": 0.2}}}})),
     Case("solver default negative", lambda w: _eval(w),
          "solver_defaults for 'latent-dps' (task 'gaussian-blur'): eta must be >= 0, got -0.4 (fix model_index.json, or the "
-         "set_*_defaults call that wrote it)",
+         "flash_wrap.tuning.record call that wrote it)",
          _index_edit(solver_defaults={"latent-dps": {"gaussian-blur": {"eta": -0.4}}})),
     Case("baseline default negative", lambda w: _eval(w),
          "baseline_defaults (grid 'ddpm-1000') for 'latent-dps' (task 'gaussian-blur'): eta must be >= 0, got -1",

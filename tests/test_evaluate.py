@@ -287,11 +287,13 @@ def test_baseline_on_its_own_grid(setup, quiet_lpips):
     each method's records equal those of a run on its grid alone."""
     tmp_path, images = setup
     model = Path(tmp_path / "model")
-    from flash_wrap import LatentDiffusion
+    from flash_wrap import LatentDiffusion, tuning
+    from flash_wrap.grid import GridSpec
 
     loaded = LatentDiffusion.from_pretrained(model)
-    loaded.set_baseline_defaults("latent-dps", "gaussian-blur", "ddim-6 (η=0)", {"eta": 0.3})
-    loaded.save_solver_defaults(model)
+    tuning.record(loaded, tuning.TunedKey("latent-dps", "gaussian-blur", GridSpec("ddim", 6, 0.0), bare=True),
+                  {"eta": 0.3})
+    loaded.save_tuned_values(model)
     mixed = evaluate(_config(tmp_path, images, "mixed", steps=4, baseline_steps=6, fixed_start=[], limit=3),
                      progress=False)
     flash_only = evaluate(_config(tmp_path, images, "flash4", steps=4, baseline=False, fixed_start=[], limit=3),

@@ -134,7 +134,7 @@ def test_correction_constant_resolves_solver_then_bundle_then_override_then_flas
         flash.reconstruct(y, op, generator=torch.Generator().manual_seed(0), progress=False)
 
     run(Flash(LatentDPS(programmed_model, steps=10)))  # the solver's default for the task
-    programmed_model.solver_defaults = {"latent-dps": {"gaussian-blur": {"c": 0.9}}}
+    programmed_model.tuned_values = {"solver_defaults": {"latent-dps": {"gaussian-blur": {"c": 0.9}}}}
     run(Flash(LatentDPS(programmed_model, steps=10)))  # the bundle's tuned value
     run(Flash(LatentDPS(programmed_model, steps=10, c=0.5)))  # the user's override of the solver
     run(Flash(LatentDPS(programmed_model, steps=10, c=0.5), c=0.7))  # Flash's own c wins

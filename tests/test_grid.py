@@ -6,10 +6,8 @@ import math
 
 import pytest
 import torch
-from diffusers import DDPMScheduler
 
-from flash_wrap import LatentDiffusion
-from flash_wrap.grid import GridSpec, OwnSampler, check_grid_label, grid_for
+from flash_wrap.grid import GridSpec, OwnSampler, grid_for
 from flash_wrap.testing import tiny_model
 from flash_wrap_plugins.latent_dps import LatentDPS
 from flash_wrap_plugins.resample import ReSample
@@ -95,37 +93,6 @@ def test_label():
     assert GridSpec("ddpm", 1000, None).label() == "ddpm-1000"
     assert GridSpec("ddim", 100, 0.0).label() == "ddim-100 (η=0)"
     assert GridSpec("ddim", 25, 0.85).label() == "ddim-25 (η=0.85)"
-
-
-@pytest.mark.parametrize("label", ["ddpm-1000", "ddim-100 (η=0)", "ddim-25 (η=0.85)", "ddim-999 (η=1)"])
-def test_every_label_a_grid_writes_is_accepted(label):
-    check_grid_label(label, "here", total=T)
-
-
-@pytest.mark.parametrize("label,reason", [
-    ("ddim-100 (η=0.0)", "is not a grid label"), ("ddim-100 (η=inf)", "is not a grid label"),
-    ("ddim-100", "is not a grid label"), ("ddpm-500", "is no grid of this model's schedule (1000 training"),
-    ("ddim-1000 (η=0)", "is no grid of this model's schedule"),
-])
-def test_a_label_no_grid_of_the_schedule_has_is_refused(label, reason):
-    with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
-        check_grid_label(label, "here", total=T)
-    if "schedule" in reason:
-        check_grid_label(label, "here")  # without the schedule only the spelling is checked
-
-
-def test_a_solver_builds_where_its_own_grid_does_not_fit_the_schedule():
-    """ReSample's own grid is DDIM-500: on a 200-step schedule it cannot exist, and a solver on
-    another grid must still build (the own-grid checks of the bundle's tuned values skip it)."""
-    tiny = tiny_model("taef2")
-    schedule = DDPMScheduler(num_train_timesteps=200, beta_schedule="scaled_linear", beta_start=0.0015,
-                             beta_end=0.0195, clip_sample=False)
-    model = LatentDiffusion(tiny.autoencoder, tiny.denoiser, schedule, image_size=32)
-    assert ReSample(model, steps=6).grid.label() == "ddim-6 (η=1)"
-    model.set_flash_defaults("resample", "gaussian-blur", "ddim-6 (η=1)", {"gamma": 100.0})
-    assert ReSample(model, steps=6).hyperparameters("gaussian-blur")["gamma"] == 100.0
-    with pytest.raises(ValueError, match="is no grid of this model's schedule"):
-        model.set_flash_defaults("resample", "gaussian-blur", "ddim-500 (η=1)", {"gamma": 100.0})
 
 
 def test_build_makes_the_sampler_of_the_spec():

@@ -154,7 +154,9 @@ HELPERS = ("flash_wrap.metrics", "flash_wrap.images", "flash_wrap.figures", "fla
 FORBIDDEN = {
     **{helper: ("flash_wrap.apps",) for helper in HELPERS},
     "flash_wrap.models": ("flash_wrap.solver", "flash_wrap.runner", "flash_wrap.flash", "flash_wrap.operators",
-                          "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing"),
+                          "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing",
+                          # tuned values' keys, validation and precedence belong to flash_wrap.tuning
+                          "flash_wrap.grid", "flash_wrap.tuning"),
     "flash_wrap.operators": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.runner",
                              "flash_wrap.severity", "flash_wrap.testing"),
     "flash_wrap.severity": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.operators"),

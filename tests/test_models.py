@@ -145,23 +145,23 @@ def test_round_trip_with_severity_encoders(tmp_path: Path, kind: str) -> None:
 def test_tuned_sections_round_trip_at_the_lowest_format_that_holds_them(tmp_path: Path) -> None:
     """Without flash_defaults a bundle is written at format 1 (earlier readers read it exactly);
     with them at format 2, which an earlier reader refuses instead of running Flash with other
-    step sizes. Every section survives save_pretrained, save_solver_defaults and a reload."""
+    step sizes. The table the bundle carries survives save_pretrained, save_tuned_values and a reload."""
     model = tiny_model("taef2")
-    model.set_solver_defaults("latent-dps", "gaussian-blur", {"eta": 0.4, "c": 0.1})
-    model.set_baseline_defaults("latent-dps", "gaussian-blur", "ddpm-1000", {"eta": 0.1})
+    model.tuned_values = {"solver_defaults": {"latent-dps": {"gaussian-blur": {"eta": 0.4, "c": 0.1}}},
+                          "baseline_defaults": {"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": 0.1}}}}}
     model.save_pretrained(tmp_path / "one")
     assert json.loads((tmp_path / "one" / "model_index.json").read_text())["format_version"] == 1
-    model.set_flash_defaults("latent-dps", "gaussian-blur", "ddim-100 (η=0)", {"eta": 0.3})
-    model.save_solver_defaults(tmp_path / "one")  # the tuned values alone, into the existing folder
+    model.tuned_values["flash_defaults"] = {"latent-dps": {"gaussian-blur": {"ddim-100 (η=0)": {"eta": 0.3}}}}
+    model.save_tuned_values(tmp_path / "one")  # the tuned values alone, into the existing folder
     model.save_pretrained(tmp_path / "two")
     for folder in ("one", "two"):
         assert json.loads((tmp_path / folder / "model_index.json").read_text())["format_version"] == 2
         loaded = LatentDiffusion.from_pretrained(tmp_path / folder)
-        assert loaded.solver_defaults == model.solver_defaults
-        assert loaded.flash_defaults == {"latent-dps": {"gaussian-blur": {"ddim-100 (η=0)": {"eta": 0.3}}}}
-        assert loaded.baseline_defaults == model.baseline_defaults
-    with pytest.raises(ValueError, match="is no grid of this model's schedule"):
-        model.set_baseline_defaults("latent-dps", "gaussian-blur", "ddpm-500", {"eta": 0.1})
+        assert loaded.tuned_values == model.tuned_values
+        assert loaded.tuned_source == str(tmp_path / folder / "model_index.json")
+    model.tuned_values["severity_defaults"] = {}
+    with pytest.raises(ValueError, match="tuned values must be an object with entries among"):
+        model.save_pretrained(tmp_path / "three")
 
 
 def test_save_severity_encoder_into_existing_folder(tmp_path: Path) -> None:

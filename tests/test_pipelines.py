@@ -333,7 +333,7 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
             "--eta", "0.1", "0.5"]
     assert main(tune) == 2 and "pass --output" in capsys.readouterr().err  # never written into the pipeline
     assert main([*tune, "--output", str(tmp_path / "bundle")]) == 0  # tunes the bundle written from it
-    tuned = LatentDiffusion.from_pretrained(tmp_path / "bundle").flash_defaults["latent-dps"]  # a DDIM-3 tune
+    tuned = LatentDiffusion.from_pretrained(tmp_path / "bundle").tuned_values["flash_defaults"]["latent-dps"]  # DDIM-3
     assert "ddim-3 (η=0)" in tuned["gaussian-blur"]
     assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "2"]) == 0
     assert main(["benchmark", "--config", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0

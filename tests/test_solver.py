@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flash_wrap import Flash, LatentDiffusion, Solver, StepState
+from flash_wrap import Flash, LatentDiffusion, Solver, StepState, tuning
+from flash_wrap.grid import GridSpec
 from flash_wrap.operators import GaussianBlur, Operator
 from flash_wrap.registry import get_task
 from flash_wrap.rng import randn
 from flash_wrap.testing import Darken, generators, smooth_images, tiny_model
+from flash_wrap.tuning import TunedKey
 from flash_wrap_plugins.latent_dps import LatentDPS
 
 
@@ -54,10 +56,11 @@ def test_hyperparameters_resolve_solver_then_bundle_then_user(model, tmp_path):
     assert Prior(model).hyperparameters("random-inpainting") == {"c": 1.1, "eta": 7.0}
     assert Prior(model).hyperparameters("super-resolution") == {"c": 1.0, "eta": 2.0, "extra": 0.0}  # fallback
     assert Prior(model).hyperparameters(None) == {"c": 1.0, "eta": 2.0, "extra": 0.0}
-    model.solver_defaults = {"prior": {"random-inpainting": {"eta": 3.0}}, "other": {"random-inpainting": {"c": 9.0}}}
+    tuning.record(model, TunedKey("prior", "random-inpainting"), {"eta": 3.0})
+    tuning.record(model, TunedKey("other", "random-inpainting"), {"c": 9.0})
     model.save_pretrained(tmp_path / "m")
     loaded = LatentDiffusion.from_pretrained(tmp_path / "m")
-    assert loaded.solver_defaults == model.solver_defaults  # tuned values travel with the bundle
+    assert tuning.read(loaded) == tuning.read(model)  # tuned values travel with the bundle
     assert Prior(loaded).hyperparameters("random-inpainting") == {"c": 1.1, "eta": 3.0}
     assert Prior(loaded, eta=0.5).hyperparameters("random-inpainting") == {"c": 1.1, "eta": 0.5}
     assert Prior(loaded).hyperparameters("gaussian-blur") == {"c": 1.2, "eta": 1.0}  # other tasks untouched
@@ -65,11 +68,12 @@ def test_hyperparameters_resolve_solver_then_bundle_then_user(model, tmp_path):
 
 def test_a_bare_run_takes_the_bundles_baseline_values_for_its_own_grid(model, tmp_path, monkeypatch):
     """baseline_defaults apply to Solver.reconstruct on the grid they were tuned on, never to Flash."""
-    model.solver_defaults = {"prior": {"random-inpainting": {"eta": 3.0}}}
-    model.set_baseline_defaults("prior", "random-inpainting", "ddim-4 (η=0)", {"eta": 0.25})
+    tuning.record(model, TunedKey("prior", "random-inpainting"), {"eta": 3.0})
+    ddim4 = GridSpec("ddim", 4, 0.0)
+    tuning.record(model, TunedKey("prior", "random-inpainting", ddim4, bare=True), {"eta": 0.25})
     model.save_pretrained(tmp_path / "m")
     loaded = LatentDiffusion.from_pretrained(tmp_path / "m")
-    assert loaded.baseline_defaults == {"prior": {"random-inpainting": {"ddim-4 (η=0)": {"eta": 0.25}}}}
+    assert loaded.tuned_values["baseline_defaults"] == {"prior": {"random-inpainting": {"ddim-4 (η=0)": {"eta": 0.25}}}}
     four, five = Prior(loaded, steps=4), Prior(loaded, steps=5)
     assert four.hyperparameters("random-inpainting", baseline=True) == {"eta": 0.25}  # no c: no correction
     assert four.hyperparameters("random-inpainting") == {"c": 1.1, "eta": 3.0}
@@ -80,9 +84,9 @@ def test_a_bare_run_takes_the_bundles_baseline_values_for_its_own_grid(model, tm
     four.reconstruct(op.measure(torch.rand(1, 3, 32, 32)), op)
     assert seen == [{"eta": 0.25}]
     with pytest.raises(ValueError, match="sets c, the noise correction of Flash"):
-        loaded.set_baseline_defaults("prior", "random-inpainting", "ddpm-1000", {"c": 1.0})
-    with pytest.raises(ValueError, match="grid must be a grid label"):
-        loaded.set_baseline_defaults("prior", "random-inpainting", "", {"eta": 1.0})
+        tuning.record(loaded, TunedKey("prior", "random-inpainting", GridSpec("ddpm", 1000, None), bare=True), {"c": 1.0})
+    with pytest.raises(ValueError, match="tuned values of a bare run are per grid"):
+        TunedKey("prior", "random-inpainting", bare=True)
 
 
 def test_hyperparameter_names_and_unknown_keywords(model):
@@ -111,18 +115,17 @@ def test_values_a_solver_cannot_mean_are_refused_before_any_work(model):
         with pytest.raises(ValueError, match=rf"iterations counts steps or iterations and must be a whole number >= 1, got {bad}"):
             Counting(model, iterations=bad)
     assert Counting(model, iterations=4.0).hyperparameters(None)["iterations"] == 4.0
-    model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 0.5})
-    try:
-        with pytest.raises(ValueError, match=r"the model bundle's solver_defaults for 'counting' \(task 'gaussian-blur'\): "
-                                             r"iterations counts .* got 0.5 \(fix model_index.json, or the set_\*_defaults call"):
-            Counting(model)
-        model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 2})
-        built = Counting(model)  # built while the value was good, refused at use once it is not
-        model.set_solver_defaults("counting", "gaussian-blur", {"iterations": 0.5})
-        with pytest.raises(ValueError, match=r"iterations counts steps or iterations"):
-            built.hyperparameters("gaussian-blur")
-    finally:
-        del model.solver_defaults["counting"]
+    key = TunedKey("counting", "gaussian-blur")
+    tuning.record(model, key, {"iterations": 0.5})
+    with pytest.raises(ValueError, match=r"the model bundle's solver_defaults for 'counting' \(task 'gaussian-blur'\): "
+                                         r"iterations counts .* got 0.5 \(fix model_index.json, or the "
+                                         r"flash_wrap.tuning.record call"):
+        Counting(model)
+    tuning.record(model, key, {"iterations": 2})
+    built = Counting(model)  # built while the value was good, refused at use once it is not
+    tuning.record(model, key, {"iterations": 0.5})
+    with pytest.raises(ValueError, match=r"iterations counts steps or iterations"):
+        built.hyperparameters("gaussian-blur")
 
 
 def test_construction_errors(model):

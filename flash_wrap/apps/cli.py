@@ -168,13 +168,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"\nbest: eta={best['eta']:g}{c} (mean PSNR {best['psnr_mean']:.2f} dB over {best['n']} images)")
     if written:
         shown = ", ".join(f"{k}={v:g}" for k, v in written["values"].items())
-        grid = "" if written["section"] == "solver_defaults" else f" on {written['grid']}"
-        served = {"solver_defaults": f"Flash on every grid without its own entry; tuned on {written['grid']}, "
-                                     f"{args.solver}'s own",
-                  "flash_defaults": f"Flash on {written['grid']} only",
-                  "baseline_defaults": f"bare runs on {written['grid']} only"}[written["section"]]
-        print(f"wrote {shown} into {written['folder']} ({written['section']} of {args.solver} for {args.task}{grid}: "
-              f"read by {served})")
+        print(f"wrote {shown} into {written['folder']} ({written['readers']})")
     else:
         print("nothing written (--no-write)")
     print(f"results: {args.out}/{RESULT}, {args.out}/{RECORDS}, {args.out}/{FIGURE}")

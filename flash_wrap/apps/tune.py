@@ -24,11 +24,10 @@ Per-image rows are appended to ``tune.jsonl`` as each batch of a configuration f
 configuration in which any image diverged, non-finite or :data:`DIVERGENCE_MARGIN_DB` below the degraded
 input and the autoencoder's round trip, is never chosen) goes into the bundle, where every
 solver built on it afterwards (``get_solver(name)(model)``, ``eval``) picks it up: tuned on the
-solver's own grid (DDPM-1000 for Latent-DPS) into ``solver_defaults``
-(:meth:`~flash_wrap.models.LatentDiffusion.set_solver_defaults`), which serve every grid without an
-entry of its own; tuned on another grid (``--steps 100``) into ``flash_defaults`` for that grid
-(:meth:`~flash_wrap.models.LatentDiffusion.set_flash_defaults`), which only Flash on that grid
-reads. A few DDIM steps from ẑ and a hundred DDPM steps may need different step sizes (the demo
+solver's own grid (DDPM-1000 for Latent-DPS) into ``solver_defaults``, which serve every grid
+without an entry of its own; tuned on another grid (``--steps 100``) into ``flash_defaults`` for that
+grid, which only Flash on that grid reads (:func:`flash_wrap.tuning.key_for` is the rule,
+:func:`flash_wrap.tuning.record` writes them). A few DDIM steps from ẑ and a hundred DDPM steps may need different step sizes (the demo
 model's super-resolution: η 1.5 on DDIM-100, 1.0 on DDPM-1000), so a tune on one never moves the
 other. The best η may also depend on the severity (the demo's inpainting: 1.5 at 70–80 % missing,
 1.0 over 0–80 %): ``--severity-range`` tunes over the levels the values must serve.
@@ -38,8 +37,7 @@ with the solver noise of ``eval``'s baseline stream, so ``eval --baseline`` repr
 row. A run of every step from noise may diverge at the step size that suits Flash's few steps from
 ẑ (the demo model's DDIM-100 baseline does), and a comparison is only fair with each method at
 its own best. The best η goes into the bundle's ``baseline_defaults[solver][task][grid label]``
-(:meth:`~flash_wrap.models.LatentDiffusion.set_baseline_defaults`), which only a bare run on that
-grid reads; c is Flash's and is not tuned there.
+(:func:`flash_wrap.tuning.key_for` with ``bare=True``), which only a bare run on that grid reads; c is Flash's and is not tuned there.
 """
 
 from __future__ import annotations
@@ -57,10 +55,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .. import tuning
 from .._numbers import is_finite_number
 from ..degradation import SEED_RULE, degrade, image_generators, task_operator
 from ..flash import Flash
-from ..grid import grid_for
 from ..images import list_images, load_image, usable_images
 from ..metrics import psnr
 from ..models import LatentDiffusion
@@ -208,13 +206,10 @@ class Tuner:
         probe = task_operator(self.task, [self.files[0].name], torch.tensor([self.range[0]]),
                               self.model.image_size, config.seed)
         self.solvers[self.grid[0]].check_operator(probe)  # e.g. PSLD refuses the nonlinear motion blur
-        self.tuned_on = self.solvers[self.grid[0]].grid.label()
-        # Flash's values tuned on the solver's own grid serve every grid (solver_defaults); on another
-        # grid they serve that grid only (flash_defaults), so a DDIM-100 tune never moves DDPM-1000
-        try:
-            self.own_grid = self.tuned_on == grid_for(self.solver_class, self.model.num_train_timesteps).label()
-        except ValueError:  # the solver's own grid does not fit this schedule: the tuned grid is another
-            self.own_grid = False
+        self.tuned_on = self.solvers[self.grid[0]].grid
+        # where the best values go (flash_wrap.tuning.key_for): a DDIM-100 tune never moves DDPM-1000
+        self.key = tuning.key_for(self.solver_class, config.task, self.tuned_on, self.model.num_train_timesteps,
+                                  bare=config.baseline)
 
     def _solver(self, eta: float, c: float | None) -> Solver:
         values = {"eta": eta} if c is None else {"eta": eta, "c": c}
@@ -378,23 +373,15 @@ class Tuner:
         values = {"eta": best["eta"], "c": best["c"]} if self.config.c else {"eta": best["eta"]}
         if self.copy:
             write_bundle(self.model, self.target, source=self.config.model)
-        grid, (solver, task) = self.tuned_on, (self.config.solver, self.config.task)
-        if self.config.baseline:
-            section = "baseline_defaults"
-            self.model.set_baseline_defaults(solver, task, grid, values)
-        elif self.own_grid:
-            section = "solver_defaults"
-            self.model.set_solver_defaults(solver, task, values)
-        else:
-            section = "flash_defaults"
-            self.model.set_flash_defaults(solver, task, grid, values)
-        self.model.save_solver_defaults(self.target)
+        tuning.record(self.model, self.key, values)
+        self.model.save_tuned_values(self.target)
         # a resume of this run tunes the bundle just written: the same model plus the values chosen
         # (which every configuration overrides), so record that bundle as the run's model
         identity = json.loads((self.out / RUN_FILE).read_text())
         identity["model_fingerprint"] = fingerprint_folder(self.target)
         (self.out / RUN_FILE).write_text(json.dumps(identity, indent=2))
-        return {"folder": str(self.target), "copied": self.copy, "values": values, "section": section, "grid": grid}
+        return {"folder": str(self.target), "copied": self.copy, "values": values, "section": self.key.section,
+                "grid": self.tuned_on.label(), "readers": tuning.readers(self.key, self.tuned_on)}
 
 
 def _setting(setting: Setting) -> str:

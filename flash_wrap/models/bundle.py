@@ -8,7 +8,6 @@ the LDM VQ-f4 models use scale 1, shift 0). Images are ``(B, 3, H, W)`` in [0, 1
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,9 @@ from torch import nn
 from .._checks import check_images, check_tensor
 from ..severity.encoder import SeverityEncoder
 from ._io import read_json
-from ._validate import (
-    check_baseline_defaults,
-    check_flash_defaults,
-    check_parts,
-    check_solver_defaults,
-    check_task_name,
-)
+from ._validate import check_parts, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
-from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_solver_defaults
+from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_tuned_values
 from .denoiser import Denoiser
 from .latent_space import check_encoder_source
 from .prediction import to_epsilon
@@ -100,20 +93,13 @@ class LatentDiffusion(nn.Module):
         self.memory_format: torch.memory_format = torch.contiguous_format
         #: task → free-form dict saved in ``severity_encoders/<task>/config.json``.
         self.severity_metadata: dict[str, dict[str, Any]] = {}
-        #: Hyper-parameters tuned for this model: ``{solver: {task: {name: value}}}``. They override
-        #: a solver's built-in per-task defaults (which were tuned for the paper's models); ``tune``
-        #: writes Flash's values here when it ran on the solver's own grid, and they serve every grid.
-        self.solver_defaults: dict[str, dict[str, dict[str, float]]] = {}
-        #: Flash's values on another grid than the solver's own, ``{solver: {task: {grid label:
-        #: {name: value}}}}`` (``tune --steps 100`` for Latent-DPS, whose own grid is DDPM-1000): a
-        #: few DDIM steps may need another step size than DDPM's; on top of ``solver_defaults``, on
-        #: that grid only.
-        self.flash_defaults: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-        #: The bare solvers' own values, ``{solver: {task: {grid label: {name: value}}}}``: a whole run
-        #: from noise on that grid (``"ddpm-1000"``, ``"ddim-100 (η=0)"``) may need another step size
-        #: than Flash's few steps from ẑ (``flash-wrap tune --baseline``); they apply to
-        #: :meth:`flash_wrap.Solver.reconstruct` only, on top of ``solver_defaults``.
-        self.baseline_defaults: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        #: Hyper-parameters tuned for this model, as the JSON table saved in ``model_index.json``
+        #: (``{"solver_defaults": ..., "flash_defaults": ..., "baseline_defaults": ...}``). The bundle
+        #: only carries it: :mod:`flash_wrap.tuning` reads, validates and writes it, and owns which
+        #: value a solver uses.
+        self.tuned_values: dict[str, Any] = {}
+        #: where :attr:`tuned_values` came from, for error messages (the index file of a loaded bundle)
+        self.tuned_source = "the model's tuned values"
         betas, alphas_cumprod = schedule_tensors(scheduler, next(denoiser.parameters()).device)
         self.register_buffer("betas", betas, persistent=False)
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
@@ -342,45 +328,10 @@ class LatentDiffusion(nn.Module):
             self.severity_metadata[task] = dict(metadata)
         save_severity(self, Path(path), task)
 
-    def set_solver_defaults(self, solver: str, task: str, values: dict[str, float]) -> None:
-        """Record tuned hyper-parameters for ``solver`` on ``task`` (e.g. ``{"eta": 0.3, "c": 0.8}``);
-        they override the solver's built-in defaults when a solver is built on this model, and are
-        merged into what the model already holds for that pair. Finite numbers only."""
-        check_task_name(task)
-        merged = {solver: {task: {**self.solver_defaults.get(solver, {}).get(task, {}), **values}}}
-        check_solver_defaults(merged, "set_solver_defaults")
-        self.solver_defaults.setdefault(solver, {})[task] = merged[solver][task]
-
-    def set_baseline_defaults(self, solver: str, task: str, grid: str, values: dict[str, float]) -> None:
-        """Record the bare ``solver``'s values for ``task`` on the grid labelled ``grid`` (e.g.
-        ``{"eta": 0.1}`` for ``"ddpm-1000"``), merged into what the model holds for that triple.
-        They apply to a bare run from noise only (:meth:`flash_wrap.Solver.reconstruct`); ``c`` is
-        Flash's and refused here."""
-        self._set_per_grid("baseline_defaults", check_baseline_defaults, solver, task, grid, values)
-
-    def set_flash_defaults(self, solver: str, task: str, grid: str, values: dict[str, float]) -> None:
-        """Record Flash's values for ``solver`` on ``task`` on the grid labelled ``grid``, another
-        than the solver's own (e.g. ``{"eta": 1.0}`` for ``"ddim-100 (η=0)"``), merged into what the
-        model holds for that triple; Flash on that grid reads them on top of ``solver_defaults``."""
-        self._set_per_grid("flash_defaults", check_flash_defaults, solver, task, grid, values)
-
-    def _set_per_grid(self, section: str, check: Callable[[object, str, int], dict], solver: str, task: str, grid: str,
-                      values: dict[str, float]) -> None:
-        check_task_name(task)
-        name = f"set_{section}"
-        if not isinstance(grid, str) or not grid:
-            raise ValueError(f"{name}: grid must be a grid label such as 'ddpm-1000', got {grid!r}")
-        held: dict[str, dict[str, dict[str, dict[str, float]]]] = getattr(self, section)
-        old = held.get(solver, {}).get(task, {}).get(grid, {})
-        merged = {solver: {task: {grid: {**old, **dict(values)}}}}
-        check(merged, name, self.num_train_timesteps)
-        held.setdefault(solver, {}).setdefault(task, {})[grid] = merged[solver][task][grid]
-
-    def save_solver_defaults(self, path: str | Path) -> None:
-        """Write only the tuned values (``solver_defaults``, ``flash_defaults`` and
-        ``baseline_defaults``) into the ``model_index.json`` of the existing bundle folder ``path``
-        (written to a temporary file, then renamed into place)."""
-        save_solver_defaults(Path(path), self.solver_defaults, self.baseline_defaults, self.flash_defaults)
+    def save_tuned_values(self, path: str | Path) -> None:
+        """Write only :attr:`tuned_values` into the ``model_index.json`` of the existing bundle folder
+        ``path`` (written to a temporary file, then renamed into place)."""
+        save_tuned_values(Path(path), self.tuned_values)
 
     @classmethod
     def from_pretrained(

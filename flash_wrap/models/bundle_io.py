@@ -19,13 +19,7 @@ from typing import TYPE_CHECKING, Any
 from diffusers import DDPMScheduler
 
 from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
-from ._validate import (
-    check_baseline_defaults,
-    check_flash_defaults,
-    check_schedule,
-    check_solver_defaults,
-    check_task_name,
-)
+from ._validate import check_schedule, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 from .prediction import check_prediction_type
@@ -34,15 +28,28 @@ if TYPE_CHECKING:
     from .bundle import LatentDiffusion
 
 FORMAT_VERSION = 2
-#: Versions this code reads. A bundle is written at the lowest version that holds what it carries:
-#: 2 only with ``flash_defaults``, which a version-1 reader would ignore without a word (running
-#: Flash with other step sizes); it refuses version 2 instead.
+#: Versions this code reads. A bundle is written at the lowest version that holds what it carries.
 READABLE_VERSIONS = (1, 2)
+#: The index entries that hold the model's tuned values (:attr:`LatentDiffusion.tuned_values`,
+#: interpreted by :mod:`flash_wrap.tuning` alone), each with the format version that introduced it:
+#: a version-1 reader would ignore ``flash_defaults`` without a word (running Flash with other step
+#: sizes), so a bundle holding them is written at version 2, which that reader refuses.
+TUNED_ENTRIES = {"solver_defaults": 1, "baseline_defaults": 1, "flash_defaults": 2}
 
 
-def format_version(flash_defaults: dict) -> int:
-    """The ``format_version`` a bundle with these ``flash_defaults`` is written at."""
-    return 2 if flash_defaults else 1
+def format_version(tuned: dict[str, Any]) -> int:
+    """The ``format_version`` a bundle with these tuned values is written at."""
+    return max([1] + [TUNED_ENTRIES[name] for name, entry in tuned.items() if entry and name in TUNED_ENTRIES])
+
+
+def _tuned_entries(tuned: dict[str, Any], where: str) -> dict[str, Any]:
+    """The index entries of ``tuned`` (all of :data:`TUNED_ENTRIES`, empty ones as ``{}``)."""
+    if not isinstance(tuned, dict) or set(tuned) - set(TUNED_ENTRIES):
+        raise ValueError(f"{where}: tuned values must be an object with entries among {sorted(TUNED_ENTRIES)}, "
+                         f"got {tuned!r}")
+    return {name: tuned.get(name, {}) for name in TUNED_ENTRIES}
+
+
 #: Where ``from_pretrained("demo")`` looks: the demo bundle shipped inside the package.
 DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -50,7 +57,7 @@ DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
 def _index(model: LatentDiffusion) -> dict[str, Any]:
     return {
         "_class_name": "LatentDiffusion",
-        "format_version": format_version(model.flash_defaults),
+        "format_version": format_version(model.tuned_values),
         "image_size": model.image_size,
         "latent_scale": model.latent_scale,
         "latent_shift": model.latent_shift,
@@ -59,9 +66,7 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
         "prediction_type": model.prediction_type,
         "conditioning": model.denoiser.conditioning_source,
         "severity_tasks": sorted(model.severity_encoders),
-        "solver_defaults": model.solver_defaults,
-        "flash_defaults": model.flash_defaults,
-        "baseline_defaults": model.baseline_defaults,
+        **_tuned_entries(model.tuned_values, "the model's tuned values"),
     }
 
 
@@ -119,15 +124,13 @@ def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
     write_json(path / "model_index.json", index)
 
 
-def save_solver_defaults(path: Path, defaults: dict, baseline: dict, flash: dict) -> None:
-    """Replace ``solver_defaults``, ``flash_defaults`` and ``baseline_defaults`` in the index of the
-    bundle folder ``path`` (atomically)."""
+def save_tuned_values(path: Path, tuned: dict[str, Any]) -> None:
+    """Replace the tuned-value entries (:data:`TUNED_ENTRIES`) in the index of the bundle folder
+    ``path`` (atomically)."""
     index_file = resolve(path) / "model_index.json"
     index = read_json(index_file)
-    index["solver_defaults"] = check_solver_defaults(defaults, str(index_file))
-    index["flash_defaults"] = check_flash_defaults(flash, str(index_file))
-    index["format_version"] = format_version(flash)
-    index["baseline_defaults"] = check_baseline_defaults(baseline, str(index_file))
+    index.update(_tuned_entries(tuned, str(index_file)))
+    index["format_version"] = format_version(tuned)
     staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
     write_json(staging, index)
     os.replace(staging, index_file)
@@ -177,9 +180,12 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
             f"({', '.join(map(str, READABLE_VERSIONS))}; _class_name={index.get('_class_name')!r}, "
             f"format_version={version!r})" + ("; it was written by a newer flash-wrap: upgrade" if newer else "")
         )
-    if version == 1 and index.get("flash_defaults"):
-        raise ValueError(f"{path / 'model_index.json'} has format_version 1 but holds flash_defaults, which "
-                         "need format 2 (a version-1 reader would ignore them); set format_version to 2")
+    newer_entries = [name for name in TUNED_ENTRIES if index.get(name) and TUNED_ENTRIES[name] > version]
+    if newer_entries:
+        name = newer_entries[0]
+        raise ValueError(f"{path / 'model_index.json'} has format_version {version} but holds {name}, which "
+                         f"need format {TUNED_ENTRIES[name]} (a version-{version} reader would ignore them); set "
+                         f"format_version to {TUNED_ENTRIES[name]}")
     for sub in ("autoencoder", "unet", "scheduler"):
         if not (path / sub).is_dir():
             raise FileNotFoundError(f"model folder {path} has no {sub}/ subfolder")
@@ -220,10 +226,8 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         latent_scale=index.get("latent_scale", 1.0),
         latent_shift=index.get("latent_shift", 0.0),
     )
-    model.solver_defaults = check_solver_defaults(index.get("solver_defaults", {}), str(path / "model_index.json"))
-    where, total = str(path / "model_index.json"), model.num_train_timesteps
-    model.flash_defaults = check_flash_defaults(index.get("flash_defaults", {}), where, total)
-    model.baseline_defaults = check_baseline_defaults(index.get("baseline_defaults", {}), where, total)
+    model.tuned_values = {name: index[name] for name in TUNED_ENTRIES if name in index}
+    model.tuned_source = str(path / "model_index.json")
     tasks = index.get("severity_tasks", [])
     if not isinstance(tasks, list):
         raise ValueError(f"{path / 'model_index.json'}: severity_tasks must be a list of task names, got {tasks!r}")

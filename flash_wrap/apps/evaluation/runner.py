@@ -33,6 +33,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
+from ... import tuning
 from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
 from ...flash import Flash
 from ...images import list_images, load_image, save_image, usable_images
@@ -40,7 +41,7 @@ from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import Operator
-from ...registry import get_solver, get_task, unused_solver_defaults
+from ...registry import get_registry, get_solver, get_task, task_names
 from ...solver import Solver
 from ..arguments import checked_level_range
 from ..progress import plural, progress_mode
@@ -92,20 +93,20 @@ class Evaluator:
                                  "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
         self.baseline_solver = self._baseline_solver()
-        for section in ("solver_defaults", "flash_defaults", "baseline_defaults"):
-            unused = unused_solver_defaults(getattr(self.model, section))
-            if unused:
-                log.warning("the model's %s name %s: those values are never used (check the spelling "
-                            "in model_index.json)", section, "; ".join(unused))
-        grids = self.model.baseline_defaults.get(config.solver, {}).get(config.task, {})
+        unread = tuning.unread(self.model, get_registry().solvers, task_names())
+        for section, entries in unread.items():
+            log.warning("the model's %s name %s: those values are never used (check the spelling "
+                        "in model_index.json)", section, "; ".join(entries))
+        grids = tuning.grids_tuned(self.model, config.solver, config.task, bare=True)
         base_grid = self.baseline_solver.grid
-        if config.baseline and grids and base_grid.label() not in grids:
+        own_values = tuning.read(self.model).get(tuning.TunedKey(config.solver, config.task, base_grid, bare=True))
+        if config.baseline and grids and not own_values:
             values = ", ".join(f"{k}={v:g}" for k, v in self.baseline_solver.hyperparameters(config.task,
                                                                                           baseline=True).items())
-            log.warning("the model's baseline_defaults for %s on %s cover %s, not the baseline's %s: the baseline runs "
-                        "with the solver_defaults and the solver's own defaults (%s; tune it with flash-wrap tune "
-                        "--baseline --steps %d)", config.solver, config.task, ", ".join(sorted(grids)),
-                        base_grid.label(), values, base_grid.steps)
+            log.warning("the model's %s for %s on %s cover %s, not the baseline's %s: the baseline runs with the %s "
+                        "and the solver's own defaults (%s; tune it with flash-wrap tune --baseline --steps %d)",
+                        tuning.BARE, config.solver, config.task, ", ".join(sorted(g.label() for g in grids)),
+                        base_grid.label(), tuning.SOLVER_WIDE, values, base_grid.steps)
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
@@ -146,9 +147,9 @@ class Evaluator:
         if theirs != mine:
             log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
                         "the severity encoder is taken)", origin, theirs, self.config.model, mine)
-        for section in ("solver_defaults", "flash_defaults", "baseline_defaults"):
-            tuned = getattr(bundle, section).get(self.config.solver, {}).get(self.config.task)
-            if tuned and tuned != getattr(self.model, section).get(self.config.solver, {}).get(self.config.task):
+        theirs, mine = (tuning.describe_values(m, self.config.solver, self.config.task) for m in (bundle, self.model))
+        for section, tuned in theirs.items():
+            if tuned != mine.get(section):
                 log.warning("%s stores tuned %s settings for %s (%s: %s); they are not used here: only its severity "
                             "encoder is (evaluate --model %s to use them)", origin, self.config.solver,
                             self.config.task, section, json.dumps(tuned, ensure_ascii=False), source)
