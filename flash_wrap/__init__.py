@@ -15,6 +15,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from .errors import ContractError, FlashWrapError, InvalidInput, NotFound, PluginFailure, UnknownName, WrongType
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ _LAZY = {
     "get_solver": "registry",
 }
 
-__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "hookimpl", "__version__"]
+__all__ = [
+    "ContractError", "Flash", "FlashWrapError", "InvalidInput", "LatentDiffusion", "NotFound", "PluginFailure",
+    "Reconstruction", "Solver", "StepState", "UnknownName", "WrongType", "get_solver", "hookimpl", "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

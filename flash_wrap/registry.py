@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from .discovery import BrokenPlugin, PluginError, PluginSet, load_plugins, new_plugin_set, plugins
+from .errors import WrongType
 from .solver import Solver
 
 __all__ = ["BrokenPlugin", "PluginError", "SolverRecord", "SolverRegistry", "get_registry", "get_solver",
@@ -119,10 +120,10 @@ class SolverRegistry:
 
     def _record(self, cls: object, plugin: str, origin: str) -> SolverRecord:
         if not (isinstance(cls, type) and issubclass(cls, Solver)):
-            raise TypeError(f"register() expects a flash_wrap.Solver subclass, got {cls!r}")
+            raise WrongType(f"register() expects a flash_wrap.Solver subclass, got {cls!r}")
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(f"solver class {cls.__name__} must define a non-empty string `name`")
+            raise WrongType(f"solver class {cls.__name__} must define a non-empty string `name`")
         return SolverRecord(name, cls, plugin, origin)
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInput
 from ..flash import Flash
 from ..models import LatentDiffusion
 from ..models.full_size import FULL_SIZE_CONFIGS
@@ -149,7 +150,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     if not trained and not config.starts:
         config.starts = [max(1, round(grid * f)) for f in (0.02, 0.05, 0.1, 0.2)]
     if config.starts and not all(0 < k < grid for k in config.starts):
-        raise ValueError(f"--starts must lie in [1, {grid - 1}], got {config.starts}")
+        raise InvalidInput(f"--starts must lie in [1, {grid - 1}], got {config.starts}")
 
     # warm-up: allocator, kernels (and torch.compile) outside the measurements
     y, op = _inputs(model, 1, config.seed)

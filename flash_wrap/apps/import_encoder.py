@@ -18,6 +18,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInput, NotFound
 from ..models import LatentDiffusion
 from ..operators import get_task
 from ..operators.base import DEFAULT_NOISE_STD
@@ -43,7 +44,7 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
     loaded = LatentDiffusion.from_pretrained(model)
     check_official_model(loaded)
     if task in loaded.severity_encoders and not force:
-        raise ValueError(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
+        raise InvalidInput(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
                          "into another bundle with --output NEW_FOLDER")
     official = read_official(checkpoint)
     what = f"checkpoint {checkpoint}"
@@ -67,7 +68,7 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
     get_task(task)
     file = Path(checkpoint).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"checkpoint {file} does not exist or is not a file")
+        raise NotFound(f"checkpoint {file} does not exist or is not a file")
     out = Path(output).expanduser() if output is not None else None
     existed = out is None or out.exists()
     folder, copy = bundle_target(model, output, command=COMMAND)

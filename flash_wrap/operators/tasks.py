@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import per_sample
+from ..errors import InvalidInput
 from ._filters import REFERENCE_SIZE
 from .base import DEFAULT_NOISE_STD, Operator
 from .gaussian_blur import GaussianBlur
@@ -29,7 +30,7 @@ SEED_BOUND = 2**31 - 1
 def _check_range(level_range: tuple[float, float], name: str) -> tuple[float, float]:
     lo, hi = (float(v) for v in level_range)
     if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"{name} must satisfy 0 <= low <= high <= 1, got {level_range!r}")
+        raise InvalidInput(f"{name} must satisfy 0 <= low <= high <= 1, got {level_range!r}")
     return lo, hi
 
 
@@ -66,7 +67,7 @@ class Task:
         """
         levels = per_sample(level, "level", minimum=0.0, maximum=1.0)
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
+            raise InvalidInput(f"image_size must be a positive integer (pixels), got {image_size!r}")
         seeds = torch.arange(len(levels)) if seed is None else torch.as_tensor(seed)
         return self.build(levels, image_size, noise_std, seeds)
 
@@ -82,7 +83,7 @@ class Task:
         """Draw ``t ~ U[level_range or train_range]`` per sample, and motion-blur seeds, from
         ``generator``; return the operator and the levels ``(batch,)``."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+            raise InvalidInput(f"batch must be a positive integer, got {batch!r}")
         lo, hi = _check_range(level_range or self.train_range, "level_range")
         draw = torch.rand(batch, generator=generator, device=generator.device, dtype=torch.float64)
         levels = (lo + (hi - lo) * draw.cpu()).to(torch.get_default_dtype())
@@ -135,4 +136,4 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+        raise InvalidInput(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
