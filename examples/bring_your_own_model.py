@@ -125,7 +125,7 @@ def main() -> None:
         print(f"training a {args.task} severity encoder for {train_steps} steps; the same from the command line:\n"
               f"  flash-wrap train-severity --model {bundle} --task {args.task} --data {args.data} "
               f"--steps {train_steps} --batch-size {args.batch_size} --lr {args.lr:g} --val-images {val_images} "
-              f"--checkpoint-every {train_steps} --no-resume --cpu"
+              f"--checkpoint-every {train_steps} --no-resume --device cpu"
               + (f" --limit {args.limit}" if args.limit else ""))
         start = time.perf_counter()
         summary = train_severity(SeverityTrainingConfig(

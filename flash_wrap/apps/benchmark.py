@@ -4,7 +4,7 @@ by side in one run, and how well a mixed-severity batch uses the hardware.
 For each batch size ``B`` the same ``B`` measurements (Gaussian blur, levels spread over the
 task's range) are reconstructed by the bare solver (every sample runs all ``M`` grid steps) and by
 ``Flash(solver)``. On the trained demo model Flash starts each sample where its severity encoder
-says; on a randomly initialised model (``--config full-ldm-vq4``) the start steps are imposed
+says; on a randomly initialised model (``--model full-ldm-vq4``) the start steps are imposed
 (``--starts``, cycled over the batch), since an untrained encoder's σ̂ is meaningless.
 
 Mixed-batch efficiency: the bare run gives the cost of one sample-step at batch size ``B``,

@@ -2,7 +2,7 @@
 
 The checkpoint is converted by :mod:`flash_wrap.severity.official` (tensors only, strict
 names and shapes) for a model with the LDM VQ-f4 autoencoder; the bundle written follows
-:mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--output`` for ``demo`` or a pipeline
+:mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--save-to`` for ``demo`` or a pipeline
 folder). An encoder the bundle already has for the task is replaced only with ``--force``.
 
 The operator the checkpoint's hyper-parameters name must be ``--task``'s (official
@@ -45,7 +45,7 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
     check_official_model(loaded)
     if task in loaded.severity_encoders and not force:
         raise InvalidInput(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
-                         "into another bundle with --output NEW_FOLDER")
+                         "into another bundle with --save-to NEW_FOLDER")
     official = read_official(checkpoint)
     what = f"checkpoint {checkpoint}"
     training = check_official_training(official.training, task, what, noise_std=DEFAULT_NOISE_STD)  # refuses another task's encoder
@@ -61,7 +61,7 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
 
     Everything is checked (task, checkpoint file, target folder, model, existing encoder, the
     operator the checkpoint was trained for, every tensor) before anything is written; a refused
-    run leaves no empty ``--output`` behind. The encoder's metadata records the checkpoint's file
+    run leaves no empty ``--save-to`` behind. The encoder's metadata records the checkpoint's file
     and hash (``imported_from``) and its training operator and noise (``official_training``).
     Returns ``{"task", "written_to", "sha256"}``.
     """

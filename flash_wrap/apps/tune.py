@@ -150,7 +150,7 @@ class TuneConfig:
         if self.severity_range is not None:
             self.severity_range = checked_level_range(self.severity_range, (0.0, 1.0))
         if not self.write and self.output is not None:
-            raise InvalidInput("--output names a bundle to write but --no-write writes none; drop one of them")
+            raise InvalidInput("--save-to names a bundle to write but --no-write writes none; drop one of them")
 
     def comparable(self) -> dict[str, Any]:
         """The arguments a resumed run must share with the original one: not where results or the
@@ -186,7 +186,7 @@ class Tuner:
         if config.write:
             self.target, self.copy = bundle_target(config.model, config.output, command=COMMAND,
                                                    inputs=(config.data, config.out))
-        # a bundle that exists already (--model itself, or an --output written earlier from it, e.g. by
+        # a bundle that exists already (--model itself, or an --save-to written earlier from it, e.g. by
         # train-severity) is the one tuned, so the values written match the encoder they go with
         source = self.target if self.target is not None and not self.copy else config.model
         self.model_folder = resolve_bundle(source)
@@ -257,7 +257,7 @@ class Tuner:
         """Run (or resume) the grid, write ``tune.json`` and ``tune.png`` and, unless told not to,
         the best values into the bundle; returns ``tune.json``'s content."""
         # a bundle written in place stays locked for the whole run, so no other command changes it
-        # meanwhile (a new --output folder is only filled at the end, by a rename)
+        # meanwhile (a new --save-to folder is only filled at the end, by a rename)
         in_place = self.target is not None and not self.copy
         bundle_lock = exclusive(self.target, what=COMMAND) if in_place else contextlib.nullcontext()
         with exclusive(self.out, what=COMMAND), bundle_lock:

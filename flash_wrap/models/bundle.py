@@ -295,7 +295,7 @@ class LatentDiffusion(nn.Module):
             has = ", ".join(self.severity_encoders) or "none"
             raise InvalidInput(
                 f"no severity encoder for task {task!r} in this model (has: {has}); train one with: "
-                f"flash-wrap train-severity --model MODEL --task {task} --data IMAGE_DIR [--output NEW_BUNDLE, "
+                f"flash-wrap train-severity --model MODEL --task {task} --data IMAGE_DIR [--save-to NEW_BUNDLE, "
                 "required for a diffusers pipeline folder], or import a released one with flash-wrap import-encoder"
             )
         encoder = self.severity_encoders[task]

@@ -125,5 +125,5 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], checkpoint: Pat
     if changed:
         raise InvalidInput(
             f"cannot resume {checkpoint} with other settings ({'; '.join(changed)}); rerun with the checkpoint's "
-            "settings, or start over with --no-resume (or another --output)"
+            "settings, or start over with --no-resume (or another --save-to)"
         )

@@ -220,7 +220,7 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
     ckpt_dir = Path(config.output) / "training" / "checkpoints"
     latest = latest_checkpoint(ckpt_dir) if config.resume else None
     if (Path(config.output) / "model_index.json").is_file() and latest is None and not config.force:
-        raise InvalidInput(f"--output {config.output} already holds a model bundle; choose a new folder, or pass --force "
+        raise InvalidInput(f"--save-to {config.output} already holds a model bundle; choose a new folder, or pass --force "
                          "to train a new prior over it")
     files = usable_images(list_images(config.data)[: config.limit], 16)
     data_fingerprint = fingerprint_files(files)

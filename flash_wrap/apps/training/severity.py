@@ -5,7 +5,7 @@ and is trained with Adam on fresh degradations of a folder of clean images: per 
 level ``t ~ U[train_range]`` and fresh measurement noise. Every step's data and degradation are a
 pure function of ``(seed, step)``, so a resumed run continues exactly where it stopped. The
 encoder with the lowest validation loss is written into the bundle: ``--model`` itself, or the
-bundle ``--output`` (required for ``demo`` and diffusers pipeline folders, which are never
+bundle ``--save-to`` (required for ``demo`` and diffusers pipeline folders, which are never
 written; see :mod:`flash_wrap.apps.bundles`).
 """
 
@@ -139,11 +139,11 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         _check_target(config, target)
     if copy:  # the model is written as a bundle first; its encoder is added at the end
         try:
-            _split(config, files)  # refused before any bundle is copied to --output
+            _split(config, files)  # refused before any bundle is copied to --save-to
             model = LatentDiffusion.from_pretrained(config.model, prompt=config.prompt)
         except BaseException:
             if target.is_dir() and not any(target.iterdir()):
-                target.rmdir()  # a refused model leaves no empty --output behind
+                target.rmdir()  # a refused model leaves no empty --save-to behind
             raise
         if main_process():
             write_bundle(model, target, source=config.model)
@@ -262,7 +262,7 @@ def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
     index = read_json(target / "model_index.json")
     if config.task in index.get("severity_tasks", []) and not config.force:
         raise InvalidInput(f"{target} already has a trained {config.task} encoder; pass --force to replace it "
-                         "(the old one stays until the new one is written), or write a new bundle with --output")
+                         "(the old one stays until the new one is written), or write a new bundle with --save-to")
 
 
 def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target: Path) -> None:
@@ -281,7 +281,7 @@ def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target
     if model.denoiser.conditioning_source != wanted:
         raise InvalidInput(f"--prompt {config.prompt or ''!r}: the bundle {target} was written with the conditioning "
                          f"{model.denoiser.conditioning_source}; a bundle keeps its conditioning (pass the same "
-                         "--prompt, or write a new bundle to another --output)")
+                         "--prompt, or write a new bundle to another --save-to)")
 
 
 def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:
