@@ -125,7 +125,7 @@ def main() -> None:
         val_images = min(16, n_images // 5)  # train-severity holds out at most a fifth of the images
         command = ["train-severity", "--model", str(bundle), "--task", args.task, "--data", str(args.data),
                    "--steps", str(train_steps), "--batch-size", str(args.batch_size), "--lr", f"{args.lr:g}",
-                   "--val-images", str(val_images), "--checkpoint-every", str(train_steps)]
+                   "--val-images", str(val_images), "--checkpoint-every", str(train_steps), "--device", "cpu"]
         command += ["--limit", str(args.limit)] if args.limit else []
         print(f"training a {args.task} severity encoder for {train_steps} steps:\n  flash-wrap {' '.join(command)}",
               flush=True)

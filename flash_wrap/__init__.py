@@ -18,6 +18,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from .errors import ContractError, FlashWrapError, InvalidInput, NotFound, PluginFailure, UnknownName, WrongType
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -44,7 +45,11 @@ _LAZY = {
     "get_task": "registry",
 }
 
-__all__ = ["Flash", "LatentDiffusion", "Reconstruction", "Solver", "StepState", "get_solver", "get_task", "hookimpl", "__version__"]
+__all__ = [
+    "ContractError", "Flash", "FlashWrapError", "InvalidInput", "LatentDiffusion", "NotFound", "PluginFailure",
+    "Reconstruction", "Solver", "StepState", "UnknownName", "WrongType", "get_solver", "get_task", "hookimpl",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

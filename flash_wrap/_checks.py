@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import InvalidInput, WrongType
+
 #: Measurements carry Gaussian noise on top of a [0, 1] image, so they legitimately leave [0, 1].
 #: This bound is loose enough for any sensible noise level (σ_y = 0.05 would need a 20σ outlier to
 #: cross it) and still rejects 0-255 images.
@@ -23,15 +25,15 @@ SIGNED_MINIMUM = -0.5
 def check_tensor(value: object, name: str) -> torch.Tensor:
     """Require a floating-point tensor with only finite values."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        raise WrongType(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
-        raise TypeError(
+        raise WrongType(
             f"{name} must be a floating-point tensor (float32/float16/bfloat16/float64), "
             f"got dtype {value.dtype}; convert uint8 images with x.float() / 255"
         )
     if not bool(torch.isfinite(value).all()):
         n_bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{name} contains {n_bad} NaN or Inf values")
+        raise InvalidInput(f"{name} contains {n_bad} NaN or Inf values")
     return value
 
 
@@ -56,18 +58,18 @@ def check_images(
     """
     x = check_tensor(x, name)
     if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {x.dim()} dims {tuple(x.shape)}")
+        raise InvalidInput(f"{name} must have shape (B, C, H, W), got {x.dim()} dims {tuple(x.shape)}")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channels, got shape {tuple(x.shape)}")
+        raise InvalidInput(f"{name} must have {channels} channels, got shape {tuple(x.shape)}")
     if size is not None:
         want = (size, size) if isinstance(size, int) else tuple(size)
         if tuple(x.shape[-2:]) != want:
-            raise ValueError(
+            raise InvalidInput(
                 f"{name} must be {want[0]}x{want[1]} pixels, got {x.shape[-2]}x{x.shape[-1]}; "
                 "resize or crop before calling (flash-wrap never resizes silently)"
             )
     if batch is not None and x.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {x.shape[0]}, expected {batch}")
+        raise InvalidInput(f"{name} has batch size {x.shape[0]}, expected {batch}")
     if value_range is not None and x.numel():
         lo, hi = value_range
         x_min, x_max = float(x.min()), float(x.max())
@@ -75,7 +77,7 @@ def check_images(
             hint = (" (looks like 0-255 data: divide by 255)" if x_max > 2.0 else
                     " (looks like [-1, 1] data: convert with (x + 1) / 2)" if x_min < lo and x_min <= SIGNED_MINIMUM
                     else "")
-            raise ValueError(
+            raise InvalidInput(
                 f"{name} values must lie in [{lo:g}, {hi:g}], got [{x_min:.4g}, {x_max:.4g}]{hint}"
             )
     return x
@@ -112,25 +114,25 @@ def per_sample(
         try:
             tensor = torch.as_tensor(value, dtype=torch.get_default_dtype())
         except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a number, a sequence of numbers or a tensor: {err}") from None
+            raise WrongType(f"{name} must be a number, a sequence of numbers or a tensor: {err}") from None
     if tensor.dim() == 0:
         tensor = tensor.reshape(1)
     if tensor.dim() != 1:
-        raise ValueError(f"{name} must be a scalar or a 1-D tensor of per-sample values, got shape {tuple(tensor.shape)}")
+        raise InvalidInput(f"{name} must be a scalar or a 1-D tensor of per-sample values, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
-        raise ValueError(f"{name} is empty")
+        raise InvalidInput(f"{name} is empty")
     check_tensor(tensor, name)
     if minimum is not None and float(tensor.min()) < minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, got min {float(tensor.min()):.4g}")
+        raise InvalidInput(f"{name} must be >= {minimum:g}, got min {float(tensor.min()):.4g}")
     if maximum is not None and float(tensor.max()) > maximum:
-        raise ValueError(f"{name} must be <= {maximum:g}, got max {float(tensor.max()):.4g}")
+        raise InvalidInput(f"{name} must be <= {maximum:g}, got max {float(tensor.max()):.4g}")
     return tensor
 
 
 def check_batch(n_params: int, batch: int, what: str) -> None:
     """A per-sample parameter of length ``n_params`` must have length 1 or ``batch``."""
     if n_params not in (1, batch):
-        raise ValueError(
+        raise InvalidInput(
             f"{what} holds {n_params} per-sample values but the batch has {batch} samples; "
             "pass one value per sample (or a single value for all)"
         )
@@ -142,15 +144,15 @@ def check_generator(generator: object, batch: int) -> None:
         return
     if isinstance(generator, (list, tuple)):
         if len(generator) != batch:
-            raise ValueError(f"generator list has {len(generator)} entries but the batch has {batch} samples")
+            raise InvalidInput(f"generator list has {len(generator)} entries but the batch has {batch} samples")
         first: dict[int, int] = {}
         for i, g in enumerate(generator):
             if not isinstance(g, torch.Generator):
-                raise TypeError(f"generator list must hold torch.Generator objects, got {type(g).__name__}")
+                raise WrongType(f"generator list must hold torch.Generator objects, got {type(g).__name__}")
             if id(g) in first:
-                raise ValueError(f"generator list holds one torch.Generator object at positions {first[id(g)]} and {i}: "
+                raise InvalidInput(f"generator list holds one torch.Generator object at positions {first[id(g)]} and {i}: "
                                  "each sample needs its own generator (e.g. flash_wrap.rng.generators(seeds)), or its "
                                  "noise would depend on the other samples; pass one generator for all instead")
             first[id(g)] = i
         return
-    raise TypeError(f"generator must be a torch.Generator, a list of them or None, got {type(generator).__name__}")
+    raise WrongType(f"generator must be a torch.Generator, a list of them or None, got {type(generator).__name__}")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import InvalidInput
 from .operators import Operator, Task
 
 __all__ = ["LEVEL_STREAM", "NOISE_STREAM", "SEED_RULE", "degrade", "image_generators", "image_seed", "task_operator"]
@@ -61,7 +62,7 @@ def degrade(task: Task, names: list[str], x: torch.Tensor, level_range: tuple[fl
     at the ``*_STREAM`` offsets), ``(B,)`` levels, the operator and the measurements.
     """
     if x.ndim != 4 or x.shape[0] != len(names):
-        raise ValueError(f"degrade needs one name per image of x (B, 3, H, W), got {len(names)} names for x of shape "
+        raise InvalidInput(f"degrade needs one name per image of x (B, 3, H, W), got {len(names)} names for x of shape "
                          f"{tuple(x.shape)}")
     seeds = [image_seed(n, seed) for n in names]
     lo, hi = level_range

@@ -26,12 +26,13 @@ from importlib.metadata import EntryPoint, entry_points
 import pluggy
 
 from . import hookspecs
+from .errors import FlashWrapError
 
 ENTRY_POINT_GROUP = "flash_wrap"
 STRICT_ENV = "FLASH_WRAP_STRICT_PLUGINS"
 
 
-class PluginError(LookupError):
+class PluginError(FlashWrapError, LookupError):
     """A plugin could not be loaded, or a solver name is unknown, broken or taken twice."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ._numbers import is_finite_number
+from .errors import InvalidInput, WrongType
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg
@@ -37,18 +38,18 @@ class Flash:
         self, solver: Solver, *, c: float | None = None, fixed_start: int | Sequence[int] | torch.Tensor | None = None
     ) -> None:
         if isinstance(solver, type) and issubclass(solver, Solver):
-            raise TypeError(f"Flash wraps a solver instance, got the class {solver.__name__}; "
+            raise WrongType(f"Flash wraps a solver instance, got the class {solver.__name__}; "
                             f"build one first: Flash({solver.__name__}(model))")
         if not isinstance(solver, Solver):
-            raise TypeError(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
+            raise WrongType(f"Flash wraps a flash_wrap.Solver instance, got {type(solver).__name__}")
         if c is not None and (not is_finite_number(c) or c < 0):
-            raise ValueError(f"Flash: c must be a finite number >= 0, got {c!r}")
+            raise InvalidInput(f"Flash: c must be a finite number >= 0, got {c!r}")
         if isinstance(fixed_start, bool):
-            raise TypeError("Flash: fixed_start must be a grid index (int) or one per sample, got a bool")
+            raise WrongType("Flash: fixed_start must be a grid index (int) or one per sample, got a bool")
         if fixed_start is not None:
             starts = torch.as_tensor(fixed_start).reshape(-1).tolist()
             if not all(isinstance(k, int) and 0 <= k < solver.sampler.num_steps for k in starts):
-                raise ValueError(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
+                raise InvalidInput(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
         self.solver = solver
         self.c = c
         self.fixed_start = fixed_start
@@ -84,7 +85,7 @@ class Flash:
         check_callback(callback)
         y = solver.prepare(y, operator, generator)
         if operator.task is None:
-            raise ValueError(f"{type(operator).__name__} belongs to no task, so no severity encoder applies")
+            raise InvalidInput(f"{type(operator).__name__} belongs to no task, so no severity encoder applies")
         encoder = model.severity_encoder(operator.task)
         params = solver.hyperparameters(operator.task)
         c = params["c"] if self.c is None else self.c
@@ -100,7 +101,7 @@ class Flash:
         else:
             start = torch.as_tensor(self.fixed_start, dtype=torch.long, device=variance.device).reshape(-1)
             if start.shape != variance.shape:
-                raise ValueError(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
+                raise InvalidInput(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
         z_start = correct_noise(z_hat, variance, c, generator)
         return reconstruct_from(
             solver, z_start, start, y, operator, generator, params, progress=progress, callback=callback,
@@ -131,7 +132,7 @@ def _check_estimate(z_hat: torch.Tensor, variance: torch.Tensor, task: str, meta
     if bool(bad.any()):
         rows = bad.nonzero().flatten().tolist()
         values = ", ".join(f"{float(variance[i]):g}" for i in rows[:4])
-        raise ValueError(f"the severity encoder for task {task!r} ({_encoder_origin(metadata)}) gave a non-finite "
+        raise InvalidInput(f"the severity encoder for task {task!r} ({_encoder_origin(metadata)}) gave a non-finite "
                          f"estimate for samples {rows} (σ̂ {values}{', …' if len(rows) > 4 else ''}); no start step can "
                          "follow from it: check that encoder's weights and its input, or retrain it with "
                          "flash-wrap train-severity")

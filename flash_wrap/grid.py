@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from .errors import InvalidInput
 from .samplers import Sampler, SamplerKind
 
 if TYPE_CHECKING:
@@ -88,11 +89,11 @@ def grid_for(
         ValueError: naming the argument, what was expected and what came.
     """
     if scheduler is not None and scheduler not in SAMPLER_KINDS:
-        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {scheduler!r}")
+        raise InvalidInput(f"sampler must be 'ddpm' or 'ddim', got {scheduler!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= total):
-        raise ValueError(f"steps must be an integer in [1, {total}] (the model's training timesteps), got {steps!r}")
+        raise InvalidInput(f"steps must be an integer in [1, {total}] (the model's training timesteps), got {steps!r}")
     if ddim_eta is not None and not ddim_eta >= 0:
-        raise ValueError(f"DDIM eta must be >= 0, got {ddim_eta}")
+        raise InvalidInput(f"DDIM eta must be >= 0, got {ddim_eta}")
     if scheduler is not None:
         kind = scheduler
     elif steps is None:
@@ -101,17 +102,17 @@ def grid_for(
         kind = "ddim" if steps < total else "ddpm"
     if kind == "ddpm":
         if steps not in (None, total):
-            raise ValueError(f"the DDPM sampler runs all {total} timesteps; use sampler='ddim' for steps={steps}")
+            raise InvalidInput(f"the DDPM sampler runs all {total} timesteps; use sampler='ddim' for steps={steps}")
         if ddim_eta is not None:
-            raise ValueError(f"ddim_eta={ddim_eta} was given but the sampler is DDPM (its noise is fixed by the "
+            raise InvalidInput(f"ddim_eta={ddim_eta} was given but the sampler is DDPM (its noise is fixed by the "
                              "schedule); pass steps < T or sampler='ddim' to run DDIM")
         return GridSpec("ddpm", total, None)
     n = steps if steps is not None else solver.default_steps
     if n is None:
-        raise ValueError(f"sampler='ddim' needs a number of steps below the {total} training timesteps "
+        raise InvalidInput(f"sampler='ddim' needs a number of steps below the {total} training timesteps "
                          f"({getattr(solver, '__name__', 'the solver')} has no DDIM default); pass steps=N")
     if n >= total:
-        raise ValueError(
+        raise InvalidInput(
             f"DDIM needs fewer steps than the {total} training timesteps (its grid k·(T//N)+1 would reach {total}), "
             f"got {n}; use the DDPM sampler for all {total}"
         )

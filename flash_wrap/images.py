@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .errors import InvalidInput, NotFound
+
 __all__ = ["IMAGE_SUFFIXES", "ImageFileError", "ImageFolder", "check_images", "list_images", "load_image",
            "load_images", "save_image", "to_uint8", "usable_images"]
 
@@ -26,7 +28,7 @@ def list_images(folder: str | Path) -> list[Path]:
     regular files (folders named like images, broken or looping links) are refused by name."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise NotFound(f"image folder {root} does not exist")
     candidates = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     odd = []
     for p in candidates:
@@ -39,7 +41,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise ImageFileError(f"{root} has entries named like images that are not readable files: {', '.join(odd[:5])}")
     files = candidates
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+        raise InvalidInput(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     return files
 
 
@@ -47,7 +49,7 @@ def list_images(folder: str | Path) -> list[Path]:
 _WIDE_GRAY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0}
 
 
-class ImageFileError(ValueError):
+class ImageFileError(InvalidInput):
     """An image file that cannot be used as it is (unreadable, transparent, unsupported mode)."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InvalidInput
+
 __all__ = ["LPIPS", "PSNR_CAP_DB", "ordering_accuracy", "psnr", "spearman", "ssim"]
 
 #: PSNR of identical images is infinite; it is reported as this cap instead (documented).
@@ -16,7 +18,7 @@ def psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Returns ``(B,)``; identical images give :data:`PSNR_CAP_DB`.
     """
     if estimate.shape != target.shape:
-        raise ValueError(f"psnr needs equal shapes, got {tuple(estimate.shape)} and {tuple(target.shape)}")
+        raise InvalidInput(f"psnr needs equal shapes, got {tuple(estimate.shape)} and {tuple(target.shape)}")
     mse = (estimate.clamp(0, 1) - target).double().square().flatten(1).mean(dim=1)
     value = -10.0 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
     return value.float()
@@ -33,12 +35,12 @@ def ordering_accuracy(levels: torch.Tensor, predicted: torch.Tensor) -> tuple[fl
     s = levels.double().flatten()
     v = predicted.double().flatten()
     if s.numel() != v.numel() or s.numel() < 2:
-        raise ValueError(f"need two equal-length sequences of at least 2 values, got {s.numel()} and {v.numel()}")
+        raise InvalidInput(f"need two equal-length sequences of at least 2 values, got {s.numel()} and {v.numel()}")
     ds = torch.sign(s[:, None] - s[None, :])
     dv = torch.sign(v[:, None] - v[None, :])
     pairs = ds != 0
     if not bool(pairs.any()):
-        raise ValueError(f"ordering accuracy needs at least two distinct levels, got only {float(s[0]):g}")
+        raise InvalidInput(f"ordering accuracy needs at least two distinct levels, got only {float(s[0]):g}")
     agree = (ds == dv)[pairs].double().mean()
     ties = (dv[pairs] == 0).double().mean()
     return float(agree), float(ties)
@@ -57,7 +59,7 @@ def ssim(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     if estimate.shape != target.shape:
-        raise ValueError(f"ssim needs equal shapes, got {tuple(estimate.shape)} and {tuple(target.shape)}")
+        raise InvalidInput(f"ssim needs equal shapes, got {tuple(estimate.shape)} and {tuple(target.shape)}")
     value = structural_similarity_index_measure(
         estimate.clamp(0, 1).float(), target.float(), data_range=1.0, reduction="none"
     )

@@ -19,6 +19,7 @@ from typing import Generic, Protocol, TypeVar
 import pluggy
 
 from .discovery import BrokenPlugin, PluginError, PluginSet, load_plugins, new_plugin_set, plugins
+from .errors import WrongType
 from .operators import Task
 from .solver import Solver
 
@@ -70,16 +71,16 @@ class _Kind(Generic[V]):
 
 def _solver_record(cls: object, plugin: str, origin: str) -> SolverRecord:
     if not (isinstance(cls, type) and issubclass(cls, Solver)):
-        raise TypeError(f"register() expects a flash_wrap.Solver subclass, got {cls!r}")
+        raise WrongType(f"register() expects a flash_wrap.Solver subclass, got {cls!r}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
-        raise TypeError(f"solver class {cls.__name__} must define a non-empty string `name`")
+        raise WrongType(f"solver class {cls.__name__} must define a non-empty string `name`")
     return SolverRecord(name, cls, plugin, origin)
 
 
 def _task_record(task: object, plugin: str, origin: str) -> TaskRecord:
     if not isinstance(task, Task):
-        raise TypeError(f"register() of flash_wrap_register_tasks expects a flash_wrap.operators.Task, got {task!r}")
+        raise WrongType(f"register() of flash_wrap_register_tasks expects a flash_wrap.operators.Task, got {task!r}")
     return TaskRecord(task.name, task, plugin, origin)
 
 

@@ -13,6 +13,8 @@ from typing import Union
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .errors import InvalidInput
+
 #: ``None``, one generator for the whole batch, or a list with one generator per sample.
 GeneratorArg = Union[torch.Generator, Sequence[torch.Generator], None]
 
@@ -31,7 +33,7 @@ def randn(
     """
     gen = list(generator) if isinstance(generator, (list, tuple)) else generator
     if isinstance(gen, list) and len(gen) != shape[0]:
-        raise ValueError(f"got {len(gen)} generators for a batch of {shape[0]}")
+        raise InvalidInput(f"got {len(gen)} generators for a batch of {shape[0]}")
     return randn_tensor(tuple(shape), generator=gen, device=torch.device(device), dtype=dtype)
 
 

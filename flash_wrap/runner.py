@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .discovery import plugins
+from .errors import ContractError, FlashWrapError, PluginFailure, WrongType
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg, take
@@ -32,7 +33,7 @@ StepCallback = Callable[[StepState, torch.Tensor], Any]
 def check_callback(callback: object) -> None:
     """``callback`` is ``None`` or callable (refused before any work, not after the first step)."""
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable as callback(state, output), got {type(callback).__name__}")
+        raise WrongType(f"callback must be callable as callback(state, output), got {type(callback).__name__}")
 
 
 def observers_for(callback: StepCallback | None) -> list[StepCallback]:
@@ -41,6 +42,21 @@ def observers_for(callback: StepCallback | None) -> list[StepCallback]:
     broadcast = plugins().hook.flash_wrap_on_step
     own = [callback] if callback is not None else []
     return [*own, lambda state, output: broadcast(state=state, output=output)]
+
+
+def _step(solver: Solver, state: StepState, k: int) -> torch.Tensor:
+    """``solver.step(state)``, detached; an exception from the plugin becomes a :class:`PluginFailure`
+    naming the plugin and the grid step (chained to the plugin's own, which keeps its traceback).
+    A :class:`FlashWrapError` (the plugin refusing the user's input) passes through unchanged."""
+    try:
+        return solver.step(state).detach()
+    except FlashWrapError:
+        raise
+    except Exception as err:
+        raise PluginFailure(
+            f"solver plugin {solver.name!r} failed at grid step {k}: {type(err).__name__}: {err} "
+            "(run with -v for its traceback; report it to the plugin's authors)", plugin=solver.name, step=k,
+        ) from err
 
 
 def run_reverse(
@@ -99,11 +115,11 @@ def run_reverse(
             z=z_sorted[:n], index=index, t=sampler.timesteps[index], rows=row_ids, y=sub_y, operator=sub_op,
             model=solver.model, sampler=sampler, params=params, generator=sub_gen,
         )
-        output = solver.step(state).detach()
+        output = _step(solver, state, k)
         if state.denoiser_calls == 0:
-            raise RuntimeError(
-                f"solver {solver.name!r} made no denoiser call through state.predict_noise at step {k}; "
-                "NFE must be counted (see the solver contract in flash_wrap.solver)"
+            raise ContractError(
+                f"solver plugin {solver.name!r} made no denoiser call through state.predict_noise at grid step {k}; "
+                "NFE must be counted (see the solver contract in flash_wrap.solver)", plugin=solver.name, step=k,
             )
         # a new tensor, not an in-place write: state.z stays the step's input for the observers
         z_sorted = output if n == len(starts) else torch.cat([output, z_sorted[n:]])

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from .errors import InvalidInput
 from .rng import GeneratorArg, randn
 
 SamplerKind = Literal["ddpm", "ddim"]
@@ -68,9 +69,9 @@ class Sampler:
         """DDIM on LDM's uniform grid ``g_k = k·(T // N) + 1`` (diffusers "leading", offset 1)."""
         total = alphas_cumprod.numel()
         if not isinstance(steps, int) or not 1 <= steps <= total:
-            raise ValueError(f"DDIM steps must be an integer in [1, {total}], got {steps!r}")
+            raise InvalidInput(f"DDIM steps must be an integer in [1, {total}], got {steps!r}")
         if eta < 0:
-            raise ValueError(f"DDIM eta must be >= 0, got {eta}")
+            raise InvalidInput(f"DDIM eta must be >= 0, got {eta}")
         scheduler = DDIMScheduler(num_train_timesteps=total, timestep_spacing="leading", steps_offset=1)
         scheduler.set_timesteps(steps)
         grid = scheduler.timesteps.flip(0).long()

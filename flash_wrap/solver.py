@@ -30,6 +30,7 @@ import torch
 from . import tuning
 from ._checks import check_generator
 from ._numbers import is_finite_number
+from .errors import InvalidInput, WrongType
 from .grid import GridSpec, SamplerKind, grid_for
 from .models import LatentDiffusion
 from .operators import Operator
@@ -76,16 +77,16 @@ class Solver(ABC):
         **hyperparameters: float,
     ) -> None:
         if not isinstance(model, LatentDiffusion):
-            raise TypeError(f"{type(self).__name__} needs a flash_wrap.LatentDiffusion, got {type(model).__name__}")
+            raise WrongType(f"{type(self).__name__} needs a flash_wrap.LatentDiffusion, got {type(model).__name__}")
         known = self.hyperparameter_names()
         unknown = sorted(set(hyperparameters) - known)
         if unknown:
-            raise TypeError(
+            raise WrongType(
                 f"{type(self).__name__} got unknown hyper-parameter(s) {unknown}; known: {sorted(known)}"
             )
         for key, value in hyperparameters.items():
             if not is_finite_number(value):
-                raise TypeError(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
+                raise WrongType(f"{type(self).__name__}: hyper-parameter {key}={value!r} must be a finite number")
         self.check_values(hyperparameters, type(self).__name__)
         tuning.check(model, type(self))  # the bundle's values for this solver, refused now rather than mid-run
         self.model = model
@@ -105,11 +106,11 @@ class Solver(ABC):
         hint = f" ({fix})" if fix else ""
         for name, value in values.items():
             if name in cls.counts and (value < cls.counts[name] or value != int(value)):
-                raise ValueError(f"{where}: {name} counts steps or iterations and must be a whole number "
+                raise InvalidInput(f"{where}: {name} counts steps or iterations and must be a whole number "
                                  f">= {cls.counts[name]}, got {value!r}{hint}")
             if name not in cls.signed and value < 0:
                 what = "the noise-correction constant c" if name == "c" else name
-                raise ValueError(f"{where}: {what} must be >= 0, got {value!r}{hint}")
+                raise InvalidInput(f"{where}: {what} must be >= 0, got {value!r}{hint}")
 
     @classmethod
     def hyperparameter_names(cls) -> set[str]:
@@ -147,12 +148,12 @@ class Solver(ABC):
     def prepare(self, y: object, operator: object, generator: GeneratorArg) -> torch.Tensor:
         """Validate inputs (before any heavy work); returns ``y`` on the model's device and dtype."""
         if not isinstance(operator, Operator):
-            raise TypeError(f"operator must be a flash_wrap.operators.Operator, got {type(operator).__name__}")
+            raise WrongType(f"operator must be a flash_wrap.operators.Operator, got {type(operator).__name__}")
         y = operator.check_measurement(y, (self.model.image_size, self.model.image_size))
         if y.shape[0] == 0:
-            raise ValueError("y is an empty batch (0 measurements); pass at least one")
+            raise InvalidInput("y is an empty batch (0 measurements); pass at least one")
         if y.device != self.model.device:
-            raise ValueError(f"y is on {y.device} but the model is on {self.model.device}; move one of them")
+            raise InvalidInput(f"y is on {y.device} but the model is on {self.model.device}; move one of them")
         check_generator(generator, y.shape[0])
         self.check_operator(operator)
         return y.to(self.model.dtype)

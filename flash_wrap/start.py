@@ -13,6 +13,7 @@ import warnings
 
 import torch
 
+from .errors import InvalidInput
 from .rng import GeneratorArg, randn
 
 #: Largest fraction of noise the correction may inject: c·v at or above 1 would make
@@ -56,7 +57,7 @@ def correct_noise(
         generator: source of ε (one, or one per sample).
     """
     if c < 0:
-        raise ValueError(f"noise-correction constant c must be >= 0, got {c}")
+        raise InvalidInput(f"noise-correction constant c must be >= 0, got {c}")
     fraction = (c * variance.detach()).clamp_min(0)
     over = fraction >= MAX_NOISE_FRACTION
     if bool(over.any()):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._numbers import is_finite_number
+from .errors import InvalidInput, WrongType
 from .grid import GridSpec, SamplerKind, grid_for
 from .models._validate import check_task_name
 
@@ -90,12 +91,12 @@ class TunedKey:
 
     def __post_init__(self) -> None:
         if not isinstance(self.solver, str) or not self.solver:
-            raise ValueError(f"tuned values: the solver must be a non-empty name, got {self.solver!r}")
+            raise InvalidInput(f"tuned values: the solver must be a non-empty name, got {self.solver!r}")
         check_task_name(self.task)
         if self.grid is not None and not isinstance(self.grid, GridSpec):
-            raise TypeError(f"tuned values: grid must be a GridSpec (solver.grid) or None, got {self.grid!r}")
+            raise WrongType(f"tuned values: grid must be a GridSpec (solver.grid) or None, got {self.grid!r}")
         if self.bare and self.grid is None:
-            raise ValueError("tuned values of a bare run are per grid: give the grid it runs (solver.grid)")
+            raise InvalidInput("tuned values of a bare run are per grid: give the grid it runs (solver.grid)")
         if self.grid is not None:
             object.__setattr__(self, "grid", _stored_grid(self.grid))
 
@@ -138,11 +139,11 @@ def parse_grid(text: object, where: str, total: int | None = None) -> GridSpec:
         if not eta_text.startswith("-") and 0 <= eta < float("inf") and f"{eta:g}" == eta_text:
             grid = GridSpec("ddim", int(match.group(2)), eta)
     if grid is None:
-        raise ValueError(f"{where}: {text!r} is not a grid label; grids are labelled like 'ddpm-1000' or "
+        raise InvalidInput(f"{where}: {text!r} is not a grid label; grids are labelled like 'ddpm-1000' or "
                          "'ddim-100 (η=0)' (GridSpec.label(), the label flash-wrap tune writes)")
     if total is not None and ((grid.kind == "ddpm" and grid.steps != total) or (grid.kind == "ddim" and grid.steps >= total)):
         grids = f"'ddpm-{total}' or 'ddim-N (η=…)' with N < {total}"
-        raise ValueError(f"{where}: {text!r} is no grid of this model's schedule ({total} training "
+        raise InvalidInput(f"{where}: {text!r} is no grid of this model's schedule ({total} training "
                          f"timesteps: {grids}), so nothing would read the values under it")
     return grid
 
@@ -150,10 +151,10 @@ def parse_grid(text: object, where: str, total: int | None = None) -> GridSpec:
 # -- the store -------------------------------------------------------------------------------------
 def _numbers(values: object, where: str) -> dict[str, float]:
     if not isinstance(values, dict):
-        raise ValueError(f"{where} must be an object, got {values!r}")
+        raise InvalidInput(f"{where} must be an object, got {values!r}")
     for name, value in values.items():
         if not is_finite_number(value):
-            raise ValueError(f"{where}[{name!r}] must be a finite number, got {value!r}")
+            raise InvalidInput(f"{where}[{name!r}] must be a finite number, got {value!r}")
     return dict(values)
 
 
@@ -161,17 +162,17 @@ def _per_task(table: Mapping[str, Any], section: str, where: str, what: str) -> 
     """``(solver, task, entry)`` of a ``{solver: {task: entry}}`` section, its names checked."""
     held = table.get(section, {})
     if not isinstance(held, dict):
-        raise ValueError(f"{where}: {section} must be an object, got {type(held).__name__}")
+        raise InvalidInput(f"{where}: {section} must be an object, got {type(held).__name__}")
     for solver, tasks in held.items():
         if not isinstance(solver, str) or not solver:
-            raise ValueError(f"{where}: {section}: solver names must be non-empty strings, got {solver!r}")
+            raise InvalidInput(f"{where}: {section}: solver names must be non-empty strings, got {solver!r}")
         if not isinstance(tasks, dict):
-            raise ValueError(f"{where}: {section}[{solver!r}] must map task names to {what}, got {tasks!r}")
+            raise InvalidInput(f"{where}: {section}[{solver!r}] must map task names to {what}, got {tasks!r}")
         for task, entry in tasks.items():
             try:
                 check_task_name(task)
             except ValueError as err:
-                raise ValueError(f"{where}: {section}[{solver!r}]: {err}") from None
+                raise InvalidInput(f"{where}: {section}[{solver!r}]: {err}") from None
             yield solver, task, entry
 
 
@@ -190,23 +191,23 @@ class TunedValues:
         "baseline_defaults": ...}``; missing sections are empty). ``where`` names the source in
         errors; with ``total`` (training timesteps) grids the schedule lacks are refused."""
         if not isinstance(table, Mapping):
-            raise ValueError(f"{where}: the tuned values must be an object, got {type(table).__name__}")
+            raise InvalidInput(f"{where}: the tuned values must be an object, got {type(table).__name__}")
         entries: dict[TunedKey, dict[str, float]] = {}
         for solver, task, values in _per_task(table, SOLVER_WIDE, where, "values"):
             entries[TunedKey(solver, task)] = _numbers(values, f"{where}: {SOLVER_WIDE}[{solver!r}][{task!r}]")
         for section in (FLASH, BARE):
             for solver, task, grids in _per_task(table, section, where, "grids"):
                 if not isinstance(grids, dict):
-                    raise ValueError(f"{where}: {section}[{solver!r}][{task!r}] must map grid labels "
+                    raise InvalidInput(f"{where}: {section}[{solver!r}][{task!r}] must map grid labels "
                                      f"(e.g. 'ddpm-1000') to values, got {grids!r}")
                 for text, values in grids.items():
                     grid = parse_grid(text, f"{where}: {section}[{solver!r}][{task!r}]", total)
                     entry = f"{where}: {section}[{solver!r}][{task!r}][{text!r}]"
                     if not isinstance(values, dict):
-                        raise ValueError(f"{entry} must be an object of values ({section} map solver, task, "
+                        raise InvalidInput(f"{entry} must be an object of values ({section} map solver, task, "
                                          f"then grid labels (e.g. 'ddpm-1000') to values), got {values!r}")
                     if section == BARE and "c" in values:
-                        raise ValueError(f"{entry} sets c, the noise correction of Flash, which a bare run never "
+                        raise InvalidInput(f"{entry} sets c, the noise correction of Flash, which a bare run never "
                                          f"uses; put it in {SOLVER_WIDE}")
                     entries[TunedKey(solver, task, grid, bare=section == BARE)] = _numbers(values, entry)
         return cls(entries)
@@ -234,7 +235,7 @@ class TunedValues:
         """A copy with ``values`` merged into what ``key`` holds (finite numbers; no ``c`` for a bare run)."""
         new = {**self.get(key), **_numbers(dict(values), f"{where}: {key.describe()}")}
         if key.bare and "c" in new:
-            raise ValueError(f"{where}: {key.describe()} sets c, the noise correction of Flash, which a bare run "
+            raise InvalidInput(f"{where}: {key.describe()} sets c, the noise correction of Flash, which a bare run "
                              f"never uses; record it without a grid ({SOLVER_WIDE})")
         return TunedValues({**self._entries, key: new})
 
@@ -293,14 +294,14 @@ def check(model: LatentDiffusion, plugin: TunablePlugin) -> TunedValues:
     known = plugin.hyperparameter_names()
     for key in tuned.keys(plugin.name):
         if key.grid is not None and key.grid == own and not key.bare:
-            raise ValueError(
+            raise InvalidInput(
                 f"the model bundle's {FLASH} for {plugin.name!r} (task {key.task!r}) hold values for "
                 f"{_grid_text(own)}, the solver's own grid, whose values are {SOLVER_WIDE} ({FIX}: move them there)"
             )
         values = tuned.get(key)
         wrong = sorted(set(values) - known)
         if wrong:
-            raise TypeError(f"the model bundle's {key.describe()} name unknown hyper-parameter(s) {wrong}; "
+            raise WrongType(f"the model bundle's {key.describe()} name unknown hyper-parameter(s) {wrong}; "
                             f"{getattr(plugin, '__name__', plugin.name)} knows {sorted(known)} ({FIX})")
         plugin.check_values(values, f"the model bundle's {key.describe()}", fix=FIX)
     return tuned

@@ -64,9 +64,9 @@ def test_benchmark_reports_bare_and_flash_side_by_side(tiny_bundle, tmp_path):
 
 
 def test_benchmark_cli_rejects_bad_starts(tiny_bundle, capsys):
-    assert main(["benchmark", "--config", str(tiny_bundle), "--steps", "10", "--starts", "0", "--batch-size", "1"]) == 2
+    assert main(["benchmark", "--model", str(tiny_bundle), "--steps", "10", "--starts", "0", "--batch-size", "1"]) == 2
     assert "argument --starts: expected an integer in [1, inf), got 0" in capsys.readouterr().err
-    assert main(["benchmark", "--config", str(tiny_bundle), "--steps", "10", "--starts", "10", "--batch-size", "1"]) == 2
+    assert main(["benchmark", "--model", str(tiny_bundle), "--steps", "10", "--starts", "10", "--batch-size", "1"]) == 2
     assert "--starts must lie in [1, 9], got [10]" in capsys.readouterr().err
 
 

@@ -234,7 +234,7 @@ CASES = [
     Case("severity range above 1", lambda w: _eval(w, "--severity-range", "0.2", "1.5"),
          "argument --severity-range: expected a number in [0, 1], got 1.5"),
     Case("cuda without a GPU", lambda w: _eval(w, "--device", "cuda"), "no usable CUDA GPU"),
-    Case("unknown solver", lambda w: _eval(w, "--solver", "dps-plus"), "unknown solver 'dps-plus'; known solvers:"),
+    Case("unknown solver", lambda w: _eval(w, "--solver", "dps-plus"), "unknown solver 'dps-plus'; "),
     Case("unknown task", lambda w: ["eval", "--data", str(w / "data"), "--task", "deraining", "--model",
                                      str(w / "model"), "--out", str(w / "out")], "deraining"),
     Case("transparent image", lambda w: _eval(w), "ghost.png has transparent pixels", _transparent),
@@ -262,7 +262,7 @@ CASES = [
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
                     str(w / "data"), "--checkpoint-every", "0"], "argument --checkpoint-every", command="train-severity"),
     Case("negative learning rate",
-         lambda w: ["train-prior", "--output", str(w / "p"), "--data", str(w / "data"), "--autoencoder",
+         lambda w: ["train-prior", "--save-to", str(w / "p"), "--data", str(w / "data"), "--autoencoder",
                     str(w / "model"), "--lr", "-1"], "argument --lr: expected a number in (0, inf)", command="train-prior"),
     Case("sample -n 0", lambda w: ["sample", "--model", str(w / "model"), "--out", str(w / "s.png"), "-n", "0"],
          "argument -n: expected an integer in [1", command="sample"),
@@ -329,12 +329,12 @@ CASES = [
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": -1}}}})),
     Case("train into the installed demo",
          lambda w: ["train-severity", "--model", "demo", "--task", "gaussian-blur", "--data", str(w / "data")],
-         "--model demo is the one installed inside the package; pass --output NEW_FOLDER", command="train-severity"),
+         "--model demo is the one installed inside the package; pass --save-to NEW_FOLDER", command="train-severity"),
     Case("train over a trained encoder",
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data", str(w / "data")],
          "already has a trained gaussian-blur encoder; pass --force", command="train-severity"),
     Case("train-prior over a bundle",
-         lambda w: ["train-prior", "--output", str(w / "model"), "--data", str(w / "data"), "--autoencoder",
+         lambda w: ["train-prior", "--save-to", str(w / "model"), "--data", str(w / "data"), "--autoencoder",
                     str(w / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--steps", "1"],
          "already holds a model bundle", command="train-prior"),
     Case("unet tensor missing", lambda w: _eval(w), "missing tensor", _edit_weights("unet", "missing")),
@@ -343,7 +343,7 @@ CASES = [
     Case("autoencoder tensor missing", lambda w: _eval(w), "missing tensor", _edit_weights("autoencoder", "missing")),
     Case("severity encoder NaN", lambda w: _eval(w), "holds NaN or infinite values",
          _edit_weights("severity_encoders/gaussian-blur", "nan")),
-    Case("pickled autoencoder", lambda w: ["train-prior", "--output", str(w / "p"), "--data", str(w / "data"),
+    Case("pickled autoencoder", lambda w: ["train-prior", "--save-to", str(w / "p"), "--data", str(w / "data"),
                                            "--autoencoder", str(w / "evil"), "--steps", "1"],
          "is not a plain tensor checkpoint", _pickled_autoencoder, "train-prior"),
     Case("negative channels in a config", lambda w: _eval(w), "unet/config.json: cannot build a UNet2DModel",
@@ -356,9 +356,9 @@ CASES = [
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
                     str(w / "data"), "--val-images", "2", "--force"], "--val-images 2 asks for more than a fifth",
          command="train-severity"),
-    Case("too many validation images, into a new --output",
+    Case("too many validation images, into a new --save-to",
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data",
-                    str(w / "data"), "--val-images", "2", "--output", str(w / "out")],
+                    str(w / "data"), "--val-images", "2", "--save-to", str(w / "out")],
          "--val-images 2 asks for more than a fifth", command="train-severity"),  # no bundle copied first
     Case("scheduler beta_end 1.5", lambda w: _eval(w), "betas must lie in (0, 1)", _scheduler_edit(beta_end=1.5)),
     Case("scheduler beta_schedule typo", lambda w: _eval(w), "not a usable DDPM schedule",
@@ -373,7 +373,7 @@ CASES = [
     Case("sample inside the model", lambda w: ["sample", "--model", str(w / "model"), "--out",
                                                str(w / "model" / "x.png"), "-n", "1"], "is inside the input folder",
          command="sample"),
-    Case("benchmark over an existing file", lambda w: ["benchmark", "--config", str(w / "model"), "--steps", "4",
+    Case("benchmark over an existing file", lambda w: ["benchmark", "--model", str(w / "model"), "--steps", "4",
                                                        "--batch-size", "1", "--starts", "2", "--out",
                                                        str(w / "results.txt")], "exists; choose another name",
          _existing("results.txt"), "benchmark"),
@@ -552,17 +552,17 @@ def test_export_refuses_weights_the_dtype_cannot_hold(world, capsys):
 
 
 def test_a_diverging_prior_stops_without_writing_a_bundle(world, capsys):
-    status = main(["train-prior", "--output", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
+    status = main(["train-prior", "--save-to", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
                    str(world / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--steps", "2",
-                   "--batch-size", "2", "--checkpoint-every", "1", "--lr", "1e30", "--warmup-steps", "0", "--cpu"])
+                   "--batch-size", "2", "--checkpoint-every", "1", "--lr", "1e30", "--warmup-steps", "0", "--device", "cpu"])
     line = _one_line_error(capsys, status, "train-prior")
     assert "training diverged at step" in line and not (world / "p" / "model_index.json").exists()
 
 
 def test_a_prior_resume_with_changed_images_is_refused_before_encoding(world, capsys):
-    args = ["train-prior", "--output", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
+    args = ["train-prior", "--save-to", str(world / "p"), "--data", str(world / "data"), "--autoencoder",
             str(world / "model" / "autoencoder"), "--unet", "tiny", "--image-size", "32", "--batch-size", "2",
-            "--checkpoint-every", "1", "--cpu"]
+            "--checkpoint-every", "1", "--device", "cpu"]
     assert main([*args, "--steps", "1"]) == 0
     capsys.readouterr()
     cache = (world / "p" / "training" / "latents.safetensors").read_bytes()
@@ -629,7 +629,7 @@ def test_a_baseline_tuned_for_another_grid_is_named(world, caplog):
 
 def _train_severity_args(world: Path, *extra: str) -> list[str]:
     return ["train-severity", "--model", str(world / "model"), "--task", "gaussian-blur", "--data", str(world / "data"),
-            "--batch-size", "2", "--val-images", "0", "--checkpoint-every", "1", "--cpu", "--force",
+            "--batch-size", "2", "--val-images", "0", "--checkpoint-every", "1", "--device", "cpu", "--force",
             "--checkpoints", str(world / "ckpt"), *extra]
 
 

@@ -385,7 +385,7 @@ def test_an_existing_encoder_is_replaced_only_with_force(official, bundle, ckpt,
 def test_output_gets_a_new_bundle_and_the_model_is_left_alone(official, bundle, ckpt, tmp_path, capsys):
     before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     out = tmp_path / "imported"
-    assert main(["import-encoder", str(ckpt), "--model", str(bundle), "--task", TASK, "--output", str(out)]) == 0
+    assert main(["import-encoder", str(ckpt), "--model", str(bundle), "--task", TASK, "--save-to", str(out)]) == 0
     assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before
     model = LatentDiffusion.from_pretrained(out)
     assert list(model.severity_encoders) == [TASK]
@@ -398,17 +398,17 @@ def test_an_ldm_pipeline_folder_is_left_alone_and_output_gets_the_bundle(officia
     LDMPipeline(vqvae=vq, unet=_unet(vq), scheduler=scheduler).save_pretrained(tmp_path / "pipeline")
     before = {p: p.read_bytes() for p in (tmp_path / "pipeline").rglob("*") if p.is_file()}
     args = ["import-encoder", str(ckpt), "--model", str(tmp_path / "pipeline"), "--task", TASK]
-    assert main(args) == 2 and "pass --output NEW_FOLDER" in capsys.readouterr().err
-    assert main([*args, "--output", str(tmp_path / "bundle-out")]) == 0
+    assert main(args) == 2 and "pass --save-to NEW_FOLDER" in capsys.readouterr().err
+    assert main([*args, "--save-to", str(tmp_path / "bundle-out")]) == 0
     assert {p: p.read_bytes() for p in (tmp_path / "pipeline").rglob("*") if p.is_file()} == before
     _assert_official(LatentDiffusion.from_pretrained(tmp_path / "bundle-out").severity_encoder(TASK), official)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model", "demo"], "--model demo is the one installed inside the package; pass --output NEW_FOLDER"),
-    (["--model", "demo", "--output", "{out}"], "this model's autoencoder is 'taef2'"),
+    (["--model", "demo"], "--model demo is the one installed inside the package; pass --save-to NEW_FOLDER"),
+    (["--model", "demo", "--save-to", "{out}"], "this model's autoencoder is 'taef2'"),
     (["--model", "{bundle}", "--task", "no-such-task"], "unknown task 'no-such-task'"),
-    (["--model", "{bundle}", "--output", "{out}", "--checkpoint", "{missing}"], "does not exist"),
+    (["--model", "{bundle}", "--save-to", "{out}", "--checkpoint", "{missing}"], "does not exist"),
 ])
 def test_cli_refusals_end_in_one_line_and_leave_nothing_behind(bundle, ckpt, tmp_path, capsys, args, message):
     out, missing = tmp_path / "new-bundle", tmp_path / "missing.ckpt"
@@ -477,7 +477,7 @@ def _training(folder: Path, task: str) -> dict:
 def test_the_task_must_be_the_one_of_the_recorded_official_operator(official, bundle, tmp_path, capsys,
                                                                      operator_config, trained, label, task):
     file, out = _official_ckpt(official, tmp_path, operator_config), tmp_path / "imported"
-    status = _import(file, bundle, task, "--output", str(out))
+    status = _import(file, bundle, task, "--save-to", str(out))
     if task != trained:
         err = _error_line(capsys)
         assert status == 2, err
@@ -507,7 +507,7 @@ def test_a_refused_import_into_the_bundle_itself_leaves_it_alone(official, bundl
 
 def test_the_light_checkpoint_of_the_official_extractor_is_checked_too(official, bundle, tmp_path, capsys):
     file = _light_ckpt(official, tmp_path, NONLINEAR_BLUR)
-    assert _import(file, bundle, "gaussian-blur", "--output", str(tmp_path / "refused")) == 2
+    assert _import(file, bundle, "gaussian-blur", "--save-to", str(tmp_path / "refused")) == 2
     assert "'nonlinear_blur' (flash-wrap task motion-blur), not gaussian-blur" in _error_line(capsys)
     assert not (tmp_path / "refused").exists()
     assert _import(file, bundle, "motion-blur") == 0
@@ -567,7 +567,7 @@ def test_a_registered_task_declares_the_official_operators_it_imports(official, 
 def test_an_operator_without_a_flash_wrap_task_is_refused_naming_it(official, bundle, tmp_path, capsys,
                                                                      operator_config, task, message):
     out = tmp_path / "imported"
-    assert _import(_official_ckpt(official, tmp_path, operator_config), bundle, task, "--output", str(out)) == 2
+    assert _import(_official_ckpt(official, tmp_path, operator_config), bundle, task, "--save-to", str(out)) == 2
     err = _error_line(capsys)
     assert message in err
     if "which has no" in message or "not one of" in message:
@@ -608,7 +608,7 @@ def test_a_checkpoint_that_names_no_operator_is_imported_marked_unchecked(offici
                                                                           write, reason, noise):
     file, out = write(official, tmp_path), tmp_path / "imported"
     with caplog.at_level(logging.WARNING, logger=OFFICIAL_LOG):
-        assert _import(file, bundle, "super-resolution", "--output", str(out)) == 0, capsys.readouterr().err
+        assert _import(file, bundle, "super-resolution", "--save-to", str(out)) == 0, capsys.readouterr().err
     training = _training(out, "super-resolution")
     assert training["task_checked"] is False and training["operator"] is None
     assert training["task_not_checked_because"].startswith(reason)

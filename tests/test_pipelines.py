@@ -277,22 +277,22 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     before = fingerprint_folder(folder, documents=True)
     write_images(tmp_path / "data", 10, 40, 36, seed=3)
     train = ["train-severity", "--model", str(folder), "--task", "gaussian-blur", "--data", str(tmp_path / "data"),
-             "--steps", "2", "--batch-size", "2", "--val-images", "2", "--checkpoint-every", "1", "--cpu"]
+             "--steps", "2", "--batch-size", "2", "--val-images", "2", "--checkpoint-every", "1", "--device", "cpu"]
     assert main(train) == 2
-    assert "diffusers pipeline folder, which is never modified; pass --output" in capsys.readouterr().err
-    assert main([*train, "--output", str(tmp_path / "bundle")]) == 0
+    assert "diffusers pipeline folder, which is never modified; pass --save-to" in capsys.readouterr().err
+    assert main([*train, "--save-to", str(tmp_path / "bundle")]) == 0
     bundle = LatentDiffusion.from_pretrained(tmp_path / "bundle")
     assert "gaussian-blur" in bundle.severity_encoders and bundle.latent_scale == pytest.approx(0.18215)
     torch.testing.assert_close(bundle.denoiser.empty_conditioning, _empty_prompt(sd15[1]))
     # the same command again continues into the bundle it wrote; another task adds to it
-    assert main([*train, "--output", str(tmp_path / "bundle"), "--steps", "3"]) == 2
+    assert main([*train, "--save-to", str(tmp_path / "bundle"), "--steps", "3"]) == 2
     assert "already has a trained gaussian-blur encoder" in capsys.readouterr().err
-    assert main([*train[:4], "random-inpainting", *train[5:], "--output", str(tmp_path / "bundle")]) == 0
+    assert main([*train[:4], "random-inpainting", *train[5:], "--save-to", str(tmp_path / "bundle")]) == 0
     assert set(LatentDiffusion.from_pretrained(tmp_path / "bundle").severity_encoders) == {
         "gaussian-blur", "random-inpainting"}
     assert fingerprint_folder(folder, documents=True) == before
     # the bundle keeps its conditioning: another prompt into it is refused, and so is a prompt for a bundle
-    assert main([*train[:4], "motion-blur", *train[5:], "--output", str(tmp_path / "bundle"), "--prompt", "a face"]) == 2
+    assert main([*train[:4], "motion-blur", *train[5:], "--save-to", str(tmp_path / "bundle"), "--prompt", "a face"]) == 2
     assert "was written with the conditioning text encoder, prompt ''" in capsys.readouterr().err
     assert main([*train[:2], str(tmp_path / "bundle"), *train[3:4], "motion-blur", *train[5:], "--prompt", "x"]) == 2
     assert "--prompt applies to diffusers pipeline folders" in capsys.readouterr().err
@@ -331,12 +331,12 @@ def test_cli_trains_into_a_new_bundle_and_never_touches_the_pipeline(tmp_path, s
     tune = ["tune", "--model", str(folder), "--task", "gaussian-blur", "--solver", "latent-dps", "--data",
             str(tmp_path / "data"), "--out", str(tmp_path / "t"), "--steps", "3", "--batch-size", "2", "--limit", "2",
             "--eta", "0.1", "0.5"]
-    assert main(tune) == 2 and "pass --output" in capsys.readouterr().err  # never written into the pipeline
-    assert main([*tune, "--output", str(tmp_path / "bundle")]) == 0  # tunes the bundle written from it
+    assert main(tune) == 2 and "pass --save-to" in capsys.readouterr().err  # never written into the pipeline
+    assert main([*tune, "--save-to", str(tmp_path / "bundle")]) == 0  # tunes the bundle written from it
     tuned = LatentDiffusion.from_pretrained(tmp_path / "bundle").tuned_values["flash_defaults"]["latent-dps"]  # DDIM-3
     assert "ddim-3 (η=0)" in tuned["gaussian-blur"]
     assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "2"]) == 0
-    assert main(["benchmark", "--config", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
+    assert main(["benchmark", "--model", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
     assert fingerprint_folder(folder, documents=True) == before
 
 

@@ -9,6 +9,7 @@ import torch
 
 from flash_wrap import Flash, Solver, StepState, hookimpl
 from flash_wrap.discovery import new_plugin_set
+from flash_wrap.errors import ContractError, FlashWrapError, InvalidInput, PluginFailure
 from flash_wrap.operators import GaussianBlur
 from flash_wrap.runner import observers_for, reconstruct_from, run_reverse
 from flash_wrap.testing import generators, smooth_images, tiny_model
@@ -101,10 +102,47 @@ def test_zero_starts_run_no_step(model):
     assert nfe.tolist() == [0, 0] and decodes.tolist() == [0, 0]
 
 
-def test_a_step_without_a_denoiser_call_is_an_error(model):
+def test_a_step_without_a_denoiser_call_is_a_contract_error(model):
     y, op = _batch(2)
-    with pytest.raises(RuntimeError, match="'lazy' made no denoiser call through state.predict_noise at step 4"):
+    with pytest.raises(ContractError, match="'lazy' made no denoiser call through state.predict_noise at grid step 4") \
+            as raised:
         run_reverse(Lazy(model, steps=20), _latents(model, 2), torch.tensor([5, 5]), y, op, None, {}, progress=False)
+    assert isinstance(raised.value, (FlashWrapError, RuntimeError)) and (raised.value.plugin, raised.value.step) == ("lazy", 4)
+
+
+class Faulty(Halving):
+    """Raises from its third step: a plugin's own bug."""
+
+    name = "faulty"
+
+    def step(self, state: StepState) -> torch.Tensor:
+        if len(self.seen) == 2:
+            raise IndexError("index 7 is out of bounds")
+        return super().step(state)
+
+
+def test_a_plugin_exception_names_the_plugin_and_the_step_and_keeps_its_cause(model):
+    y, op = _batch(2)
+    with pytest.raises(PluginFailure, match=r"solver plugin 'faulty' failed at grid step 2: IndexError: index 7") \
+            as raised:
+        run_reverse(Faulty(model, steps=20), _latents(model, 2), torch.tensor([5, 5]), y, op, None, {}, progress=False)
+    assert (raised.value.plugin, raised.value.step) == ("faulty", 2)
+    assert isinstance(raised.value.__cause__, IndexError) and isinstance(raised.value, FlashWrapError)
+
+
+class Refusing(Halving):
+    """Refuses the user's input from inside its step with the library's own error type."""
+
+    name = "refusing"
+
+    def step(self, state: StepState) -> torch.Tensor:
+        raise InvalidInput("this operator is not linear")
+
+
+def test_a_plugin_refusing_the_input_passes_through_unchanged(model):
+    y, op = _batch(2)
+    with pytest.raises(InvalidInput, match="^this operator is not linear$"):
+        run_reverse(Refusing(model, steps=20), _latents(model, 2), torch.tensor([5, 5]), y, op, None, {}, progress=False)
 
 
 def test_observers_see_the_input_and_the_output_in_order(model):

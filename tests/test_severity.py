@@ -108,7 +108,7 @@ def test_a_trained_encoder_is_replaced_only_when_asked(bundle, image_folder, tmp
 
 
 def test_the_installed_demo_bundle_is_never_trained_into(image_folder, tmp_path):
-    with pytest.raises(ValueError, match="--model demo is the one installed inside the package; pass --output"):
+    with pytest.raises(ValueError, match="--model demo is the one installed inside the package; pass --save-to"):
         train_severity(SeverityTrainingConfig(model="demo", task="gaussian-blur", data=str(image_folder),
                                               checkpoints=str(tmp_path / "x")))
 
@@ -169,7 +169,7 @@ def test_training_rejects_bad_settings_before_work(bundle, image_folder, tmp_pat
 
 def test_cli_train_severity(bundle, image_folder, tmp_path, capsys):
     code = main(["train-severity", "--model", str(bundle), "--task", "random-inpainting", "--data", str(image_folder),
-                 "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--val-images", "2", "--cpu",
+                 "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--val-images", "2", "--device", "cpu",
                  "--checkpoints", str(tmp_path / "cli")])
     assert code == 0
     assert "written to" in capsys.readouterr().out

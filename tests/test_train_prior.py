@@ -74,9 +74,9 @@ def test_bad_prior_settings(tmp_path, faces, autoencoder_dir):
 
 
 def test_cli_train_prior_and_sample(tmp_path, faces, autoencoder_dir, capsys):
-    assert main(["train-prior", "--output", str(tmp_path / "m"), "--data", str(faces), "--autoencoder",
+    assert main(["train-prior", "--save-to", str(tmp_path / "m"), "--data", str(faces), "--autoencoder",
                  str(autoencoder_dir), "--image-size", "32", "--unet", "tiny", "--steps", "2", "--batch-size", "4",
-                 "--cpu"]) == 0
+                 "--device", "cpu"]) == 0
     assert "model bundle written to" in capsys.readouterr().out
     grid = tmp_path / "grid.png"
     assert main(["sample", "--model", str(tmp_path / "m"), "--out", str(grid), "-n", "4", "--steps", "5"]) == 0

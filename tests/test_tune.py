@@ -141,17 +141,17 @@ def test_output_writes_a_copy_and_leaves_the_model_alone(setup, tmp_path, monkey
     model, data, out = setup
     before = (model / "model_index.json").read_bytes()
     copy = tmp_path / "tuned"
-    assert main(_args(model, data, out, "--output", str(copy), c=("1.0",))) == 0
+    assert main(_args(model, data, out, "--save-to", str(copy), c=("1.0",))) == 0
     assert (model / "model_index.json").read_bytes() == before
     best = json.loads((out / "tune.json").read_text())["best"]
     assert _index(copy)["flash_defaults"] == {"latent-dps": {TASK: {GRID: {"eta": best["eta"], "c": 1.0}}}}
     # the same command again continues into the copy it wrote: nothing to recompute
     monkeypatch.setattr(tune_module.Tuner, "run_batch", lambda *a: pytest.fail("recomputed a finished row"))
-    assert main(_args(model, data, out, "--output", str(copy), "--resume", c=("1.0",))) == 0
+    assert main(_args(model, data, out, "--save-to", str(copy), "--resume", c=("1.0",))) == 0
 
 
 def test_an_output_bundle_written_earlier_from_the_model_is_the_one_tuned(setup, tmp_path):
-    """After ``train-severity --model M --output X``, ``tune --model M --output X`` tunes X's new
+    """After ``train-severity --model M --save-to X``, ``tune --model M --save-to X`` tunes X's new
     encoder (the one its values will go with), not M's."""
     from flash_wrap.apps.bundles import write_bundle
 
@@ -163,7 +163,7 @@ def test_an_output_bundle_written_earlier_from_the_model_is_the_one_tuned(setup,
     derived = tmp_path / "derived"
     write_bundle(retrained, derived, source=model)
 
-    assert main(_args(model, data, out, "--output", str(derived), c=None)) == 0
+    assert main(_args(model, data, out, "--save-to", str(derived), c=None)) == 0
     assert main(_args(derived, data, tmp_path / "direct", "--no-write", c=None)) == 0
     assert main(_args(model, data, tmp_path / "original", "--no-write", c=None)) == 0
     sigma = {run: [r["sigma_hat"] for r in _rows(tmp_path / run)] for run in ("out", "direct", "original")}
@@ -250,13 +250,13 @@ def test_refusals_come_before_any_work(setup, capsys, no_model_load, tmp_path):
         assert len(err.splitlines()) == 1 and expected in err, err
 
     # the installed demo bundle and a diffusers pipeline folder are never written in place
-    refused(_args("demo", data, out), "--output NEW_FOLDER")
+    refused(_args("demo", data, out), "--save-to NEW_FOLDER")
     pipeline = tmp_path / "pipeline"
     pipeline.mkdir()
     (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
-    refused(_args(pipeline, data, out), "pass --output")
+    refused(_args(pipeline, data, out), "pass --save-to")
     assert not out.exists()  # a refused run leaves no empty --out behind
-    refused(_args("demo", data, out, "--no-write", "--output", str(tmp_path / "x")), "drop one of them")
+    refused(_args("demo", data, out, "--no-write", "--save-to", str(tmp_path / "x")), "drop one of them")
     # a solver without a step size, listing what it has
     args = _args(model, data, out)
     args[args.index("latent-dps")] = "resample"

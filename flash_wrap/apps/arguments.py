@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from .._numbers import is_finite_number
+from ..errors import InvalidInput
 
 
 def _number(kind: type, text: str) -> int | float:
@@ -91,9 +92,9 @@ def check_settings(settings: object, rules: dict[str, tuple[float | None, float 
         if value is None:
             continue
         if not is_finite_number(value):
-            raise ValueError(f"{type(settings).__name__}.{name} must be a finite number, got {value!r}")
+            raise InvalidInput(f"{type(settings).__name__}.{name} must be a finite number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError(f"{type(settings).__name__}.{name} must lie in {_bounds(low, high)}, got {value!r}")
+            raise InvalidInput(f"{type(settings).__name__}.{name} must lie in {_bounds(low, high)}, got {value!r}")
 
 
 def checked_level_range(value: Sequence[float] | None, default: tuple[float, float]) -> tuple[float, float]:
@@ -103,7 +104,7 @@ def checked_level_range(value: Sequence[float] | None, default: tuple[float, flo
         return default
     lo, hi = (float(v) for v in value)
     if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"--severity-range must satisfy 0 <= low <= high <= 1, got {(lo, hi)}")
+        raise InvalidInput(f"--severity-range must satisfy 0 <= low <= high <= 1, got {(lo, hi)}")
     return lo, hi
 
 

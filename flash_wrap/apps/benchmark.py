@@ -4,7 +4,7 @@ by side in one run, and how well a mixed-severity batch uses the hardware.
 For each batch size ``B`` the same ``B`` measurements (Gaussian blur, levels spread over the
 task's range) are reconstructed by the bare solver (every sample runs all ``M`` grid steps) and by
 ``Flash(solver)``. On the trained demo model Flash starts each sample where its severity encoder
-says; on a randomly initialised model (``--config full-ldm-vq4``) the start steps are imposed
+says; on a randomly initialised model (``--model full-ldm-vq4``) the start steps are imposed
 (``--starts``, cycled over the batch), since an untrained encoder's σ̂ is meaningless.
 
 Mixed-batch efficiency: the bare run gives the cost of one sample-step at batch size ``B``,
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInput
 from ..flash import Flash
 from ..models import LatentDiffusion
 from ..models.full_size import FULL_SIZE_CONFIGS
@@ -148,7 +149,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     if not trained and not config.starts:
         config.starts = [max(1, round(grid * f)) for f in (0.02, 0.05, 0.1, 0.2)]
     if config.starts and not all(0 < k < grid for k in config.starts):
-        raise ValueError(f"--starts must lie in [1, {grid - 1}], got {config.starts}")
+        raise InvalidInput(f"--starts must lie in [1, {grid - 1}], got {config.starts}")
 
     # warm-up: allocator, kernels (and torch.compile) outside the measurements
     y, op = _inputs(model, 1, config.seed)

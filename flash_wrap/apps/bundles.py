@@ -2,11 +2,11 @@
 
 Rules (README, "Use your own LDM or Stable Diffusion"):
 
-* a flash-wrap bundle given as ``--model`` is written in place unless ``--output`` names another
+* a flash-wrap bundle given as ``--model`` is written in place unless ``--save-to`` names another
   folder;
 * ``demo`` (the bundle installed inside the package) and a diffusers pipeline folder are never
-  written: ``--output`` is required and receives a flash-wrap bundle of the model first;
-* an ``--output`` other than ``--model`` must be new or empty, so nothing of the user's is
+  written: ``--save-to`` is required and receives a flash-wrap bundle of the model first;
+* an ``--save-to`` other than ``--model`` must be new or empty, so nothing of the user's is
   overwritten or merged; or a bundle written earlier from the same ``--model`` with the same content
   (its index records ``derived_from``: the path and a SHA-256 of the folder), so a second command
   adds to it and an interrupted one continues.
@@ -41,10 +41,10 @@ def bundle_target(model: str | Path, output: str | Path | None, *, command: str,
     if output is None:
         if kind == "demo":
             raise RunFolderError(f"{command} writes a bundle and --model demo is the one installed inside the package; "
-                                 "pass --output NEW_FOLDER to write a copy with the result")
+                                 "pass --save-to NEW_FOLDER to write a copy with the result")
         if kind == "pipeline":
             raise RunFolderError(f"{command} writes a flash-wrap bundle and {model} is a diffusers pipeline folder, "
-                                 "which is never modified; pass --output NEW_FOLDER to write the bundle there")
+                                 "which is never modified; pass --save-to NEW_FOLDER to write the bundle there")
         return source.resolve(), False
     out = Path(output).expanduser()
     if kind == "bundle" and out.resolve() == source.resolve():
@@ -53,13 +53,13 @@ def bundle_target(model: str | Path, output: str | Path | None, *, command: str,
         record = derived_from(out)
         if record is not None and record.get("path") == str(source.resolve()):
             if record.get("fingerprint") != source_fingerprint(source):
-                raise RunFolderError(f"--output {out} was written from {model}, which has changed since (its files' "
-                                     "SHA-256 differs); write a new bundle to another --output")
+                raise RunFolderError(f"--save-to {out} was written from {model}, which has changed since (its files' "
+                                     "SHA-256 differs); write a new bundle to another --save-to")
             return out.resolve(), False
-        raise RunFolderError(f"--output {out} exists and is not an empty folder (nor a bundle written from {model}); "
+        raise RunFolderError(f"--save-to {out} exists and is not an empty folder (nor a bundle written from {model}); "
                              f"{command} writes a new bundle there: choose a new folder, or pass that bundle itself "
                              "as --model to add to it")
-    resolved = check_output_folder(out, inputs=(source, *inputs), option="--output")
+    resolved = check_output_folder(out, inputs=(source, *inputs), option="--save-to")
     return resolved, True
 
 
@@ -91,7 +91,7 @@ def write_bundle(model: LatentDiffusion, target: Path, *, source: str | Path | N
     """Save ``model`` as a bundle at ``target`` whole or not at all (a staging folder, then a rename).
 
     ``source``: the ``--model`` it was loaded from ("demo" or a folder), recorded in the index as
-    ``derived_from`` so that a later command with the same ``--model`` and ``--output`` continues
+    ``derived_from`` so that a later command with the same ``--model`` and ``--save-to`` continues
     into this bundle."""
     staging = target.with_name(f".{target.name}.writing-{os.getpid()}")
     if staging.exists():

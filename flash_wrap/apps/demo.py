@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InvalidInput
 from ..flash import Flash
 from ..images import list_images, load_image
 from ..metrics import psnr
@@ -306,7 +307,7 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     bundle = LatentDiffusion.from_pretrained(model).set_runtime(channels_last=True)  # ~20 % faster, same results
     available = [t for t in tasks if t in bundle.severity_encoders]
     if not available:
-        raise ValueError(f"the model has no severity encoder for any of {', '.join(tasks) or 'no task'}; train one "
+        raise InvalidInput(f"the model has no severity encoder for any of {', '.join(tasks) or 'no task'}; train one "
                          "with flash-wrap train-severity")
     skipped = [t for t in tasks if t not in available]
     if skipped:

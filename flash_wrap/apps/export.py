@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInput
 from ..models import LatentDiffusion
 from ..models.bundle_io import replace_folder, resolve
 from .runs import RunFolderError
@@ -28,7 +29,7 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
     ``force`` the old bundle is replaced whole, after the copy is done.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise InvalidInput(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     source = resolve(model).resolve()
     target = Path(out).expanduser()
     resolved = target.resolve()
@@ -55,7 +56,7 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
         cast = LatentDiffusion.from_pretrained(model).to(DTYPES[dtype])
         bad = [name for name, t in cast.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
         if bad:
-            raise ValueError(f"{model} has weights that {dtype} cannot hold (e.g. {bad[0]!r} overflows to inf); "
+            raise InvalidInput(f"{model} has weights that {dtype} cannot hold (e.g. {bad[0]!r} overflows to inf); "
                              "export as float32 or bfloat16")
         cast.save_pretrained(staging)
         replace_folder(staging, resolved)

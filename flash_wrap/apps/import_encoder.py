@@ -2,7 +2,7 @@
 
 The checkpoint is converted by :mod:`flash_wrap.severity.official` (tensors only, strict
 names and shapes) for a model with the LDM VQ-f4 autoencoder; the bundle written follows
-:mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--output`` for ``demo`` or a pipeline
+:mod:`flash_wrap.apps.bundles` (in place for a bundle, ``--save-to`` for ``demo`` or a pipeline
 folder). An encoder the bundle already has for the task is replaced only with ``--force``.
 
 The operator the checkpoint's hyper-parameters name must be one ``--task`` declares in its
@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInput, NotFound
 from ..models import LatentDiffusion
 from ..operators.base import DEFAULT_NOISE_STD
 from ..registry import get_registry
@@ -44,8 +45,8 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
     loaded = LatentDiffusion.from_pretrained(model)
     check_official_model(loaded)
     if task in loaded.severity_encoders and not force:
-        raise ValueError(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
-                         "into another bundle with --output NEW_FOLDER")
+        raise InvalidInput(f"{model} already has a {task} severity encoder; pass --force to replace it, or import "
+                         "into another bundle with --save-to NEW_FOLDER")
     official = read_official(checkpoint)
     what = f"checkpoint {checkpoint}"
     training = check_official_training(official.training, task, what, official_tasks=get_registry().official_tasks(),
@@ -62,14 +63,14 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
 
     Everything is checked (task, checkpoint file, target folder, model, existing encoder, the
     operator the checkpoint was trained for, every tensor) before anything is written; a refused
-    run leaves no empty ``--output`` behind. The encoder's metadata records the checkpoint's file
+    run leaves no empty ``--save-to`` behind. The encoder's metadata records the checkpoint's file
     and hash (``imported_from``) and its training operator and noise (``official_training``).
     Returns ``{"task", "written_to", "sha256"}``.
     """
     get_registry().task(task)
     file = Path(checkpoint).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"checkpoint {file} does not exist or is not a file")
+        raise NotFound(f"checkpoint {file} does not exist or is not a file")
     out = Path(output).expanduser() if output is not None else None
     existed = out is None or out.exists()
     folder, copy = bundle_target(model, output, command=COMMAND)

@@ -23,10 +23,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import InvalidInput
+
 LOCK_NAME = ".flash-wrap.lock"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InvalidInput):
     """An output folder that cannot be used as asked (what, where, and how to fix it)."""
 
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..errors import InvalidInput
 from ..figures import image_grid
 from ..grid import OwnSampler, grid_for
 from ..models import LatentDiffusion
@@ -49,7 +50,7 @@ def sample_grid(model: str | Path, out: str | Path, *, n: int = 16, seed: int = 
     (``out`` is checked first: a ``.png`` name, not an existing file unless ``force``, not
     inside the model folder)."""
     if Path(out).suffix.lower() != ".png":
-        raise ValueError(f"--out {out} must be a .png file name")
+        raise InvalidInput(f"--out {out} must be a .png file name")
     check_new_file(out, force=force, inputs=[resolve_bundle(model)])
     bundle = LatentDiffusion.from_pretrained(model)
     images = sample_prior(bundle, n, steps=steps, generator=torch.Generator().manual_seed(seed))

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from .. import tuning
 from .._numbers import is_finite_number
 from ..degradation import SEED_RULE, degrade, image_generators, task_operator
+from ..errors import InvalidInput
 from ..flash import Flash
 from ..images import list_images, load_image, usable_images
 from ..metrics import psnr
@@ -98,10 +99,10 @@ Setting = tuple[float, float | None]
 def _positive_values(name: str, values: object) -> list[float]:
     """Sorted distinct finite positive numbers, or ``ValueError`` naming the option."""
     if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"--{name} needs at least one value, got {values!r}")
+        raise InvalidInput(f"--{name} needs at least one value, got {values!r}")
     for v in values:
         if not is_finite_number(v) or v <= 0:
-            raise ValueError(f"--{name} values must be finite numbers > 0, got {v!r}")
+            raise InvalidInput(f"--{name} values must be finite numbers > 0, got {v!r}")
     return sorted({float(v) for v in values})
 
 
@@ -147,12 +148,12 @@ class TuneConfig:
         self.eta = _positive_values("eta", self.eta)
         self.c = None if self.c is None else _positive_values("c", self.c)
         if self.baseline and self.c is not None:
-            raise ValueError("--c is Flash's noise correction, which a bare run (--baseline) never uses; drop --c "
+            raise InvalidInput("--c is Flash's noise correction, which a bare run (--baseline) never uses; drop --c "
                              "or --baseline")
         if self.severity_range is not None:
             self.severity_range = checked_level_range(self.severity_range, (0.0, 1.0))
         if not self.write and self.output is not None:
-            raise ValueError("--output names a bundle to write but --no-write writes none; drop one of them")
+            raise InvalidInput("--save-to names a bundle to write but --no-write writes none; drop one of them")
 
     def comparable(self) -> dict[str, Any]:
         """The arguments a resumed run must share with the original one: not where results or the
@@ -178,7 +179,7 @@ class Tuner:
         self.solver_class: type[Solver] = get_solver(config.solver)
         names = self.solver_class.hyperparameter_names()
         if "eta" not in names:
-            raise ValueError(f"solver {config.solver!r} has no step size eta to tune; its hyper-parameters are "
+            raise InvalidInput(f"solver {config.solver!r} has no step size eta to tune; its hyper-parameters are "
                              f"{', '.join(sorted(names))}")
         # every input and output is checked before the model loads
         self.files = usable_images(list_images(config.data)[: config.limit], CHECK_SIZE)
@@ -188,7 +189,7 @@ class Tuner:
         if config.write:
             self.target, self.copy = bundle_target(config.model, config.output, command=COMMAND,
                                                    inputs=(config.data, config.out))
-        # a bundle that exists already (--model itself, or an --output written earlier from it, e.g. by
+        # a bundle that exists already (--model itself, or an --save-to written earlier from it, e.g. by
         # train-severity) is the one tuned, so the values written match the encoder they go with
         source = self.target if self.target is not None and not self.copy else config.model
         self.model_folder = resolve_bundle(source)
@@ -268,7 +269,7 @@ class Tuner:
         """Run (or resume) the grid, write ``tune.json`` and ``tune.png`` and, unless told not to,
         the best values into the bundle; returns ``tune.json``'s content."""
         # a bundle written in place stays locked for the whole run, so no other command changes it
-        # meanwhile (a new --output folder is only filled at the end, by a rename)
+        # meanwhile (a new --save-to folder is only filled at the end, by a rename)
         in_place = self.target is not None and not self.copy
         bundle_lock = exclusive(self.target, what=COMMAND) if in_place else contextlib.nullcontext()
         with exclusive(self.out, what=COMMAND), bundle_lock:
@@ -281,7 +282,7 @@ class Tuner:
             self._run_grid(rows, progress)
             result = self._report(rows)
             if result["best"] is None:
-                raise ValueError(f"every configuration diverged on at least one image (rows in {self.out / RECORDS}); "
+                raise InvalidInput(f"every configuration diverged on at least one image (rows in {self.out / RECORDS}); "
                                  "nothing was written to the bundle: try smaller --eta values")
             if self.target is not None:
                 result["written"] = self._write_best(result["best"])

@@ -11,17 +11,19 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ..errors import InvalidInput, NotFound
+
 
 def read_json(file: Path) -> dict[str, Any]:
     """Read a JSON object; a missing file is ``FileNotFoundError``, bad JSON ``ValueError``."""
     if not file.is_file():
-        raise FileNotFoundError(f"missing {file.name}: {file} does not exist")
+        raise NotFound(f"missing {file.name}: {file} does not exist")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{file} is not valid JSON: {err}") from None
+        raise InvalidInput(f"{file} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{file} must hold a JSON object, got {type(data).__name__}")
+        raise InvalidInput(f"{file} must hold a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -32,12 +34,12 @@ def write_json(file: Path, data: dict[str, Any]) -> None:
 def check_safetensors(file: Path) -> None:
     """Parse the header of a safetensors file; truncated or garbage files raise ``ValueError``."""
     if not file.is_file():
-        raise FileNotFoundError(f"missing weights file {file}")
+        raise NotFound(f"missing weights file {file}")
     try:
         with safe_open(str(file), framework="pt"):
             pass
     except SafetensorError as err:
-        raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+        raise InvalidInput(f"corrupt safetensors file {file}: {err}") from None
 
 
 def load_tensors(file: Path) -> dict[str, torch.Tensor]:
@@ -45,7 +47,7 @@ def load_tensors(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file), device="cpu")
     except SafetensorError as err:
-        raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+        raise InvalidInput(f"corrupt safetensors file {file}: {err}") from None
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], file: Path, metadata: dict[str, str] | None = None) -> None:
@@ -67,21 +69,21 @@ def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what:
     expected = module.state_dict()
     for key, ref in expected.items():
         if key not in tensors:
-            raise ValueError(f"{what}: missing tensor {key!r} (the model expects shape {tuple(ref.shape)})")
+            raise InvalidInput(f"{what}: missing tensor {key!r} (the model expects shape {tuple(ref.shape)})")
         if tuple(tensors[key].shape) != tuple(ref.shape):
-            raise ValueError(
+            raise InvalidInput(
                 f"{what}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
                 f"the model expects {tuple(ref.shape)}"
             )
         if ref.is_floating_point() and not tensors[key].is_floating_point():
-            raise ValueError(f"{what}: tensor {key!r} is stored as {tensors[key].dtype}, the model expects floating "
+            raise InvalidInput(f"{what}: tensor {key!r} is stored as {tensors[key].dtype}, the model expects floating "
                              "point (loading would truncate it)")
     extra = [key for key in tensors if key not in expected]
     if extra:
-        raise ValueError(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+        raise InvalidInput(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{what}: tensor {key!r} holds NaN or infinite values")
+            raise InvalidInput(f"{what}: tensor {key!r} holds NaN or infinite values")
     module.load_state_dict(tensors, strict=True)
 
 
@@ -116,7 +118,7 @@ def weights_files(folder: Path, stem: str = WEIGHTS_STEM, variant: str | None = 
     if variant is not None:
         if variant not in found:
             have = ", ".join(repr(v) for v in found) or "none"
-            raise FileNotFoundError(f"{folder} has no {variant!r} variant of {stem}.safetensors (variants here: {have})")
+            raise NotFound(f"{folder} has no {variant!r} variant of {stem}.safetensors (variants here: {have})")
         return found[variant], variant
     if None in found:
         return found[None], None
@@ -124,17 +126,17 @@ def weights_files(folder: Path, stem: str = WEIGHTS_STEM, variant: str | None = 
         only = next(iter(found))
         return found[only], only
     if found:
-        raise ValueError(f"{folder} holds the weights variants {', '.join(repr(v) for v in found)} and no plain "
+        raise InvalidInput(f"{folder} holds the weights variants {', '.join(repr(v) for v in found)} and no plain "
                          "weights; choose one with variant=")
     pickled = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix in PICKLED_SUFFIXES) \
         if folder.is_dir() else []
     if pickled:
-        raise ValueError(
+        raise InvalidInput(
             f"{folder} holds pickled weights ({', '.join(pickled)}) and no .safetensors; flash-wrap never unpickles "
             "model files (they can run code). Convert once where you trust the file: load the folder with diffusers "
             "or transformers and call save_pretrained(folder, safe_serialization=True)"
         )
-    raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    raise NotFound(f"no .safetensors weights in {folder}")
 
 
 def verify_loaded(module: torch.nn.Module, folder: Path, files: list[Path] | None = None) -> None:
@@ -154,25 +156,25 @@ def verify_loaded(module: torch.nn.Module, folder: Path, files: list[Path] | Non
                 for key in f.keys():
                     stored_dtypes[key] = f.get_slice(key).get_dtype()
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+            raise InvalidInput(f"corrupt safetensors file {file}: {err}") from None
     stored = set(stored_dtypes)
     where = ", ".join(str(f) for f in files) or str(folder)
     expected = module.state_dict()
     missing = [k for k in expected if k not in stored]
     if missing:
-        raise ValueError(f"{where}: missing tensor {missing[0]!r} ({len(missing)} missing in all); the weights file "
+        raise InvalidInput(f"{where}: missing tensor {missing[0]!r} ({len(missing)} missing in all); the weights file "
                          "does not match the config")
     extra = sorted(stored - set(expected))
     if extra:
-        raise ValueError(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
+        raise InvalidInput(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)")
     for key, value in expected.items():
         if value.is_floating_point() and not stored_dtypes.get(key, "F").startswith(("F", "BF")):
-            raise ValueError(f"{where}: tensor {key!r} is stored as {stored_dtypes[key]}, the model expects floating "
+            raise InvalidInput(f"{where}: tensor {key!r} is stored as {stored_dtypes[key]}, the model expects floating "
                              "point (loading would truncate it)")
         if value.is_meta:
-            raise ValueError(f"{where}: tensor {key!r} was not loaded (left on the meta device)")
+            raise InvalidInput(f"{where}: tensor {key!r} was not loaded (left on the meta device)")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{where}: tensor {key!r} holds NaN or infinite values")
+            raise InvalidInput(f"{where}: tensor {key!r} holds NaN or infinite values")
 
 
 def build_from_folder(model_class: type, folder: Path, *, variant: str | None = None) -> torch.nn.Module:
@@ -189,6 +191,6 @@ def build_from_folder(model_class: type, folder: Path, *, variant: str | None = 
                                             torch_dtype=torch.float32, variant=variant)
     except (RuntimeError, TypeError, KeyError, AttributeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{folder / 'config.json'}: cannot build a {model_class.__name__} from it ({first})") from None
+        raise InvalidInput(f"{folder / 'config.json'}: cannot build a {model_class.__name__} from it ({first})") from None
     verify_loaded(model, folder, files)
     return model

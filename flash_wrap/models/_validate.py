@@ -8,6 +8,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from .._numbers import is_finite_number
+from ..errors import InvalidInput, WrongType
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 from .prediction import check_prediction_type
@@ -18,7 +19,7 @@ _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 def check_task_name(task: object) -> None:
     if not isinstance(task, str) or not _TASK_NAME.fullmatch(task):
-        raise ValueError(f"task name must be letters, digits, '-' or '_' (no dots or slashes), got {task!r}")
+        raise InvalidInput(f"task name must be letters, digits, '-' or '_' (no dots or slashes), got {task!r}")
 
 
 def check_parts(
@@ -27,11 +28,11 @@ def check_parts(
     """Arguments of ``LatentDiffusion(...)``: types, ε-prediction, image size vs. downsampling,
     matching latent channels, a finite positive latent scale."""
     if not isinstance(autoencoder, Autoencoder):
-        raise TypeError(f"autoencoder must be an Autoencoder adapter, got {type(autoencoder).__name__}")
+        raise WrongType(f"autoencoder must be an Autoencoder adapter, got {type(autoencoder).__name__}")
     if not isinstance(denoiser, Denoiser):
-        raise TypeError(f"denoiser must be a Denoiser, got {type(denoiser).__name__}")
+        raise WrongType(f"denoiser must be a Denoiser, got {type(denoiser).__name__}")
     if not isinstance(scheduler, DDPMScheduler):
-        raise TypeError(
+        raise WrongType(
             f"scheduler must be a diffusers DDPMScheduler, got {type(scheduler).__name__} "
             "(convert with DDPMScheduler.from_config(scheduler.config))"
         )
@@ -39,32 +40,32 @@ def check_parts(
     check_schedule(scheduler)
     f = autoencoder.downsample_factor
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % f:
-        raise ValueError(
+        raise InvalidInput(
             f"image_size must be a positive multiple of the autoencoder's downsampling factor {f}, got {image_size!r}"
         )
     if denoiser.in_channels != autoencoder.latent_channels:
-        raise ValueError(
+        raise InvalidInput(
             f"the denoiser takes {denoiser.in_channels} channels but the autoencoder's latents "
             f"have {autoencoder.latent_channels}"
         )
     for name, value in (("latent_scale", scale), ("latent_shift", shift)):
         if not is_finite_number(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+            raise InvalidInput(f"{name} must be a finite number, got {value!r}")
     if scale <= 0:  # type: ignore[operator]
-        raise ValueError(f"latent_scale must be > 0, got {scale}")
+        raise InvalidInput(f"latent_scale must be > 0, got {scale}")
 
 
 def check_schedule(scheduler: DDPMScheduler) -> None:
     """A usable noise schedule: at least one timestep, every β in (0, 1), ᾱ finite and decreasing."""
     betas = scheduler.betas.double()
     if betas.numel() < 1:
-        raise ValueError("the scheduler has no timesteps (num_train_timesteps must be >= 1)")
+        raise InvalidInput("the scheduler has no timesteps (num_train_timesteps must be >= 1)")
     if betas.numel() != scheduler.config.num_train_timesteps:
-        raise ValueError(f"the scheduler has {betas.numel()} betas but num_train_timesteps is "
+        raise InvalidInput(f"the scheduler has {betas.numel()} betas but num_train_timesteps is "
                          f"{scheduler.config.num_train_timesteps}; they must agree")
     if not bool(((betas > 0) & (betas < 1)).all()):
-        raise ValueError(f"the scheduler's betas must lie in (0, 1), got [{float(betas.min()):.4g}, "
+        raise InvalidInput(f"the scheduler's betas must lie in (0, 1), got [{float(betas.min()):.4g}, "
                          f"{float(betas.max()):.4g}] (check beta_start, beta_end, trained_betas)")
     alphas_cumprod = scheduler.alphas_cumprod.double()
     if not bool(torch.isfinite(alphas_cumprod).all()) or bool((alphas_cumprod[1:] >= alphas_cumprod[:-1]).any()):
-        raise ValueError("the scheduler's alphas_cumprod must be finite and strictly decreasing")
+        raise InvalidInput("the scheduler's alphas_cumprod must be finite and strictly decreasing")

@@ -18,6 +18,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, ModelMixin, VQModel
 from torch import nn
 
+from ..errors import InvalidInput, WrongType
 from ._io import build_from_folder, load_strict, load_tensors, read_json, save_tensors, write_json
 from .taef2 import TAEF2, TAEF2_LICENSE
 
@@ -102,9 +103,9 @@ class Autoencoder(nn.Module, ABC):
         adapter = _ADAPTERS.get(str(name))
         if adapter is None:
             known = ", ".join(_ADAPTERS)
-            raise ValueError(f"{path / 'config.json'} names class {name!r}; supported autoencoders: {known}")
+            raise InvalidInput(f"{path / 'config.json'} names class {name!r}; supported autoencoders: {known}")
         if cls is not Autoencoder and adapter is not cls:
-            raise ValueError(f"{path} holds a {name}, not a {cls.native_class}")
+            raise InvalidInput(f"{path} holds a {name}, not a {cls.native_class}")
         return adapter._load(path, variant)
 
 
@@ -116,7 +117,7 @@ class _DiffusersAutoencoder(Autoencoder):
     def __init__(self, model: ModelMixin) -> None:
         super().__init__()
         if not isinstance(model, self.model_class):
-            raise TypeError(f"{type(self).__name__} wraps a {self.native_class}, got {type(model).__name__}")
+            raise WrongType(f"{type(self).__name__} wraps a {self.native_class}, got {type(model).__name__}")
         self.model = model
 
     @property
@@ -190,7 +191,7 @@ class TAEF2Autoencoder(Autoencoder):
     def __init__(self, model: TAEF2) -> None:
         super().__init__()
         if not isinstance(model, TAEF2):
-            raise TypeError(f"TAEF2Autoencoder wraps a TAEF2, got {type(model).__name__}")
+            raise WrongType(f"TAEF2Autoencoder wraps a TAEF2, got {type(model).__name__}")
         self.model = model
 
     @property
@@ -221,7 +222,7 @@ class TAEF2Autoencoder(Autoencoder):
         try:
             model = TAEF2(**config)
         except (TypeError, ValueError, RuntimeError) as err:  # e.g. negative channel counts
-            raise ValueError(f"{path / 'config.json'} is not a usable TAEF2 config: {err}") from None
+            raise InvalidInput(f"{path / 'config.json'} is not a usable TAEF2 config: {err}") from None
         file = path / "model.safetensors"
         load_strict(model, load_tensors(file), str(file))
         return cls(model)
@@ -238,7 +239,7 @@ def autoencoder_from_diffusers(model: nn.Module) -> Autoencoder:
     for adapter in (VQAutoencoder, KLAutoencoder, TinyAutoencoder):
         if isinstance(model, adapter.model_class):
             return adapter(model)
-    raise TypeError(
+    raise WrongType(
         f"unsupported autoencoder {type(model).__name__}; supported diffusers classes: "
         "VQModel, AutoencoderKL, AutoencoderTiny (wrap a TAEF2 in TAEF2Autoencoder)"
     )

@@ -17,6 +17,7 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from .._checks import check_images, check_tensor
+from ..errors import InvalidInput, NotFound, WrongType
 from ..severity.encoder import SeverityEncoder
 from ._io import read_json
 from ._validate import check_parts, check_task_name
@@ -35,7 +36,7 @@ def _checkpoint(module: nn.Module, *args: Any) -> Any:
 def _model_folder(path: str | Path, what: str) -> Path:
     folder = Path(path)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{what}: {folder} is not a model folder (no config.json)")
+        raise NotFound(f"{what}: {folder} is not a model folder (no config.json)")
     return folder
 
 
@@ -155,13 +156,13 @@ class LatentDiffusion(nn.Module):
 
     def _check_device(self, x: torch.Tensor, name: str) -> None:
         if x.device != self.device:
-            raise ValueError(f"{name} is on {x.device} but the model is on {self.device}; move one of them first")
+            raise InvalidInput(f"{name} is on {x.device} but the model is on {self.device}; move one of them first")
 
     def _check_latents(self, latents: object, name: str = "latents") -> torch.Tensor:
         latents = check_tensor(latents, name)
         if latents.dim() != 4 or tuple(latents.shape[1:]) != self.latent_shape:
             want = ", ".join(map(str, self.latent_shape))
-            raise ValueError(f"{name} must have shape (B, {want}), got {tuple(latents.shape)}")
+            raise InvalidInput(f"{name} must have shape (B, {want}), got {tuple(latents.shape)}")
         self._check_device(latents, name)
         return latents
 
@@ -195,10 +196,10 @@ class LatentDiffusion(nn.Module):
                  "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
         if isinstance(autocast, str):
             if autocast not in names:
-                raise ValueError(f"autocast must be one of {sorted(names)} or a torch dtype, got {autocast!r}")
+                raise InvalidInput(f"autocast must be one of {sorted(names)} or a torch dtype, got {autocast!r}")
             autocast = names[autocast]
         if autocast not in (None, torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"autocast dtype must be float16 or bfloat16, got {autocast}")
+            raise InvalidInput(f"autocast dtype must be float16 or bfloat16, got {autocast}")
         self.autocast_dtype = None if autocast == torch.float32 else autocast
         for module in (self.denoiser.unet, self.autoencoder):
             for sub in module.modules():
@@ -252,15 +253,15 @@ class LatentDiffusion(nn.Module):
         self._check_latents(latents)
         if not isinstance(timesteps, torch.Tensor) or timesteps.is_floating_point() or timesteps.is_complex():
             got = timesteps.dtype if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
-            raise TypeError(f"timesteps must be an integer tensor (torch.long), got {got}")
+            raise WrongType(f"timesteps must be an integer tensor (torch.long), got {got}")
         batch = latents.shape[0]
         timesteps = timesteps.expand(batch) if timesteps.dim() == 0 else timesteps
         if tuple(timesteps.shape) != (batch,):
-            raise ValueError(f"timesteps must have shape ({batch},) to match the latents, got {tuple(timesteps.shape)}")
+            raise InvalidInput(f"timesteps must have shape ({batch},) to match the latents, got {tuple(timesteps.shape)}")
         self._check_device(timesteps, "timesteps")
         lo, hi = (int(timesteps.min()), int(timesteps.max())) if batch else (0, 0)
         if lo < 0 or hi >= self.num_train_timesteps:
-            raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
+            raise InvalidInput(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
         with self._autocast("denoiser"):
             out = self.denoiser(latents.to(self.dtype).contiguous(memory_format=self.memory_format), timesteps)
         out = out.to(latents.dtype).contiguous()
@@ -278,9 +279,9 @@ class LatentDiffusion(nn.Module):
         """The severity encoder trained for ``task``; ``ValueError`` saying how to train one."""
         if task not in self.severity_encoders:
             has = ", ".join(self.severity_encoders) or "none"
-            raise ValueError(
+            raise InvalidInput(
                 f"no severity encoder for task {task!r} in this model (has: {has}); train one with: "
-                f"flash-wrap train-severity --model MODEL --task {task} --data IMAGE_DIR [--output NEW_BUNDLE, "
+                f"flash-wrap train-severity --model MODEL --task {task} --data IMAGE_DIR [--save-to NEW_BUNDLE, "
                 "required for a diffusers pipeline folder], or import a released one with flash-wrap import-encoder"
             )
         encoder = self.severity_encoders[task]
@@ -293,9 +294,9 @@ class LatentDiffusion(nn.Module):
         """Register (or replace) the severity encoder of ``task``, with optional metadata."""
         check_task_name(task)
         if not isinstance(encoder, SeverityEncoder):
-            raise TypeError(f"encoder must be a SeverityEncoder, got {type(encoder).__name__}")
+            raise WrongType(f"encoder must be a SeverityEncoder, got {type(encoder).__name__}")
         if encoder.variance_head.in_channels != self.latent_channels:
-            raise ValueError(
+            raise InvalidInput(
                 f"the severity encoder works on {encoder.variance_head.in_channels} latent channels, "
                 f"this model's latents have {self.latent_channels}"
             )
@@ -361,7 +362,7 @@ class LatentDiffusion(nn.Module):
                                     ("variant", variant), ("latent_scale", latent_scale),
                                     ("latent_shift", latent_shift)) if v is not None]
             if given:
-                raise ValueError(f"{', '.join(given)}: only for diffusers pipeline folders; the bundle {path} "
+                raise InvalidInput(f"{', '.join(given)}: only for diffusers pipeline folders; the bundle {path} "
                                  "records its own (re-create it from its pipeline folder to change them)")
             model = load_bundle(cls, path)
         model.requires_grad_(False).eval()
@@ -413,14 +414,14 @@ class LatentDiffusion(nn.Module):
             denoiser = Denoiser.from_pretrained(_model_folder(unet, "unet"), empty_conditioning=empty_conditioning)
         if scheduler is None:
             if denoiser.kind != "unet2d":
-                raise ValueError("scheduler: a UNet2DConditionModel (Stable Diffusion) was not trained with the LDM "
+                raise InvalidInput("scheduler: a UNet2DConditionModel (Stable Diffusion) was not trained with the LDM "
                                  "schedule that is the default here; pass its scheduler folder, or load the whole "
                                  "pipeline folder with LatentDiffusion.from_pretrained(PIPELINE_DIR)")
             scheduler = ldm_scheduler()
         elif not isinstance(scheduler, DDPMScheduler):
             file = Path(scheduler) / "scheduler_config.json"
             if not file.is_file():
-                raise FileNotFoundError(f"scheduler: no scheduler_config.json in {scheduler}")
+                raise NotFound(f"scheduler: no scheduler_config.json in {scheduler}")
             scheduler = ddpm_schedule_from_config(read_json(file), str(file))
         config = getattr(getattr(ae, "model", None), "config", {})
         if latent_scale is None:

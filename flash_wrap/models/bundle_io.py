@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffusers import DDPMScheduler
 
+from ..errors import InvalidInput, NotFound
 from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
 from ._validate import check_schedule, check_task_name
 from .autoencoders import Autoencoder
@@ -45,7 +46,7 @@ def format_version(tuned: dict[str, Any]) -> int:
 def _tuned_entries(tuned: dict[str, Any], where: str) -> dict[str, Any]:
     """The index entries of ``tuned`` (all of :data:`TUNED_ENTRIES`, empty ones as ``{}``)."""
     if not isinstance(tuned, dict) or set(tuned) - set(TUNED_ENTRIES):
-        raise ValueError(f"{where}: tuned values must be an object with entries among {sorted(TUNED_ENTRIES)}, "
+        raise InvalidInput(f"{where}: tuned values must be an object with entries among {sorted(TUNED_ENTRIES)}, "
                          f"got {tuned!r}")
     return {name: tuned.get(name, {}) for name in TUNED_ENTRIES}
 
@@ -144,10 +145,10 @@ def folder_kind(path: str | Path) -> str:
         return "demo"
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {folder} does not exist")
+        raise NotFound(f"model folder {folder} does not exist")
     index_file = folder / "model_index.json"
     if not index_file.is_file():
-        raise FileNotFoundError(f"{folder} is neither a flash-wrap bundle nor a diffusers pipeline folder: it has "
+        raise NotFound(f"{folder} is neither a flash-wrap bundle nor a diffusers pipeline folder: it has "
                                 "no model_index.json")
     if folder.resolve() == DEMO_PATH.resolve():
         return "demo"
@@ -159,7 +160,7 @@ def resolve(path: str | Path) -> Path:
     :data:`DEMO_PATH`."""
     if str(path) == "demo":
         if not (DEMO_PATH / "model_index.json").is_file():
-            raise FileNotFoundError(
+            raise NotFound(
                 f"the demo bundle is not installed (expected it at {DEMO_PATH}); "
                 "reinstall flash-wrap or pass the path of a saved model folder"
             )
@@ -175,7 +176,7 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
     version = index.get("format_version")
     if index.get("_class_name") != "LatentDiffusion" or isinstance(version, bool) or version not in READABLE_VERSIONS:
         newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
-        raise ValueError(
+        raise InvalidInput(
             f"{path / 'model_index.json'} is not a LatentDiffusion index of a format this flash-wrap reads "
             f"({', '.join(map(str, READABLE_VERSIONS))}; _class_name={index.get('_class_name')!r}, "
             f"format_version={version!r})" + ("; it was written by a newer flash-wrap: upgrade" if newer else "")
@@ -183,15 +184,15 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
     newer_entries = [name for name in TUNED_ENTRIES if index.get(name) and TUNED_ENTRIES[name] > version]
     if newer_entries:
         name = newer_entries[0]
-        raise ValueError(f"{path / 'model_index.json'} has format_version {version} but holds {name}, which "
+        raise InvalidInput(f"{path / 'model_index.json'} has format_version {version} but holds {name}, which "
                          f"need format {TUNED_ENTRIES[name]} (a version-{version} reader would ignore them); set "
                          f"format_version to {TUNED_ENTRIES[name]}")
     for sub in ("autoencoder", "unet", "scheduler"):
         if not (path / sub).is_dir():
-            raise FileNotFoundError(f"model folder {path} has no {sub}/ subfolder")
+            raise NotFound(f"model folder {path} has no {sub}/ subfolder")
     autoencoder = Autoencoder.from_pretrained(path / "autoencoder")
     if autoencoder.kind != index.get("autoencoder"):
-        raise ValueError(
+        raise InvalidInput(
             f"{path / 'model_index.json'} says autoencoder {index.get('autoencoder')!r}, found {autoencoder.kind!r}"
         )
     denoiser = Denoiser.from_pretrained(path / "unet")
@@ -199,25 +200,25 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
     try:
         scheduler = DDPMScheduler.from_config(read_json(scheduler_file))
     except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"{scheduler_file}: not a usable DDPM schedule ({err})") from None
+        raise InvalidInput(f"{scheduler_file}: not a usable DDPM schedule ({err})") from None
     missing = [key for key in ("image_size", "autoencoder", "denoiser") if key not in index]
     if missing:
-        raise ValueError(f"{path / 'model_index.json'} lacks {', '.join(missing)}")
+        raise InvalidInput(f"{path / 'model_index.json'} lacks {', '.join(missing)}")
     try:
         check_schedule(scheduler)
     except ValueError as err:
-        raise ValueError(f"{scheduler_file}: {err}") from None
+        raise InvalidInput(f"{scheduler_file}: {err}") from None
     recorded = index.get("prediction_type")
     if recorded is None and scheduler.config.prediction_type != "epsilon":  # older bundles were ε-only
-        raise ValueError(f"{path / 'model_index.json'} records no prediction_type (bundles without one are ε) but "
+        raise InvalidInput(f"{path / 'model_index.json'} records no prediction_type (bundles without one are ε) but "
                          f"{scheduler_file} says {scheduler.config.prediction_type!r}; the bundle is inconsistent")
     if recorded is not None and recorded != scheduler.config.prediction_type:
-        raise ValueError(f"{path / 'model_index.json'} says prediction_type {recorded!r} but {scheduler_file} says "
+        raise InvalidInput(f"{path / 'model_index.json'} says prediction_type {recorded!r} but {scheduler_file} says "
                          f"{scheduler.config.prediction_type!r}; the bundle is inconsistent")
     try:
         check_prediction_type(scheduler.config.prediction_type, str(scheduler_file))
     except ValueError as err:
-        raise ValueError(str(err)) from None
+        raise InvalidInput(str(err)) from None
     model = cls(
         autoencoder,
         denoiser,
@@ -230,7 +231,7 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
     model.tuned_source = str(path / "model_index.json")
     tasks = index.get("severity_tasks", [])
     if not isinstance(tasks, list):
-        raise ValueError(f"{path / 'model_index.json'}: severity_tasks must be a list of task names, got {tasks!r}")
+        raise InvalidInput(f"{path / 'model_index.json'}: severity_tasks must be a list of task names, got {tasks!r}")
     for task in tasks:  # names from JSON become paths: all checked before any file is opened
         check_task_name(task)
     for task in tasks:

@@ -8,6 +8,7 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
+from ..errors import InvalidInput, NotFound, WrongType
 from ._io import build_from_folder, load_tensors, read_json, read_metadata, save_tensors
 
 #: File holding the fixed conditioning of a ``UNet2DConditionModel``, inside the unet folder.
@@ -26,14 +27,14 @@ def check_unet_config(config: dict, where: str) -> None:
     channel counts (inpainting and upscaling UNets take extra channels) or inputs beyond the
     noisy latent, the timestep and one fixed text conditioning."""
     if config.get("in_channels") != config.get("out_channels"):
-        raise ValueError(
+        raise InvalidInput(
             f"{where}: the UNet takes {config.get('in_channels')} channels and predicts {config.get('out_channels')}; "
             "flash-wrap needs a denoiser that predicts over its own input channels (inpainting or upscaling UNets "
             "with extra input channels are not supported)"
         )
     extra = [f"{key}={config[key]!r}" for key in _EXTRA_INPUTS if config.get(key) is not None]
     if extra:
-        raise ValueError(
+        raise InvalidInput(
             f"{where}: the UNet needs inputs besides the text conditioning ({', '.join(extra)}), e.g. SDXL's pooled "
             "text and image-size embeddings, which a flash-wrap bundle cannot reproduce; supported: UNet2DModel, and "
             "UNet2DConditionModel with cross-attention only (Stable Diffusion 1.x/2.x)"
@@ -62,13 +63,13 @@ class Denoiser(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(unet, (UNet2DModel, UNet2DConditionModel)):
-            raise TypeError(f"unet must be a diffusers UNet2DModel or UNet2DConditionModel, got {type(unet).__name__}")
+            raise WrongType(f"unet must be a diffusers UNet2DModel or UNet2DConditionModel, got {type(unet).__name__}")
         check_unet_config(dict(unet.config), type(unet).__name__)
         self.unet = unet
         if isinstance(unet, UNet2DConditionModel):
             empty_conditioning = self._check_conditioning(unet, empty_conditioning)
         elif empty_conditioning is not None:
-            raise ValueError("empty_conditioning is only used with a UNet2DConditionModel")
+            raise InvalidInput("empty_conditioning is only used with a UNet2DConditionModel")
         self.register_buffer("empty_conditioning", empty_conditioning)
         self.conditioning_source = (conditioning_source or "given") if empty_conditioning is not None else None
 
@@ -76,15 +77,15 @@ class Denoiser(nn.Module):
     def _check_conditioning(unet: UNet2DConditionModel, cond: torch.Tensor | None) -> torch.Tensor:
         dim = unet.config.cross_attention_dim
         if cond is None:
-            raise ValueError(f"a UNet2DConditionModel needs its conditioning, and zeros are not the empty prompt: "
+            raise InvalidInput(f"a UNet2DConditionModel needs its conditioning, and zeros are not the empty prompt: "
                              f"{_HOW_TO_CONDITION}")
         if not isinstance(cond, torch.Tensor) or cond.dim() != 3 or cond.shape[0] != 1:
             shape = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-            raise ValueError(f"empty_conditioning must be a tensor of shape (1, L, D), got {shape}")
+            raise InvalidInput(f"empty_conditioning must be a tensor of shape (1, L, D), got {shape}")
         if isinstance(dim, int) and cond.shape[-1] != dim:
-            raise ValueError(f"empty_conditioning has width {cond.shape[-1]}, the UNet's cross_attention_dim is {dim}")
+            raise InvalidInput(f"empty_conditioning has width {cond.shape[-1]}, the UNet's cross_attention_dim is {dim}")
         if not cond.is_floating_point() or not bool(torch.isfinite(cond).all()):
-            raise ValueError("empty_conditioning must hold finite floating-point values")
+            raise InvalidInput("empty_conditioning must hold finite floating-point values")
         return cond.detach().clone()
 
     @property
@@ -133,16 +134,16 @@ class Denoiser(nn.Module):
         name = config.get("_class_name")
         classes = {"UNet2DModel": UNet2DModel, "UNet2DConditionModel": UNet2DConditionModel}
         if name not in classes:
-            raise ValueError(f"{path / 'config.json'} names class {name!r}; supported: {', '.join(classes)}")
+            raise InvalidInput(f"{path / 'config.json'} names class {name!r}; supported: {', '.join(classes)}")
         check_unet_config(config, str(path / "config.json"))
         file = path / EMPTY_CONDITIONING_FILE
         if name == "UNet2DConditionModel" and empty_conditioning is None:
             if not file.is_file():
-                raise FileNotFoundError(f"{path} holds a UNet2DConditionModel and no {EMPTY_CONDITIONING_FILE}: "
+                raise NotFound(f"{path} holds a UNet2DConditionModel and no {EMPTY_CONDITIONING_FILE}: "
                                         f"{_HOW_TO_CONDITION}")
             tensors = load_tensors(file)
             if "empty_conditioning" not in tensors:
-                raise ValueError(f"{file} has no tensor 'empty_conditioning'")
+                raise InvalidInput(f"{file} has no tensor 'empty_conditioning'")
             empty_conditioning = tensors["empty_conditioning"]
             conditioning_source = read_metadata(file).get("source", "given")
         unet = build_from_folder(classes[name], path, variant=variant)

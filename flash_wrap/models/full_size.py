@@ -71,7 +71,7 @@ def sd_v1() -> LatentDiffusion:
                                           scheduler=sd_scheduler(), empty_conditioning=cond)
 
 
-#: ``--config`` names of the benchmark.
+#: ``--model`` names of the benchmark.
 FULL_SIZE_CONFIGS: dict[str, Callable[[], LatentDiffusion]] = {"full-ldm-vq4": full_ldm_vq4, "sd-v1": sd_v1}
 
 __all__ = ["FULL_SIZE_CONFIGS", "full_ldm_vq4", "sd_v1"]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import InvalidInput
+
 if TYPE_CHECKING:
     from .bundle import LatentDiffusion
 
@@ -63,9 +65,9 @@ def check_encoder_source(model: LatentDiffusion, source: LatentDiffusion, tasks:
     into ``model`` unless ``source`` has each and shares the latent space (:func:`latent_space_difference`)."""
     missing = [t for t in tasks if t not in source.severity_encoders]
     if missing:
-        raise ValueError(f"{origin} has no severity encoder for {', '.join(map(repr, missing))} "
+        raise InvalidInput(f"{origin} has no severity encoder for {', '.join(map(repr, missing))} "
                          f"(it has: {', '.join(source.severity_encoders) or 'none'})")
     difference = latent_space_difference(model, source, weights=weights)
     if difference is not None:
-        raise ValueError(f"{origin}: {difference}, so its severity encoders would predict latents in another "
+        raise InvalidInput(f"{origin}: {difference}, so its severity encoders would predict latents in another "
                          "space; use encoders trained from this model (flash-wrap train-severity --model MODEL)")

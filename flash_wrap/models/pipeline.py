@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import InvalidInput
 from ._io import read_json
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser, check_unet_config
@@ -76,7 +77,7 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     folder = Path(folder)
     index = read_json(folder / "model_index.json")
     if not isinstance(index.get("_class_name"), str):
-        raise ValueError(f"{folder / 'model_index.json'} has no _class_name: it is neither a flash-wrap bundle index "
+        raise InvalidInput(f"{folder / 'model_index.json'} has no _class_name: it is neither a flash-wrap bundle index "
                          "nor a diffusers pipeline index")
     pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
@@ -100,7 +101,7 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     unet_config = read_json(folder / "unet" / "config.json")
     check_unet_config(unet_config, str(folder / "unet" / "config.json"))
     if unet_config.get("_class_name") != unet_class:
-        raise ValueError(f"{folder}: model_index.json names a {unet_class} but unet/config.json a "
+        raise InvalidInput(f"{folder}: model_index.json names a {unet_class} but unet/config.json a "
                          f"{unet_config.get('_class_name')}")
     side = unet_config.get("sample_size")
     if isinstance(side, (list, tuple)) and len(side) == 2 and side[0] == side[1]:
@@ -114,17 +115,17 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     tokenizer_class = None
     if not conditional:
         if prompt is not None or conditioning is not None:
-            raise ValueError(f"{folder}: its {unet_class} takes no text conditioning; drop the prompt / conditioning")
+            raise InvalidInput(f"{folder}: its {unet_class} takes no text conditioning; drop the prompt / conditioning")
     else:
         if _component(index, "text_encoder_2") or _component(index, "tokenizer_2"):
             raise _unsupported(folder, pipeline, "it has two text encoders (SDXL-style conditioning), which a "
                                                  "flash-wrap bundle cannot reproduce")
         if prompt is not None and conditioning is not None:
-            raise ValueError("pass either prompt or conditioning, not both")
+            raise InvalidInput("pass either prompt or conditioning, not both")
         if conditioning is None:
             encoder_class, tokenizer_class = _component(index, "text_encoder"), _component(index, "tokenizer")
             if encoder_class is None or tokenizer_class is None:
-                raise ValueError(
+                raise InvalidInput(
                     f"{folder} holds a UNet2DConditionModel but no text_encoder and tokenizer to compute its "
                     "unconditional input (zeros are not the empty prompt); add them to the folder or pass "
                     "conditioning= (shape (1, L, cross_attention_dim)) explicitly"
@@ -147,7 +148,7 @@ def _latent_convention(where: Path, ae_config: dict, pipeline: str) -> tuple[flo
         value = ae_config.get(key)
         value = default if value is None else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: {key} must be a number, got {value!r}")
+            raise InvalidInput(f"{where}: {key} must be a number, got {value!r}")
         values[key] = float(value)
     if pipeline.startswith("StableDiffusion"):
         return values["scaling_factor"], 0.0  # the shift is an SD3/FLUX convention, unused by these pipelines
@@ -183,7 +184,7 @@ def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size:
     """
     plan = plan_pipeline(folder, prompt=prompt, conditioning=conditioning)
     if plan.sample_size == 0 and image_size is None:
-        raise ValueError(f"{plan.folder / 'unet' / 'config.json'} has no sample_size, so the image size the model was "
+        raise InvalidInput(f"{plan.folder / 'unet' / 'config.json'} has no sample_size, so the image size the model was "
                          "trained at is unknown; pass image_size=")
     if latent_scale is None and plan.pipeline not in _UNSCALED and not plan.pipeline.startswith("StableDiffusion"):
         _warn_unknown_convention(plan)

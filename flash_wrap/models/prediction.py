@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InvalidInput
+
 #: The values of a diffusers scheduler's ``prediction_type`` that can be converted to ε.
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 def check_prediction_type(prediction_type: object, where: str = "prediction_type") -> str:
     if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"{where}: prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
+        raise InvalidInput(f"{where}: prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
                          f"{prediction_type!r}")
     return str(prediction_type)
 
@@ -37,4 +39,4 @@ def to_epsilon(output: torch.Tensor, z_t: torch.Tensor, alpha_bar: torch.Tensor,
         return a.sqrt() * output + (1 - a).sqrt() * z_t
     if prediction_type == "sample":
         return (z_t - a.sqrt() * output) / (1 - a).sqrt()
-    raise ValueError(check_prediction_type(prediction_type))
+    raise InvalidInput(check_prediction_type(prediction_type))

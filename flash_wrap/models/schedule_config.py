@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from diffusers import DDPMScheduler
 
+from ..errors import InvalidInput
 from .prediction import check_prediction_type
 
 #: diffusers schedulers that sample a DDPM-trained model: their configs carry the training betas
@@ -58,24 +59,24 @@ def ddpm_schedule_from_config(config: dict[str, Any], where: str) -> DDPMSchedul
     """
     name = config.get("_class_name")
     if name not in DDPM_FAMILY:
-        raise ValueError(
+        raise InvalidInput(
             f"{where}: scheduler {name!r} is not a DDPM-family scheduler (flow-matching and other schedules are not "
             "supported); flash-wrap supports models trained with a DDPM noise schedule, whose scheduler is one of "
             f"{', '.join(sorted(DDPM_FAMILY))}"
         )
     if "beta_schedule" not in config and config.get("trained_betas") is None:
-        raise ValueError(f"{where}: the {name} config has neither beta_schedule nor trained_betas; cannot rebuild the "
+        raise InvalidInput(f"{where}: the {name} config has neither beta_schedule nor trained_betas; cannot rebuild the "
                          "noise schedule the model was trained with")
     if config.get("timestep_type", "discrete") != "discrete" or config.get("use_flow_sigmas"):
-        raise ValueError(f"{where}: the {name} config samples continuous or flow-matching noise levels "
+        raise InvalidInput(f"{where}: the {name} config samples continuous or flow-matching noise levels "
                          f"(timestep_type={config.get('timestep_type')!r}, use_flow_sigmas={config.get('use_flow_sigmas')!r}); "
                          "flash-wrap supports models trained on the discrete DDPM timesteps 0..T-1")
     betas, steps = config.get("trained_betas"), config.get("num_train_timesteps", 1000)
     if betas is not None and (not isinstance(betas, list) or len(betas) != steps):
         got = len(betas) if isinstance(betas, list) else type(betas).__name__
-        raise ValueError(f"{where}: trained_betas has {got} entries but num_train_timesteps is {steps}; they must agree")
+        raise InvalidInput(f"{where}: trained_betas has {got} entries but num_train_timesteps is {steps}; they must agree")
     if config.get("rescale_betas_zero_snr"):
-        raise ValueError(f"{where}: rescale_betas_zero_snr is set (ᾱ_T = 0, zero terminal SNR); the adaptive start "
+        raise InvalidInput(f"{where}: rescale_betas_zero_snr is set (ᾱ_T = 0, zero terminal SNR); the adaptive start "
                          "needs ᾱ_t > 0 at every step, so these schedules are not supported")
     own = _own_scheduler(name, config, where)
     # the keys a config leaves out take the folder's own class's defaults, not DDPMScheduler's
@@ -86,11 +87,11 @@ def ddpm_schedule_from_config(config: dict[str, Any], where: str) -> DDPMSchedul
     try:
         scheduler = DDPMScheduler(**kwargs, clip_sample=False, variance_type="fixed_small")
     except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"{where}: not a usable DDPM schedule ({err})") from None
+        raise InvalidInput(f"{where}: not a usable DDPM schedule ({err})") from None
     theirs = getattr(own, "betas", None)
     if isinstance(theirs, torch.Tensor) and not torch.allclose(theirs.double(), scheduler.betas.double(),
                                                                rtol=1e-5, atol=1e-9):
-        raise ValueError(f"{where}: {name} builds other betas from this config than the DDPM rebuild of its "
+        raise InvalidInput(f"{where}: {name} builds other betas from this config than the DDPM rebuild of its "
                          f"entries ({', '.join(f'{k}={v!r}' for k, v in kwargs.items() if k != 'trained_betas')}); "
                          "flash-wrap cannot reproduce the schedule the model was trained with")
     return scheduler
@@ -107,12 +108,12 @@ def _own_scheduler(name: str, config: dict[str, Any], where: str) -> Any:
     except (ImportError, AttributeError):
         missing = [k for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule") if k not in config]
         if config.get("trained_betas") is None and missing:
-            raise ValueError(f"{where}: {name} cannot be built here (an optional dependency is missing) and its "
+            raise InvalidInput(f"{where}: {name} cannot be built here (an optional dependency is missing) and its "
                              f"config leaves out {', '.join(missing)}, whose defaults are that class's; write them "
                              "into the config or install the dependency") from None
         return None
     except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"{where}: diffusers' own {name} cannot build this config ({err}); the folder's "
+        raise InvalidInput(f"{where}: diffusers' own {name} cannot build this config ({err}); the folder's "
                          "scheduler is unusable as it is") from None
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from ..errors import InvalidInput
 from ._io import load_strict
 
 
@@ -78,7 +79,7 @@ class TAEF2(nn.Module):
     ) -> None:
         super().__init__()
         if num_downsamples < 1:
-            raise ValueError(f"num_downsamples must be >= 1, got {num_downsamples}")
+            raise InvalidInput(f"num_downsamples must be >= 1, got {num_downsamples}")
         self.config: dict[str, Any] = {
             "latent_channels": latent_channels,
             "channels": channels,
@@ -139,13 +140,13 @@ def convert_taef2(encoder_pth: str | PathLike[str], decoder_pth: str | PathLike[
         except FileNotFoundError:
             raise
         except Exception as err:  # torch's own message suggests weights_only=False: never do that here
-            raise ValueError(
+            raise InvalidInput(
                 f"{file} is not a plain tensor checkpoint: it needs the full unpickler "
                 f"({type(err).__name__}), which could run arbitrary code, so flash-wrap refuses it; "
                 "use the published TAEF2 .pth files or a safetensors autoencoder folder"
             ) from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"{file} does not hold a state dict of tensors (got {type(state).__name__})")
+            raise InvalidInput(f"{file} does not hold a state dict of tensors (got {type(state).__name__})")
         load_strict(half, {k: v.float() for k, v in state.items()}, f"TAEF2 weights {file}")
     return model.float().eval()
 

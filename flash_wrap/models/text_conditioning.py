@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInput, NotFound, WrongType
 from ._io import check_safetensors, read_json, weights_files
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,13 @@ def check_text_components(folder: Path, encoder_class: object, tokenizer_class: 
     """From the configs alone: supported classes, and an encoder whose hidden size is the UNet's
     ``cross_attention_dim`` (``width``)."""
     if encoder_class not in TEXT_ENCODERS:
-        raise ValueError(f"{folder}: text encoder {encoder_class!r} is not supported (supported: "
+        raise InvalidInput(f"{folder}: text encoder {encoder_class!r} is not supported (supported: "
                          f"{', '.join(TEXT_ENCODERS)}, as in Stable Diffusion 1.x/2.x)")
     if tokenizer_class not in TOKENIZERS:
-        raise ValueError(f"{folder}: tokenizer {tokenizer_class!r} is not supported (supported: {', '.join(TOKENIZERS)})")
+        raise InvalidInput(f"{folder}: tokenizer {tokenizer_class!r} is not supported (supported: {', '.join(TOKENIZERS)})")
     hidden = read_json(folder / "text_encoder" / "config.json").get("hidden_size")
     if isinstance(width, int) and hidden != width:
-        raise ValueError(f"{folder}: the text encoder's hidden_size {hidden} differs from the UNet's "
+        raise InvalidInput(f"{folder}: the text encoder's hidden_size {hidden} differs from the UNet's "
                          f"cross_attention_dim {width}; the folder's components do not belong together")
 
 
@@ -44,25 +45,25 @@ def _load_tokenizer(folder: Path, tokenizer_class: str, encoder_config: dict):
     import transformers
 
     if not folder.is_dir():
-        raise FileNotFoundError(f"the pipeline names a tokenizer but {folder} does not exist")
+        raise NotFound(f"the pipeline names a tokenizer but {folder} does not exist")
     names = {f.name for f in folder.iterdir()}
     if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
-        raise FileNotFoundError(f"{folder} has no vocabulary: a CLIP tokenizer needs tokenizer.json, or vocab.json "
+        raise NotFound(f"{folder} has no vocabulary: a CLIP tokenizer needs tokenizer.json, or vocab.json "
                                 f"and merges.txt (found: {', '.join(sorted(names)) or 'nothing'})")
     try:
         tokenizer = getattr(transformers, tokenizer_class).from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{folder}: cannot load the {tokenizer_class} ({first})") from None
+        raise InvalidInput(f"{folder}: cannot load the {tokenizer_class} ({first})") from None
     positions = encoder_config.get("max_position_embeddings")
     length = tokenizer.model_max_length
     if not isinstance(positions, int) or not isinstance(length, int) or not 0 < length <= positions:
-        raise ValueError(f"{folder}: the tokenizer pads prompts to model_max_length={length!r} tokens but the text "
+        raise InvalidInput(f"{folder}: the tokenizer pads prompts to model_max_length={length!r} tokens but the text "
                          f"encoder has max_position_embeddings={positions!r}; set model_max_length in "
                          "tokenizer_config.json (77 for the CLIP encoders of Stable Diffusion)")
     vocab = encoder_config.get("vocab_size")
     if isinstance(vocab, int) and len(tokenizer) > vocab:
-        raise ValueError(f"{folder}: the tokenizer has {len(tokenizer)} tokens, more than the text encoder's "
+        raise InvalidInput(f"{folder}: the tokenizer has {len(tokenizer)} tokens, more than the text encoder's "
                          f"vocab_size {vocab}; the folder's tokenizer and text encoder do not belong together")
     return tokenizer
 
@@ -73,7 +74,7 @@ def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, varia
     import transformers
 
     if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        raise WrongType(f"prompt must be a string, got {type(prompt).__name__}")
     encoder_folder = folder / "text_encoder"
     files, variant = weights_files(encoder_folder, stem="model", variant=variant)
     for file in files:
@@ -91,7 +92,7 @@ def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, varia
             transformers.utils.logging.enable_progress_bar()
     bad = [*info.get("missing_keys", []), *[str(m) for m in info.get("mismatched_keys", [])]]
     if bad:
-        raise ValueError(f"{', '.join(map(str, files))}: the text encoder's weights do not match its config "
+        raise InvalidInput(f"{', '.join(map(str, files))}: the text encoder's weights do not match its config "
                          f"({len(bad)} missing or misshapen, e.g. {bad[0]!r})")
     encoder = encoder.float().eval()
     tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -100,6 +101,6 @@ def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, varia
     with torch.no_grad():
         hidden = encoder(tokens.input_ids, attention_mask=mask)[0]
     if not bool(torch.isfinite(hidden).all()):
-        raise ValueError(f"{encoder_folder}: the text encoder gave NaN or infinite values for the prompt {prompt!r}")
+        raise InvalidInput(f"{encoder_folder}: the text encoder gave NaN or infinite values for the prompt {prompt!r}")
     log.info("conditioning: text encoder output for prompt %r, shape %s", prompt, tuple(hidden.shape))
     return hidden.float().detach()

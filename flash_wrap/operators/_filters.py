@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidInput
+
 #: Resolution at which the paper's physical parameters are stated.
 REFERENCE_SIZE = 256
 #: The official code draws every blur kernel into a 61×61 container at 256², i.e. radius 30 px.
@@ -36,7 +38,7 @@ def reflect_pad(x: torch.Tensor, pad: int, what: str) -> torch.Tensor:
     """Reflect-pad ``(B, C, H, W)`` by ``pad`` px on every side (torch 'reflect' = scipy 'mirror')."""
     h, w = x.shape[-2:]
     if pad >= h or pad >= w:
-        raise ValueError(
+        raise InvalidInput(
             f"{what} needs reflect padding of {pad} px, which requires images larger than {pad} px "
             f"on each side; got {h}x{w}"
         )

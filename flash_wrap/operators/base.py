@@ -15,6 +15,7 @@ from typing import ClassVar, TypeVar
 import torch
 
 from .._checks import MEASUREMENT_RANGE, check_batch, check_generator, check_images, warn_if_signed
+from ..errors import InvalidInput
 from ..rng import GeneratorArg, randn
 
 #: σ_y on [0, 1] images, for every task (ALGORITHMS.md §1, §6).
@@ -41,7 +42,7 @@ class Operator(ABC):
 
     def __init__(self, noise_std: float = DEFAULT_NOISE_STD) -> None:
         if not isinstance(noise_std, (int, float)) or noise_std < 0 or noise_std != noise_std:
-            raise ValueError(f"noise_std must be a non-negative number, got {noise_std!r}")
+            raise InvalidInput(f"noise_std must be a non-negative number, got {noise_std!r}")
         self.noise_std = float(noise_std)
 
     # -- what subclasses implement -------------------------------------------------------
@@ -106,7 +107,7 @@ class Operator(ABC):
                 "solvers that need Aᵀ (e.g. PSLD) cannot use it"
             )
         if not isinstance(u, torch.Tensor) or u.dim() != 4:
-            raise ValueError(f"adjoint expects a (B, C, h, w) measurement tensor, got {getattr(u, 'shape', u)!r}")
+            raise InvalidInput(f"adjoint expects a (B, C, h, w) measurement tensor, got {getattr(u, 'shape', u)!r}")
         check_batch(self.batch_size, u.shape[0], f"{type(self).__name__} parameters")
         shape = (u.shape[0], *self.image_shape(tuple(u.shape[1:])))
         return _Transpose.apply(u, self, shape)

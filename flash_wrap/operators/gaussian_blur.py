@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_batch, per_sample
+from ..errors import InvalidInput
 from ._filters import RowIndex, container_radius, filter_per_sample, reflect_pad, take_rows, working_dtype
 from .base import DEFAULT_NOISE_STD, Operator
 
@@ -60,7 +61,7 @@ class GaussianBlur(Operator):
     ) -> None:
         super().__init__(noise_std)
         if not truncate > 0:
-            raise ValueError(f"truncate must be positive, got {truncate!r}")
+            raise InvalidInput(f"truncate must be positive, got {truncate!r}")
         self.sigma = per_sample(sigma, "sigma", minimum=0.0).detach().cpu()
         self.truncate = float(truncate)
         self._cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}

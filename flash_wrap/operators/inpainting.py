@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_batch, check_tensor, per_sample
+from ..errors import InvalidInput
 from ._filters import RowIndex, take_rows
 from .base import DEFAULT_NOISE_STD, Operator
 
@@ -30,9 +31,9 @@ def _check_mask(mask: object) -> torch.Tensor:
         mask = mask.to(torch.get_default_dtype())
     mask = check_tensor(mask, "mask")
     if mask.dim() != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must have shape (B, 1, H, W), got {tuple(mask.shape)}")
+        raise InvalidInput(f"mask must have shape (B, 1, H, W), got {tuple(mask.shape)}")
     if not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError("mask values must be 0 (missing) or 1 (kept); got other values")
+        raise InvalidInput("mask values must be 0 (missing) or 1 (kept); got other values")
     return mask.detach().to("cpu", torch.get_default_dtype())
 
 
@@ -64,7 +65,7 @@ class RandomInpainting(Operator):
     ) -> None:
         super().__init__(noise_std)
         if (missing_ratio is None) == (mask is None):
-            raise ValueError("RandomInpainting needs exactly one of missing_ratio or mask")
+            raise InvalidInput("RandomInpainting needs exactly one of missing_ratio or mask")
         self.field_seed = int(field_seed)
         self.mask = None if mask is None else _check_mask(mask)
         self.missing_ratio = (
@@ -111,7 +112,7 @@ class RandomInpainting(Operator):
         h, w = _hw(image_size)
         if self.mask is not None:
             if tuple(self.mask.shape[-2:]) != (h, w):
-                raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit {h}x{w} images")
+                raise InvalidInput(f"mask of shape {tuple(self.mask.shape)} does not fit {h}x{w} images")
             return self.mask.clone()
         keep = _field(self.field_seed, h, w) < 1 - self.missing_ratio.view(-1, 1, 1, 1)
         return keep.to(torch.get_default_dtype())
@@ -119,7 +120,7 @@ class RandomInpainting(Operator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Masked ``(B, 3, H, W)``, same device and dtype as ``x``."""
         if self.mask is not None and self.mask.shape[0] not in (1, x.shape[0]):
-            raise ValueError(
+            raise InvalidInput(
                 f"mask of shape {tuple(self.mask.shape)} does not fit images of shape {tuple(x.shape)}"
             )
         check_batch(self.batch_size, x.shape[0], "RandomInpainting missing_ratio")

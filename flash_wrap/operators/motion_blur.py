@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_batch, per_sample
+from ..errors import InvalidInput
 from ._filters import (
     RowIndex,
     container_radius,
@@ -70,7 +71,7 @@ def splat(points: torch.Tensor, radius: int) -> torch.Tensor:
             kernel.index_add_(0, (row * size + col)[inside].long(), weight[inside])
     # Dropping mass silently would bias the blur; a path that leaves the container is an error.
     if float(kernel.sum()) < points.shape[0] * (1 - 1e-9):
-        raise ValueError(
+        raise InvalidInput(
             f"motion path leaves the {size}x{size} kernel container; use a shorter length "
             f"(at most about {radius} px at this image size)"
         )
@@ -80,9 +81,9 @@ def splat(points: torch.Tensor, radius: int) -> torch.Tensor:
 def _check_seeds(seed: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
     seeds = torch.as_tensor(seed).reshape(-1)
     if seeds.is_floating_point() and not bool((seeds == seeds.round()).all()):
-        raise ValueError(f"seed must hold integers, got {seeds.tolist()}")
+        raise InvalidInput(f"seed must hold integers, got {seeds.tolist()}")
     if seeds.numel() == 0:
-        raise ValueError("seed is empty")
+        raise InvalidInput("seed is empty")
     return seeds.to("cpu", torch.int64)
 
 
@@ -122,7 +123,7 @@ class NonlinearMotionBlur(Operator):
         counts = {"length": len(self.length), "turning": len(self.turning), "seed": len(self.seed)}
         batches = set(counts.values()) - {1}
         if len(batches) > 1:
-            raise ValueError(f"length, turning and seed must each hold 1 or B values, got {counts}")
+            raise InvalidInput(f"length, turning and seed must each hold 1 or B values, got {counts}")
         self._batch = batches.pop() if batches else 1
         self._kernels: dict[int, torch.Tensor] = {}
         self._cache: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}

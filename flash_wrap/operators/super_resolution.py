@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidInput
 from ._filters import RowIndex, working_dtype
 from .base import DEFAULT_NOISE_STD, Operator
 
@@ -29,7 +30,7 @@ class SuperResolution(Operator):
     def __init__(self, factor: int = 4, noise_std: float = DEFAULT_NOISE_STD) -> None:
         super().__init__(noise_std)
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
+            raise InvalidInput(f"factor must be an integer >= 1, got {factor!r}")
         self.factor = factor
 
     @property
@@ -43,7 +44,7 @@ class SuperResolution(Operator):
 
     def _low_res(self, h: int, w: int) -> tuple[int, int]:
         if h % self.factor or w % self.factor:
-            raise ValueError(
+            raise InvalidInput(
                 f"SuperResolution factor {self.factor} must divide the image size, got {h}x{w}"
             )
         return h // self.factor, w // self.factor

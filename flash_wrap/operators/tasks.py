@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import per_sample
+from ..errors import InvalidInput, WrongType
 from .base import DEFAULT_NOISE_STD, Operator
 
 #: ``(levels (B,), image_size, noise_std, seeds (B,) int64) -> Operator``
@@ -30,7 +31,7 @@ NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 def _check_range(level_range: tuple[float, float], name: str) -> tuple[float, float]:
     lo, hi = (float(v) for v in level_range)
     if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"{name} must satisfy 0 <= low <= high <= 1, got {level_range!r}")
+        raise InvalidInput(f"{name} must satisfy 0 <= low <= high <= 1, got {level_range!r}")
     return lo, hi
 
 
@@ -68,22 +69,22 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
-            raise ValueError(f"a task name must be lower-case words joined by '-' (e.g. 'box-inpainting'), "
+            raise InvalidInput(f"a task name must be lower-case words joined by '-' (e.g. 'box-inpainting'), "
                              f"got {self.name!r}")
         if not callable(self.build):
-            raise TypeError(f"task {self.name!r}: build must be callable (levels, image_size, noise_std, seeds) -> "
+            raise WrongType(f"task {self.name!r}: build must be callable (levels, image_size, noise_std, seeds) -> "
                             f"Operator, got {self.build!r}")
         object.__setattr__(self, "eval_range", _check_range(self.eval_range, f"task {self.name!r}: eval_range"))
         object.__setattr__(self, "train_range", _check_range(self.train_range, f"task {self.name!r}: train_range"))
         lo, hi = self.train_range
         levels = tuple(float(t) for t in self.demo_levels) or ((lo,) if lo == hi else (lo, hi))
         if not all(0.0 <= t <= 1.0 for t in levels):
-            raise ValueError(f"task {self.name!r}: demo_levels must lie in [0, 1], got {self.demo_levels!r}")
+            raise InvalidInput(f"task {self.name!r}: demo_levels must lie in [0, 1], got {self.demo_levels!r}")
         object.__setattr__(self, "demo_levels", levels)
         try:
             self.severity_format.format(1.0)
         except (AttributeError, IndexError, KeyError, ValueError) as err:
-            raise ValueError(f"task {self.name!r}: severity_format must format one number, like 'σ {{:.2f}} px'; "
+            raise InvalidInput(f"task {self.name!r}: severity_format must format one number, like 'σ {{:.2f}} px'; "
                              f"got {self.severity_format!r} ({err})") from None
         object.__setattr__(self, "official_operators", tuple(self.official_operators))
 
@@ -106,7 +107,7 @@ class Task:
         """
         levels = per_sample(level, "level", minimum=0.0, maximum=1.0)
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive integer (pixels), got {image_size!r}")
+            raise InvalidInput(f"image_size must be a positive integer (pixels), got {image_size!r}")
         seeds = torch.arange(len(levels)) if seed is None else torch.as_tensor(seed)
         return self.build(levels, image_size, noise_std, seeds)
 
@@ -122,7 +123,7 @@ class Task:
         """Draw ``t ~ U[level_range or train_range]`` per sample, and motion-blur seeds, from
         ``generator``; return the operator and the levels ``(batch,)``."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+            raise InvalidInput(f"batch must be a positive integer, got {batch!r}")
         lo, hi = _check_range(level_range or self.train_range, "level_range")
         draw = torch.rand(batch, generator=generator, device=generator.device, dtype=torch.float64)
         levels = (lo + (hi - lo) * draw.cpu()).to(torch.get_default_dtype())

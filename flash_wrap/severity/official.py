@@ -47,6 +47,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..errors import InvalidInput, NotFound, WrongType
 from .encoder import SeverityEncoder
 
 if TYPE_CHECKING:
@@ -85,28 +86,28 @@ def _torch_load(file: Path) -> Any:
     except pickle.UnpicklingError as err:
         found = _REFUSED_GLOBAL.search(str(err))
         if found is None:
-            raise ValueError(f"{file} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
+            raise InvalidInput(f"{file} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
         # torch's own message suggests the full unpickler: never do that with a downloaded file
-        raise ValueError(
+        raise InvalidInput(
             f"{file} is not a tensors-only checkpoint: it pickles {found.group(1).rstrip('.')}, which only the full "
             "unpickler builds and which could run code, so flash-wrap does not load it; expected a Lightning "
             "checkpoint whose hyper_parameters hold plain values, a bare state dict or a safetensors file; "
             + _SAVE_STATE_DICT
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, AttributeError, IndexError) as err:
-        raise ValueError(f"{file} is not a readable PyTorch checkpoint ({type(err).__name__}: "
+        raise InvalidInput(f"{file} is not a readable PyTorch checkpoint ({type(err).__name__}: "
                          f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'})") from None
 
 
 def _state_dict(content: Any, file: Path) -> dict[str, Any]:
     """The state dict inside a Lightning checkpoint, or ``content`` itself if it is one."""
     if not isinstance(content, dict):
-        raise ValueError(f"{file} holds a {type(content).__name__}; expected a Lightning checkpoint (a dict with "
+        raise InvalidInput(f"{file} holds a {type(content).__name__}; expected a Lightning checkpoint (a dict with "
                          "'state_dict') or a state dict of tensors")
     if "state_dict" in content:
         content = content["state_dict"]
         if not isinstance(content, dict):
-            raise ValueError(f"{file}: 'state_dict' is a {type(content).__name__}, expected a dict of tensors")
+            raise InvalidInput(f"{file}: 'state_dict' is a {type(content).__name__}, expected a dict of tensors")
     return content
 
 
@@ -119,24 +120,24 @@ def _official_layout(state: dict[str, Any], file: Path) -> dict[str, Any]:
             if key.startswith(_IGNORED_PREFIX):
                 continue
             if not key.startswith(_MODULE_PREFIX):
-                raise ValueError(f"{file}: unexpected tensor {key!r} (an official checkpoint holds encoder.* and "
+                raise InvalidInput(f"{file}: unexpected tensor {key!r} (an official checkpoint holds encoder.* and "
                                  "pretrained_autoencoder.* only)")
             out[key[len(_MODULE_PREFIX):]] = value
     elif "std_conv.weight" in state:
         out = dict(state)
     else:
         first = ", ".join(sorted({k.split(".")[0] for k in state})[:4]) or "nothing"
-        raise ValueError(f"{file} is not a Flash-Diffusion severity encoder for a VQ autoencoder: it has no variance "
+        raise InvalidInput(f"{file} is not a Flash-Diffusion severity encoder for a VQ autoencoder: it has no variance "
                          f"head 'encoder.std_conv.weight' (its tensors start with: {first})")
     for key, value in out.items():
         if not key.startswith(_PARTS):
-            raise ValueError(f"{file}: unexpected tensor {key!r} (expected encoder.*, quant_conv.* and std_conv.*)")
+            raise InvalidInput(f"{file}: unexpected tensor {key!r} (expected encoder.*, quant_conv.* and std_conv.*)")
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{file}: {key!r} is a {type(value).__name__}, not a tensor")
+            raise InvalidInput(f"{file}: {key!r} is a {type(value).__name__}, not a tensor")
         if not value.is_floating_point():
-            raise ValueError(f"{file}: tensor {key!r} is stored as {value.dtype}, expected floating point")
+            raise InvalidInput(f"{file}: tensor {key!r} is stored as {value.dtype}, expected floating point")
         if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{file}: tensor {key!r} holds NaN or infinite values")
+            raise InvalidInput(f"{file}: tensor {key!r} holds NaN or infinite values")
     return out
 
 
@@ -167,12 +168,12 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"checkpoint {file} does not exist or is not a file")
+        raise NotFound(f"checkpoint {file} does not exist or is not a file")
     if file.suffix == ".safetensors":
         try:
             content: Any = load_file(str(file), device="cpu")
         except SafetensorError as err:
-            raise ValueError(f"corrupt safetensors file {file}: {err}") from None
+            raise InvalidInput(f"corrupt safetensors file {file}: {err}") from None
         training = official_training(None, "a safetensors file holds tensors only, no hyper-parameters")
     else:
         content = _torch_load(file)
@@ -312,11 +313,11 @@ def _official_task(name: Any, config: dict[str, Any], what: str, official_tasks:
     """The flash-wrap task of the official operator ``name``; ``ValueError`` if it has none."""
     known = ", ".join(f"{key} as {task}" for key, task in sorted(official_tasks.items())) or "none"
     if not isinstance(name, str) or name not in OFFICIAL_OPERATORS:
-        raise ValueError(f"{what} records the operator {name!r}, which is not one of the official code's "
+        raise InvalidInput(f"{what} records the operator {name!r}, which is not one of the official code's "
                          f"({', '.join(OFFICIAL_OPERATORS)}); flash-wrap imports {known}")
     task = official_tasks.get(official_operator_key(name, config))
     if task is None:
-        raise ValueError(f"{what} was trained for the official operator {_operator_label(name, config)}, which has "
+        raise InvalidInput(f"{what} was trained for the official operator {_operator_label(name, config)}, which has "
                          f"no flash-wrap task; flash-wrap imports {known}")
     return task
 
@@ -349,12 +350,12 @@ def check_official_training(training: dict[str, Any], task: str, what: str, *, o
         log.warning("%s: could not check that it was trained for %s (%s); imported as %s unchecked", what, task,
                     record.get("task_not_checked_because", "no operator recorded"), task)
     elif "operator_conflict" in record:
-        raise ValueError(f"{what}: its operator_config names two operators, {record['operator_conflict']}; "
+        raise InvalidInput(f"{what}: its operator_config names two operators, {record['operator_conflict']}; "
                          "import it with the operator_config of the official code (one 'type')")
     else:
         expected = _official_task(record["operator"], config, what, official_tasks)
         if expected != task:
-            raise ValueError(f"{what} was trained for the official operator {_operator_label(record['operator'], config)}"
+            raise InvalidInput(f"{what} was trained for the official operator {_operator_label(record['operator'], config)}"
                              f" (flash-wrap task {expected}), not {task}; pass --task {expected}")
         record["task_checked"] = True
     noise = record.get("noise_std")
@@ -391,7 +392,7 @@ def check_official_model(model: LatentDiffusion) -> None:
                 "LDMPipeline layout: VQModel, downsampling 4, 3 latent channels, 32 norm groups, latent scale 1, "
                 "shift 0)")
     if kind != "vq":
-        raise ValueError(f"{expected}; this model's autoencoder is {kind!r}")
+        raise InvalidInput(f"{expected}; this model's autoencoder is {kind!r}")
     config = autoencoder.model.config
     found = {
         "downsampling": (autoencoder.downsample_factor, 4),
@@ -409,7 +410,7 @@ def check_official_model(model: LatentDiffusion) -> None:
     if model.latent_shift != 0:
         differs.append(f"latent shift {model.latent_shift:g} (expected 0)")
     if differs:
-        raise ValueError(f"{expected}; this model has {', '.join(differs)}")
+        raise InvalidInput(f"{expected}; this model has {', '.join(differs)}")
 
 
 def convert_official_state_dict(tensors: dict[str, torch.Tensor], model: LatentDiffusion) -> dict[str, torch.Tensor]:
@@ -426,7 +427,7 @@ def convert_official_state_dict(tensors: dict[str, torch.Tensor], model: LatentD
     used = {value.data_ptr() for value in converted.values()}  # the converter keeps tensors or views of them
     left_out = [key for key, value in backbone.items() if value.data_ptr() not in used]
     if left_out:
-        raise ValueError(f"unexpected tensor {left_out[0]!r} in the checkpoint: diffusers' LDM converter has no "
+        raise InvalidInput(f"unexpected tensor {left_out[0]!r} in the checkpoint: diffusers' LDM converter has no "
                          f"counterpart for it ({len(left_out)} such tensors in all)")
     # make_severity_encoder(): backbone = LatentEncoder(EncoderPath(encoder, quant_conv))
     state = {f"backbone.encoder.{key}": value for key, value in converted.items()}
@@ -440,14 +441,14 @@ def _load_checked(encoder: SeverityEncoder, state: dict[str, torch.Tensor], what
     expected = encoder.state_dict()
     for key, ref in expected.items():
         if key not in state:
-            raise ValueError(f"{what}: no tensor for {key!r} (this model's encoder has it, shape "
+            raise InvalidInput(f"{what}: no tensor for {key!r} (this model's encoder has it, shape "
                              f"{tuple(ref.shape)}; names after diffusers' conversion of the CompVis ones)")
         if state[key].shape != ref.shape:
-            raise ValueError(f"{what}: tensor for {key!r} has shape {tuple(state[key].shape)}, this model's encoder "
+            raise InvalidInput(f"{what}: tensor for {key!r} has shape {tuple(state[key].shape)}, this model's encoder "
                              f"expects {tuple(ref.shape)}: the checkpoint was trained for another autoencoder")
     extra = [key for key in state if key not in expected]
     if extra:
-        raise ValueError(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} in all): the checkpoint was trained "
+        raise InvalidInput(f"{what}: unexpected tensor {extra[0]!r} ({len(extra)} in all): the checkpoint was trained "
                          "for another autoencoder")
     encoder.load_state_dict(state, strict=True)
 
@@ -479,7 +480,7 @@ def load_official_severity_encoder(path: str | Path, model: LatentDiffusion, tas
         ``LDMSevEncoder`` on ``2·y − 1``.
     """
     if task is not None and official_tasks is None:
-        raise TypeError("load_official_severity_encoder: a task needs official_tasks, which task imports which "
+        raise WrongType("load_official_severity_encoder: a task needs official_tasks, which task imports which "
                         "official operator; pass flash_wrap.registry.get_registry().official_tasks()")
     check_official_model(model)
     checkpoint = read_official(path)

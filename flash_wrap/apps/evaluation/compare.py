@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..._numbers import is_finite_number
+from ...errors import InvalidInput, NotFound
 from ..progress import plural
 
 
@@ -174,18 +175,18 @@ def compare(folders: list[str | Path]) -> str:
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist (run flash-wrap eval --out {folder} first)")
+            raise NotFound(f"{path} does not exist (run flash-wrap eval --out {folder} first)")
         try:
             results = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); was it written by flash-wrap eval?") from None
+            raise InvalidInput(f"{path} is not valid JSON ({err}); was it written by flash-wrap eval?") from None
         missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
         if missing:
-            raise ValueError(f"{path} is not an eval results file (missing {', '.join(missing)})")
+            raise InvalidInput(f"{path} is not an eval results file (missing {', '.join(missing)})")
         try:
             parts.append(table(results))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as err:
-            raise ValueError(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
+            raise InvalidInput(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
         loaded.append(results)
     overview = summary(loaded) if len(loaded) > 1 else None
     return "\n\n".join(parts + ([overview] if overview else []))

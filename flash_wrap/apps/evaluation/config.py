@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ...errors import InvalidInput
 from ..arguments import check_settings
 
 RECORDS = "images.jsonl"
@@ -50,10 +51,10 @@ class EvalConfig:
                               "baseline_steps": (1, None)})
         own_grid = [f"--baseline-{k}" for k in ("steps", "scheduler") if getattr(self, f"baseline_{k}") is not None]
         if own_grid and not self.baseline:
-            raise ValueError(f"{' and '.join(own_grid)} set the bare solver's grid, but the run has no baseline: "
+            raise InvalidInput(f"{' and '.join(own_grid)} set the bare solver's grid, but the run has no baseline: "
                              "add --baseline, or drop them")
         if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in self.fixed_start):
-            raise ValueError(f"fixed_start must hold grid indices >= 0, got {self.fixed_start}")
+            raise InvalidInput(f"fixed_start must hold grid indices >= 0, got {self.fixed_start}")
         self.fixed_start = sorted(set(self.fixed_start))
 
     def comparable(self) -> dict:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ... import tuning
 from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
+from ...errors import InvalidInput
 from ...flash import Flash
 from ...images import list_images, load_image, save_image, usable_images
 from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
@@ -89,7 +90,7 @@ class Evaluator:
             try:
                 self.model.severity_encoder(config.task)
             except ValueError as err:
-                raise ValueError(f"{err}; then evaluate that bundle as --model, or keep --model {config.model} and "
+                raise InvalidInput(f"{err}; then evaluate that bundle as --model, or keep --model {config.model} and "
                                  "pass the bundle as --severity-from") from None
         self.solver = get_solver(config.solver)(self.model, sampler=config.scheduler, steps=config.steps)
         self.baseline_solver = self._baseline_solver()
@@ -110,7 +111,7 @@ class Evaluator:
         grid = self.solver.sampler.num_steps
         for k in config.fixed_start:
             if not 0 <= k < grid:
-                raise ValueError(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
+                raise InvalidInput(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
         self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
         self.lines = False  # one line per stage on stderr (set by run() when stderr is not a terminal)
         self._batch = ""  # the batch being run, as the lines name it ("batch 2/5")
@@ -132,14 +133,14 @@ class Evaluator:
                      else f"{steps} steps from --steps" if steps is not None else "the solver's own grid length",
                      f"--baseline-scheduler {config.baseline_scheduler}" if config.baseline_scheduler is not None
                      else f"{scheduler} from --scheduler" if scheduler is not None else "the solver's own sampler"]
-            raise ValueError(f"the bare solver's grid ({', '.join(given)}) is not one {config.solver} can run: {err}; "
+            raise InvalidInput(f"the bare solver's grid ({', '.join(given)}) is not one {config.solver} can run: {err}; "
                              "set both --baseline-steps and --baseline-scheduler") from None
 
     def _adopt_severity_encoder(self, source: str, device: str | torch.device | None) -> None:
         """``--severity-from``: the task's encoder of another bundle with this model's latent space."""
         origin = f"--severity-from {source}"
         if self.config.task in self.model.severity_encoders:
-            raise ValueError(f"{origin}: the model {self.config.model} has its own {self.config.task} severity "
+            raise InvalidInput(f"{origin}: the model {self.config.model} has its own {self.config.task} severity "
                              "encoder; evaluate it as it is, or drop --severity-from")
         bundle = LatentDiffusion.from_pretrained(source, device=device)
         self.model.adopt_severity_encoders(bundle, [self.config.task], origin=origin)

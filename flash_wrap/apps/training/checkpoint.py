@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ...errors import InvalidInput
+
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -73,7 +75,7 @@ def load_checkpoint(
         module.load_state_dict(load_file(path / "model.safetensors"))
         tensors = load_file(path / "optimizer.safetensors")
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(f"checkpoint {path} is corrupt or does not match the model: {err}") from err
+        raise InvalidInput(f"checkpoint {path} is corrupt or does not match the model: {err}") from err
     meta = json.loads((path / "optimizer.json").read_text())
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -88,7 +90,7 @@ def load_extra(path: Path, name: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(path / f"{name}.safetensors")
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"checkpoint {path} has a corrupt or missing {name}.safetensors: {err}") from err
+        raise InvalidInput(f"checkpoint {path} has a corrupt or missing {name}.safetensors: {err}") from err
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
@@ -121,7 +123,7 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], checkpoint: Pat
         if before != now:
             changed.append(f"--{key.replace('_', '-')} {saved.get(key)!r} → {current.get(key)!r}")
     if changed:
-        raise ValueError(
+        raise InvalidInput(
             f"cannot resume {checkpoint} with other settings ({'; '.join(changed)}); rerun with the checkpoint's "
-            "settings, or start over with --no-resume (or another --output)"
+            "settings, or start over with --no-resume (or another --save-to)"
         )

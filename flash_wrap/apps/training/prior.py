@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ...errors import InvalidInput, NotFound
 from ...images import ImageFolder, list_images, usable_images
 from ...models import Autoencoder, Denoiser, LatentDiffusion, TAEF2Autoencoder, convert_taef2, ldm_scheduler
 from ..arguments import check_settings
@@ -91,7 +92,7 @@ class PriorTrainingConfig:
                               "seed": (0, 2**63 - 1), "checkpoint_every": (1, None), "keep_checkpoints": (1, None),
                               "limit": (1, None)})
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+            raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
 
 
 def load_autoencoder(spec: str | Path) -> Autoencoder:
@@ -102,7 +103,7 @@ def load_autoencoder(spec: str | Path) -> Autoencoder:
         return TAEF2Autoencoder(convert_taef2(folder / "taef2_encoder.pth", folder / "taef2_decoder.pth"))
     if (folder / "config.json").is_file():
         return Autoencoder.from_pretrained(folder)
-    raise FileNotFoundError(
+    raise NotFound(
         f"{folder} holds neither taef2_encoder.pth + taef2_decoder.pth nor a saved autoencoder (config.json)"
     )
 
@@ -155,7 +156,7 @@ def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
 
 def build_unet(preset: str, latent_channels: int, latent_size: int) -> UNet2DModel:
     if preset not in UNET_PRESETS:
-        raise ValueError(f"unknown UNet preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}")
+        raise InvalidInput(f"unknown UNet preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}")
     return UNet2DModel(sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
                        **UNET_PRESETS[preset])
 
@@ -188,13 +189,13 @@ def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> Laten
     """The ``init_from`` bundle, checked against this run's autoencoder before any training."""
     parent = LatentDiffusion.from_pretrained(config.init_from)
     if parent.autoencoder.kind != autoencoder.kind or parent.latent_channels != autoencoder.latent_channels:
-        raise ValueError(
+        raise InvalidInput(
             f"--init-from {config.init_from}: its autoencoder ({parent.autoencoder.kind}, "
             f"{parent.latent_channels} latent channels) is not this run's ({autoencoder.kind}, "
             f"{autoencoder.latent_channels} channels)"
         )
     if parent.latent_shift != 0.0:
-        raise ValueError(f"--init-from {config.init_from}: bundles with a latent shift are not supported")
+        raise InvalidInput(f"--init-from {config.init_from}: bundles with a latent shift are not supported")
     return parent
 
 
@@ -203,7 +204,7 @@ def _copy_unet_weights(parent: LatentDiffusion, unet: UNet2DModel, config: Prior
     try:
         unet.load_state_dict(parent.denoiser.unet.state_dict())
     except RuntimeError as err:  # torch's strict check: missing/unexpected keys or shape mismatches
-        raise ValueError(f"--init-from {config.init_from}: its UNet does not match preset {config.unet!r}: "
+        raise InvalidInput(f"--init-from {config.init_from}: its UNet does not match preset {config.unet!r}: "
                          f"{str(err).splitlines()[-1].strip()}") from err
 
 
@@ -219,7 +220,7 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
     ckpt_dir = Path(config.output) / "training" / "checkpoints"
     latest = latest_checkpoint(ckpt_dir) if config.resume else None
     if (Path(config.output) / "model_index.json").is_file() and latest is None and not config.force:
-        raise ValueError(f"--output {config.output} already holds a model bundle; choose a new folder, or pass --force "
+        raise InvalidInput(f"--save-to {config.output} already holds a model bundle; choose a new folder, or pass --force "
                          "to train a new prior over it")
     files = usable_images(list_images(config.data)[: config.limit], 16)
     data_fingerprint = fingerprint_files(files)
@@ -227,14 +228,14 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
         saved = json.loads((latest / "state.json").read_text())
         check_resume(saved["config"], asdict(config), latest, paths=("data", "autoencoder", "init_from"))
         if saved.get("data_fingerprint", data_fingerprint) != data_fingerprint:
-            raise ValueError(f"cannot resume {latest}: the images in {config.data} changed since it was written "
+            raise InvalidInput(f"cannot resume {latest}: the images in {config.data} changed since it was written "
                              "(names or content); rerun with the same images or start over with --no-resume")
     autoencoder = load_autoencoder(config.autoencoder).eval().requires_grad_(False)
     if config.image_size % autoencoder.downsample_factor:
-        raise ValueError(f"image_size {config.image_size} is not a multiple of the autoencoder's "
+        raise InvalidInput(f"image_size {config.image_size} is not a multiple of the autoencoder's "
                          f"downsampling {autoencoder.downsample_factor}")
     if config.unet not in UNET_PRESETS:
-        raise ValueError(f"unknown UNet preset {config.unet!r}; choose one of {', '.join(UNET_PRESETS)}")
+        raise InvalidInput(f"unknown UNet preset {config.unet!r}; choose one of {', '.join(UNET_PRESETS)}")
     parent = _load_parent(config, autoencoder) if config.init_from else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -288,7 +289,7 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
 
     def on_checkpoint(done: int, running: float) -> None:
         if not math.isfinite(running):  # never checkpoint, let alone save, a diverged model
-            raise ValueError(f"training diverged at step {done} (loss {running}); lower --lr (or raise "
+            raise InvalidInput(f"training diverged at step {done} (loss {running}); lower --lr (or raise "
                              "--warmup-steps) and resume from the last checkpoint")
         history.append({"step": done, "loss": running})
         log.info("train-prior step %d/%d: loss %.4f", done, config.steps, running)

@@ -5,7 +5,7 @@ and is trained with Adam on fresh degradations of a folder of clean images: per 
 level ``t ~ U[train_range]`` and fresh measurement noise. Every step's data and degradation are a
 pure function of ``(seed, step)``, so a resumed run continues exactly where it stopped. The
 encoder with the lowest validation loss is written into the bundle: ``--model`` itself, or the
-bundle ``--output`` (required for ``demo`` and diffusers pipeline folders, which are never
+bundle ``--save-to`` (required for ``demo`` and diffusers pipeline folders, which are never
 written; see :mod:`flash_wrap.apps.bundles`).
 """
 
@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Sampler
 
+from ...errors import InvalidInput
 from ...images import ImageFolder, list_images, usable_images
 from ...models import LatentDiffusion
 from ...models._io import read_json
@@ -138,11 +139,11 @@ def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = No
         _check_target(config, target)
     if copy:  # the model is written as a bundle first; its encoder is added at the end
         try:
-            _split(config, files)  # refused before any bundle is copied to --output
+            _split(config, files)  # refused before any bundle is copied to --save-to
             model = LatentDiffusion.from_pretrained(config.model, prompt=config.prompt)
         except BaseException:
             if target.is_dir() and not any(target.iterdir()):
-                target.rmdir()  # a refused model leaves no empty --output behind
+                target.rmdir()  # a refused model leaves no empty --save-to behind
             raise
         if main_process():
             write_bundle(model, target, source=config.model)
@@ -157,11 +158,11 @@ def _split(config: SeverityTrainingConfig, files: list[Path]) -> tuple[list[Path
     """The training and validation images: the last ``--val-images`` (at most a fifth) held out."""
     n_val = min(config.val_images, len(files) // 5)
     if n_val < config.val_images:
-        raise ValueError(f"--val-images {config.val_images} asks for more than a fifth of the {len(files)} images in "
+        raise InvalidInput(f"--val-images {config.val_images} asks for more than a fifth of the {len(files)} images in "
                          f"{config.data}; use at most {len(files) // 5} (or more images)")
     train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val :]
     if not train_files:
-        raise ValueError(f"no training images left in {config.data} after holding out {n_val} for validation")
+        raise InvalidInput(f"no training images left in {config.data} after holding out {n_val} for validation")
     return train_files, val_files
 
 
@@ -189,10 +190,10 @@ def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentD
         saved = load_checkpoint(previous, encoder, optimizer)
         check_resume(saved["config"], asdict(config), previous, paths=("model", "data", "init_from"))
         if saved.get("data_fingerprint", data_fingerprint) != data_fingerprint:
-            raise ValueError(f"cannot resume {previous}: the images in {config.data} changed since it was written "
+            raise InvalidInput(f"cannot resume {previous}: the images in {config.data} changed since it was written "
                              "(names or content); rerun with the same images or start over with --no-resume")
         if saved["step"] > config.steps:
-            raise ValueError(f"checkpoint {previous} is at step {saved['step']}, beyond --steps {config.steps}")
+            raise InvalidInput(f"checkpoint {previous} is at step {saved['step']}, beyond --steps {config.steps}")
         first, history, best = saved["step"], saved["history"], saved["best"]
         log.info("resuming from %s (step %d)", previous, first)
 
@@ -214,7 +215,7 @@ def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentD
     def on_checkpoint(done: int, running: float) -> None:
         nonlocal best
         if not math.isfinite(running):
-            raise ValueError(f"training diverged at step {done} (loss {running}); lower --lr and resume from the "
+            raise InvalidInput(f"training diverged at step {done} (loss {running}); lower --lr and resume from the "
                              "last checkpoint")
         val = _validate(accelerator.unwrap_model(encoder), model, task, val_files, config)
         history.append({"step": done, "train_loss": running, **val})
@@ -260,8 +261,8 @@ def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
     """Before any work: an encoder the target bundle already has is replaced only when asked."""
     index = read_json(target / "model_index.json")
     if config.task in index.get("severity_tasks", []) and not config.force:
-        raise ValueError(f"{target} already has a trained {config.task} encoder; pass --force to replace it "
-                         "(the old one stays until the new one is written), or write a new bundle with --output")
+        raise InvalidInput(f"{target} already has a trained {config.task} encoder; pass --force to replace it "
+                         "(the old one stays until the new one is written), or write a new bundle with --save-to")
 
 
 def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target: Path) -> None:
@@ -269,18 +270,18 @@ def _check_prompt(config: SeverityTrainingConfig, model: LatentDiffusion, target
     prompt (default: the empty one) must be the one the bundle was written with."""
     if folder_kind(config.model) != "pipeline":
         if config.prompt is not None:
-            raise ValueError(f"--prompt applies to diffusers pipeline folders; {config.model} is a bundle, which keeps "
+            raise InvalidInput(f"--prompt applies to diffusers pipeline folders; {config.model} is a bundle, which keeps "
                              "the conditioning it was written with")
         return
     if model.denoiser.conditioning_source is None:
         if config.prompt is not None:
-            raise ValueError(f"--prompt: {config.model} has an unconditional UNet, which takes no text conditioning")
+            raise InvalidInput(f"--prompt: {config.model} has an unconditional UNet, which takes no text conditioning")
         return
     wanted = f"text encoder, prompt {config.prompt or ''!r}"
     if model.denoiser.conditioning_source != wanted:
-        raise ValueError(f"--prompt {config.prompt or ''!r}: the bundle {target} was written with the conditioning "
+        raise InvalidInput(f"--prompt {config.prompt or ''!r}: the bundle {target} was written with the conditioning "
                          f"{model.denoiser.conditioning_source}; a bundle keeps its conditioning (pass the same "
-                         "--prompt, or write a new bundle to another --output)")
+                         "--prompt, or write a new bundle to another --save-to)")
 
 
 def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, config: SeverityTrainingConfig) -> dict:
@@ -294,7 +295,7 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
     try:
         encoder.load_state_dict(parent.severity_encoder(config.task).state_dict())
     except RuntimeError as err:  # e.g. the same kind of autoencoder with other channel counts
-        raise ValueError(f"--init-from {config.init_from}: its {config.task} encoder does not fit this model: "
+        raise InvalidInput(f"--init-from {config.init_from}: its {config.task} encoder does not fit this model: "
                          f"{str(err).splitlines()[-1].strip()}") from err
     return dict(parent.severity_metadata.get(config.task, {}))
 

@@ -1,0 +1,19 @@
+"""``flash-wrap compare``: the paper-style Markdown table of one or more eval results."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "compare"
+HELP = "print the paper-style Markdown table of one or more eval results"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", help="results folders written by flash-wrap eval")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation.compare import compare
+
+    print(compare(args.results))
+    return 0

@@ -1,0 +1,79 @@
+"""``flash-wrap eval``: Flash(solver) against the bare solver and fixed starts on an image folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range
+from ..options import add_device, given
+from ..precheck import check_input_folder, check_model_path, check_solver_name, check_task_name, check_unused_results
+
+NAME = "eval"
+HELP = "Flash(solver) vs the bare solver and fixed starts on an image folder"
+#: EvalConfig fields the options set under the same name
+FIELDS = ("data", "task", "solver", "out", "model", "steps", "scheduler", "baseline", "fixed_start", "seed", "limit",
+          "batch_size", "device", "channels_last", "skip_unreadable", "severity_from", "baseline_steps",
+          "baseline_scheduler")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    keep = argparse.SUPPRESS  # options left out take EvalConfig's defaults
+    parser.add_argument("--data", required=True, help="folder of clean images (png/jpg), centre-cropped and resized")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--solver", default="latent-dps")
+    parser.add_argument("--model", default=keep,
+                        help="model bundle folder, a diffusers pipeline folder, or 'demo' (the default)")
+    parser.add_argument("--severity-from", metavar="BUNDLE", default=keep,
+                        help="use this bundle's severity encoder for --task (e.g. one train-severity or import-encoder "
+                             "wrote from the pipeline folder given as --model); its autoencoder must be the model's")
+    parser.add_argument("--steps", type=POSITIVE, default=keep,
+                        help="grid length (default: the solver's own; fewer implies DDIM)")
+    parser.add_argument("--scheduler", choices=["ddpm", "ddim"], default=keep)
+    parser.add_argument("--baseline", action="store_true", default=keep,
+                        help="also run the bare solver from pure noise")
+    parser.add_argument("--baseline-steps", type=POSITIVE, metavar="N", default=keep,
+                        help="the bare solver's own grid length (default: --steps), e.g. --steps 100 --baseline-steps "
+                             "1000: Flash on DDIM-100 against the 1000-step baseline (needs --baseline)")
+    parser.add_argument("--baseline-scheduler", choices=["ddpm", "ddim"], default=keep,
+                        help="the bare solver's own sampler (default: --scheduler; ddpm alone means every timestep; "
+                             "needs --baseline)")
+    parser.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", default=keep,
+                        help="also run fixed start indices K (CCDF-L style)")
+    add_level_range(parser)
+    parser.add_argument("--seed", type=SEED, default=keep)
+    parser.add_argument("--limit", type=POSITIVE, default=keep, help="use only the first N images")
+    parser.add_argument("--batch-size", type=POSITIVE, default=keep)
+    add_device(parser, "cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
+    parser.add_argument("--channels-last", action="store_true", default=keep,
+                        help="NHWC convolutions: ~20%% faster on CPU, same results up to float rounding")
+    parser.add_argument("--out", required=True, help="results folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (same arguments, model content and images; "
+                             "refused otherwise)")
+    parser.add_argument("--skip-unreadable", action="store_true", default=keep,
+                        help="skip (and name) images that cannot be used instead of refusing the whole run")
+
+
+def check(args: argparse.Namespace) -> None:
+    check_task_name(args.task)
+    check_solver_name(args.solver)
+    check_input_folder(args.data, "--data")
+    if hasattr(args, "model"):
+        check_model_path(args.model)
+    check_unused_results(args.out, "images.jsonl", resume=args.resume)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation.compare import table
+    from ..evaluation.runner import EvalConfig, evaluate
+    from ..runs import main_process
+
+    options = given(args, FIELDS)
+    if args.severity_range:
+        options["severity_range"] = tuple(args.severity_range)
+    result = evaluate(EvalConfig(**options), resume=args.resume)
+    if not main_process():
+        return 0
+    print(table(result))
+    print(f"\nresults: {args.out}/results.json, {args.out}/images.csv and figures")
+    return 0
