@@ -38,15 +38,22 @@ def _solver(name: str) -> type[Solver]:
 
 
 class Registers:
-    """A plugin object whose hook registers the given objects."""
+    """A plugin object whose solver hook (or, with ``kind="tasks"``, task hook) registers the given objects."""
 
-    def __init__(self, *objects: object) -> None:
-        self.objects = objects
+    def __init__(self, *objects: object, kind: str = "solvers") -> None:
+        self.objects, self.kind = objects, kind
+
+    def _give(self, register, kind: str) -> None:
+        for obj in self.objects if kind == self.kind else ():
+            register(obj)
 
     @hookimpl
     def flash_wrap_register_solvers(self, register):
-        for obj in self.objects:
-            register(obj)
+        self._give(register, "solvers")
+
+    @hookimpl
+    def flash_wrap_register_tasks(self, register):
+        self._give(register, "tasks")
 
 
 class Raises:
@@ -121,11 +128,13 @@ def test_registering_a_non_solver_marks_the_plugin_broken(registered, match):
     assert [b.plugin for b in registry.broken] == ["odd"] and registry.solvers == {}
 
 
-def test_a_name_registered_twice_in_one_plugin_is_refused():
+@pytest.mark.parametrize("kind", ["solver", "task"])
+def test_a_name_registered_twice_in_one_plugin_is_refused(kind):
     registry = PluginRegistry.empty()
-    with pytest.warns(UserWarning, match="registers a solver name twice"):
-        registry.register_plugin(Registers(_solver("x"), _solver("x")), "twice")
-    assert registry.solvers == {} and [b.plugin for b in registry.broken] == ["twice"]
+    twice = (_solver("x"), _solver("x")) if kind == "solver" else (_task("x-blur"), _task("x-blur"))
+    with pytest.warns(UserWarning, match=f"registers a {kind} name twice"):
+        registry.register_plugin(Registers(*twice, kind=f"{kind}s"), "twice")
+    assert registry.solvers == {} and registry.tasks == {} and [b.plugin for b in registry.broken] == ["twice"]
 
 
 def test_a_name_two_plugins_register_is_a_conflict_that_names_both():
@@ -197,16 +206,9 @@ def _task(name: str, official: tuple[str, ...] = ()) -> Task:
                 lambda t, size, noise, seeds: GaussianBlur(1.0 + t, noise), official_operators=official)
 
 
-class RegistersTasks:
+def RegistersTasks(*objects: object) -> Registers:
     """A plugin object whose task hook registers the given objects."""
-
-    def __init__(self, *objects: object) -> None:
-        self.objects = objects
-
-    @hookimpl
-    def flash_wrap_register_tasks(self, register):
-        for obj in self.objects:
-            register(obj)
+    return Registers(*objects, kind="tasks")
 
 
 def test_the_built_in_tasks_come_from_one_module_listed_under_each_name():
@@ -240,11 +242,10 @@ def test_a_plugin_registers_solvers_and_tasks_together():
 
 def test_an_unknown_task_lists_the_known_ones():
     registry = PluginRegistry.empty()
-    with pytest.raises(PluginError, match="unknown task 'blur'; known tasks: none$"):
-        registry.task("blur")
-    registry.register_plugin(RegistersTasks(_task("b-blur"), _task("a-blur")), "two")
-    with pytest.raises(LookupError, match="unknown task 'blur'; known tasks: a-blur, b-blur$"):
-        registry.task("blur")
+    for registered, known in (((), "none"), ((_task("b-blur"), _task("a-blur")), "a-blur, b-blur")):
+        registry.register_plugin(RegistersTasks(*registered), f"plugin-{known}")
+        with pytest.raises(PluginError, match=f"unknown task 'blur'; known tasks: {known}$"):
+            registry.task("blur")
 
 
 @pytest.mark.parametrize("registered", [object(), "gaussian-blur", GaussianBlur(1.0)])
@@ -271,11 +272,6 @@ def test_a_broken_task_plugin_drops_its_solvers_too():
     assert registry.solvers == {} and registry.tasks == {}
 
 
-def test_a_task_name_registered_twice_in_one_plugin_is_refused():
-    registry = PluginRegistry.empty()
-    with pytest.warns(UserWarning, match="registers a task name twice"):
-        registry.register_plugin(RegistersTasks(_task("x-blur"), _task("x-blur")), "twice")
-    assert registry.tasks == {} and [b.plugin for b in registry.broken] == ["twice"]
 
 
 def test_a_third_party_cannot_take_a_built_in_task_name():

@@ -83,3 +83,14 @@ def add_training_device(parser: argparse.ArgumentParser) -> None:
 def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The options among ``names`` that the user gave (absent ones take the callee's defaults)."""
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def run_options(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """:func:`given`, with ``--severity-range`` as the config's tuple and ``--device cpu|cuda`` of
+    the training commands as their ``cpu`` flag."""
+    options = given(args, names)
+    if getattr(args, "severity_range", None):
+        options["severity_range"] = tuple(args.severity_range)
+    if "device" not in names and hasattr(args, "device"):  # a training command's --device cpu|cuda
+        options["cpu"] = args.device == "cpu"
+    return options

@@ -9,36 +9,28 @@ from __future__ import annotations
 
 import torch
 
-from flash_wrap import hookimpl
-from flash_wrap.operators import (
-    REFERENCE_SIZE,
-    GaussianBlur,
-    NonlinearMotionBlur,
-    Operator,
-    RandomInpainting,
-    SuperResolution,
-    Task,
-)
+from flash_wrap import hookimpl, operators
+from flash_wrap.operators import Operator, Task
 
 
 def _scale(image_size: int) -> float:
-    return image_size / REFERENCE_SIZE
+    return image_size / operators.REFERENCE_SIZE
 
 
 def _gaussian_blur(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return GaussianBlur((0.3 + 2.7 * t) * _scale(size), noise_std)
+    return operators.GaussianBlur((0.3 + 2.7 * t) * _scale(size), noise_std)
 
 
 def _random_inpainting(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return RandomInpainting(0.8 * t, noise_std)
+    return operators.RandomInpainting(0.8 * t, noise_std)
 
 
 def _motion_blur(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return NonlinearMotionBlur((2 + 30 * t) * _scale(size), 1.5 + 2.0 * t, seed, noise_std)
+    return operators.NonlinearMotionBlur((2 + 30 * t) * _scale(size), 1.5 + 2.0 * t, seed, noise_std)
 
 
 def _super_resolution(t: torch.Tensor, size: int, noise_std: float, seed: torch.Tensor) -> Operator:
-    return SuperResolution(4, noise_std)
+    return operators.SuperResolution(4, noise_std)
 
 
 GAUSSIAN_BLUR = Task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range
-from ..options import add_device, given
+from ..options import add_device, run_options
 from ..precheck import check_input_folder, check_model_path, check_solver_name, check_task_name, check_unused_results
 
 NAME = "eval"
@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.runner import EvalConfig, evaluate
     from ..runs import main_process
 
-    options = given(args, FIELDS)
-    if args.severity_range:
-        options["severity_range"] = tuple(args.severity_range)
+    options = run_options(args, FIELDS)
     result = evaluate(EvalConfig(**options), resume=args.resume)
     if not main_process():
         return 0

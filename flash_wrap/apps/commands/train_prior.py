@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..arguments import NON_NEGATIVE, POSITIVE, SEED, number
-from ..options import add_renamed, add_training_device, given
+from ..options import add_renamed, add_training_device, run_options
 from ..precheck import check_input_folder
 
 NAME = "train-prior"
@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import main_process
     from ..training.prior import PriorTrainingConfig, train_prior
 
-    options = given(args, FIELDS)
-    if hasattr(args, "device"):
-        options["cpu"] = args.device == "cpu"
+    options = run_options(args, FIELDS)
     summary = train_prior(PriorTrainingConfig(**options))
     if not main_process():
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..arguments import NON_NEGATIVE, POSITIVE, SEED, number
-from ..options import add_renamed, add_training_device, given
+from ..options import add_renamed, add_training_device, run_options
 from ..precheck import check_input_folder, check_model_path, check_task_name
 
 NAME = "train-severity"
@@ -60,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import main_process
     from ..training.severity import SeverityTrainingConfig, train_severity
 
-    options = given(args, FIELDS)
-    if hasattr(args, "device"):
-        options["cpu"] = args.device == "cpu"
+    options = run_options(args, FIELDS)
     summary = train_severity(SeverityTrainingConfig(**options))
     if not main_process():
         return 0

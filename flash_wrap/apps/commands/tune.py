@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..arguments import POSITIVE, SEED, add_level_range, number
-from ..options import add_device, add_renamed, given
+from ..options import add_device, add_renamed, run_options
 from ..precheck import check_input_folder, check_model_path, check_solver_name, check_task_name, check_unused_results
 
 NAME = "tune"
@@ -68,9 +68,7 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..tune import FIGURE, RECORDS, RESULT, TuneConfig, table, tune
 
-    options = given(args, FIELDS)
-    if args.severity_range:
-        options["severity_range"] = tuple(args.severity_range)
+    options = run_options(args, FIELDS)
     result = tune(TuneConfig(**options), resume=args.resume)
     best, written = result["best"], result["written"]
     print(table(result))
