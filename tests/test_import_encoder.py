@@ -27,6 +27,7 @@ from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel
 from safetensors.torch import save_file
 
 from flash_wrap import hookimpl
+from flash_wrap.apps import precheck
 from flash_wrap.apps.cli import main
 from flash_wrap.models import LatentDiffusion
 from flash_wrap.operators import RandomInpainting, Task
@@ -540,12 +541,14 @@ def test_a_registered_task_declares_the_official_operators_it_imports(official, 
     registry = load_registry(strict=True)
     registry.register_plugin(BoxTask(), "box-plugin", "box-dist 1.0")
     monkeypatch.setattr("flash_wrap.apps.import_encoder.get_registry", lambda: registry)
+    declared = precheck.entry_point_names() | {"centre-box"}  # as the plugin's entry point would declare it
+    monkeypatch.setattr(precheck, "entry_point_names", lambda: declared)
     box = {"type": "inpainting", "mask_type": "box", "box_size": 128, "scheduling": "linear"}
     file, out = _official_ckpt(official, tmp_path, box), tmp_path / "imported"
-    assert _import(file, bundle, "random-inpainting", "--output", str(out)) == 2
+    assert _import(file, bundle, "random-inpainting", "--save-to", str(out)) == 2
     assert "mask_type 'box' (flash-wrap task centre-box), not random-inpainting; pass --task centre-box" in (
         _error_line(capsys))
-    assert _import(file, bundle, "centre-box", "--output", str(out)) == 0, capsys.readouterr().err
+    assert _import(file, bundle, "centre-box", "--save-to", str(out)) == 0, capsys.readouterr().err
     assert _training(out, "centre-box")["task_checked"] is True
 
 
