@@ -374,6 +374,48 @@ class SolverContract:
             torch.testing.assert_close(alone.latents[0], together.latents[i], atol=tol, rtol=tol)
             torch.testing.assert_close(alone.images[0], together.images[i], atol=tol, rtol=tol)
 
+    def test_rows_at_different_grid_indices_step_as_if_alone(self) -> None:
+        """One step whose rows sit at *different* grid indices (as the slot scheduler hands them)
+        gives each row what a step of that row alone at its own index gives (float64, within
+        ``batch_tolerance``): per-row timesteps, coefficients and stages, nothing taken from row 0."""
+        y, operator = self.problem(self.first_task, (0.1, 0.3, 0.2))
+        model = self.make_model().double()
+        solver = self.make_solver(model)
+        top = solver.sampler.num_steps - 1
+        ks = sorted({top, top // 2, 0}, reverse=True)
+        if len(ks) < 2:
+            pytest.skip(f"a grid of {top + 1} steps has no two different indices")
+        ks = (ks * 3)[:3]
+        z = torch.randn(3, *model.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        together = solver.step(make_state(solver, z, y, operator, ks, generators([1, 2, 3])))
+        tol = self.batch_tolerance
+        for i, k in enumerate(ks):
+            alone = solver.step(make_state(solver, z[i : i + 1], y[i : i + 1], self.rows_of(operator, i), k,
+                                           generators([1 + i])))
+            torch.testing.assert_close(together[i], alone[0], atol=tol, rtol=tol,
+                                       msg=lambda m, i=i, k=k: f"row {i} at grid index {k}: {m}")
+
+    def test_a_stream_gives_each_sample_its_fixed_batch_result(self) -> None:
+        """Streamed over two slots (samples entering and leaving at their own starts, steps with
+        rows at different indices), each sample gets the result of the fixed-batch path, bare and
+        in ``Flash`` (float64, within ``batch_tolerance``), with the same NFE and decoder calls."""
+        y, operator = self.problem(self.first_task, (0.1, 0.3, 0.2))
+        solver = self.make_solver(self.make_model().double())
+        starts = self.mixed_starts(solver)
+        seeds = [10, 11, 12]
+        tol = self.batch_tolerance
+        for runner in (solver, Flash(solver, fixed_start=starts)):
+            fixed = runner.reconstruct(y, operator, generators(seeds), progress=False)
+            samples = [(y[i : i + 1], self.rows_of(operator, i), torch.Generator().manual_seed(s))
+                       for i, s in enumerate(seeds)]
+            streamed = {r.index: r.reconstruction for r in runner.stream(samples, slots=2, progress=False)}
+            assert sorted(streamed) == [0, 1, 2], f"the stream handed back samples {sorted(streamed)}"
+            for i, out in streamed.items():
+                assert out.nfe.tolist() == [int(fixed.nfe[i])], (i, out.nfe, fixed.nfe)
+                assert out.decoder_calls.tolist() == [int(fixed.decoder_calls[i])], (i, out.decoder_calls)
+                torch.testing.assert_close(out.latents[0], fixed.latents[i], atol=tol, rtol=tol)
+                torch.testing.assert_close(out.images[0], fixed.images[i], atol=tol, rtol=tol)
+
     # -- one step -------------------------------------------------------------------------------
     def test_a_step_keeps_no_autograd_graph(self) -> None:
         """A step returns latents without an autograd graph, leaves its input untouched (no
