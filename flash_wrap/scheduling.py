@@ -137,6 +137,8 @@ def stream(
         callback: ``callback(state, output)`` after every batched step, before the process-wide
             observers; ``state.rows`` holds the busy samples' input positions and ``state.index``
             their own grid indices.
+    A bare solver streams through this function; ``Flash`` also as ``flash.stream(samples, ...)``.
+
     Returns:
         A :class:`Stream`: iterate it for :class:`StreamResult` in completion order. At most
         ``slots`` samples (plus ``window``) are held; a sample with start step 0 is decoded
@@ -145,7 +147,18 @@ def stream(
         InvalidInput, WrongType: now for ``slots``, ``window``, ``callback``, ``flash``; while
             iterating, before a sample is encoded, for that sample (naming its index).
     """
-    return Stream(solver, samples, slots=slots, flash=flash, window=window, progress=progress, callback=callback)
+    _check_count(slots, "slots")
+    if window is not None:
+        _check_count(window, "window")
+    check_callback(callback)
+    if flash is not None and getattr(flash, "solver", None) is not solver:
+        raise InvalidInput("stream: flash must wrap the solver the stream runs (flash.solver is solver); "
+                           "call flash.stream(samples) instead")
+    try:
+        items = iter(samples)
+    except TypeError:
+        raise WrongType(f"samples must be an iterable of (y, operator, generator), got {type(samples).__name__}") from None
+    return Stream(solver, flash, items, slots, window, progress, observers_for(callback))
 
 
 @dataclass
@@ -174,7 +187,8 @@ class _Batch:
 
 
 class Stream:
-    """An iterator of :class:`StreamResult` in completion order (built by :func:`stream`).
+    """An iterator of :class:`StreamResult` in completion order (built by :func:`stream`, which
+    checks the arguments; the samples are read as it is iterated).
 
     Attributes:
         stats: :class:`SlotStats` of the batched steps so far (``slots`` = the stream's slots).
@@ -183,28 +197,16 @@ class Stream:
     def __init__(
         self,
         solver: Solver,
-        samples: Iterable[Sample],
-        *,
-        slots: int = 16,
-        flash: Flash | None = None,
-        window: int | None = None,
-        progress: bool | None = None,
-        callback: StepCallback | None = None,
+        flash: Flash | None,
+        items: Iterator[Any],
+        slots: int,
+        window: int | None,
+        progress: bool | None,
+        observers: list[StepCallback],
     ) -> None:
-        _check_count(slots, "slots")
-        if window is not None:
-            _check_count(window, "window")
-        check_callback(callback)
-        if flash is not None and getattr(flash, "solver", None) is not solver:
-            raise InvalidInput("stream: flash must wrap the solver the stream runs (flash.solver is solver); "
-                               "call flash.stream(samples) instead")
-        try:
-            items = iter(samples)
-        except TypeError:
-            raise WrongType(f"samples must be an iterable of (y, operator, generator), got {type(samples).__name__}") from None
         self.solver, self.flash, self.slots, self.window = solver, flash, slots, window
         self.stats = SlotStats(slots)
-        self._observers = observers_for(callback)
+        self._observers = observers
         self._first: tuple[int, tuple[int, ...], str | None, float] | None = None
         self._held: dict[int, int] = {}  # id(generator) -> sample index, for samples read and not yet handed back
         self._results = self._run(items, progress)

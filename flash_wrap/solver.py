@@ -22,7 +22,7 @@ belong to flash-wrap. Subclass contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -38,7 +38,6 @@ from .result import Reconstruction
 from .rng import GeneratorArg, randn
 from .runner import StartPoint, StepCallback, check_callback, reconstruct_from
 from .samplers import Sampler
-from .scheduling import Stream, stream
 from .state import StepState
 
 
@@ -187,7 +186,7 @@ class Solver(ABC):
         )
 
     def start_point(self, y: torch.Tensor, operator: Operator, generator: GeneratorArg = None) -> StartPoint:
-        """The bare start, used by :meth:`reconstruct` and by :meth:`stream`: validate ``y``
+        """The bare start, used by :meth:`reconstruct` and by :func:`flash_wrap.scheduling.stream`: validate ``y``
         (:meth:`prepare`), draw pure noise ``z ~ N(0, I)`` ``(B, C, h, w)`` from ``generator`` and start
         every sample at the top of the grid (``start = M``), with the bare run's hyper-parameters."""
         y = self.prepare(y, operator, generator)
@@ -196,20 +195,6 @@ class Solver(ABC):
         z = randn((batch, *self.model.latent_shape), generator, device=self.model.device, dtype=self.model.dtype)
         start = torch.full((batch,), self.grid.steps, dtype=torch.long, device=self.model.device)
         return StartPoint(y, z, start, params)
-
-    def stream(
-        self,
-        samples: Iterable[tuple[torch.Tensor, Operator, torch.Generator]],
-        *,
-        slots: int = 16,
-        window: int | None = None,
-        progress: bool | None = None,
-        callback: StepCallback | None = None,
-    ) -> Stream:
-        """The bare solver over a dataset by continuous batching: every sample starts at the top of
-        the grid from its own pure noise; see :func:`flash_wrap.scheduling.stream` for ``samples``,
-        ``slots``, ``window`` and what the returned :class:`~flash_wrap.scheduling.Stream` yields."""
-        return stream(self, samples, slots=slots, window=window, progress=progress, callback=callback)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(grid={self.grid.label()!r}, overrides={self.overrides})"

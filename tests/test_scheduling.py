@@ -12,7 +12,6 @@ from flash_wrap.errors import FlashWrapError
 from flash_wrap.operators import GaussianBlur, RandomInpainting
 from flash_wrap.registry import get_solver
 from flash_wrap.scheduling import SlotStats, StreamResult, bucket_batches, start_order, stream
-from flash_wrap.start import start_index
 from flash_wrap.testing import ProgrammedSeverity, generators, smooth_images, tiny_model
 
 STEPS = 20
@@ -97,7 +96,7 @@ def test_streamed_and_fixed_batch_results_agree_per_image_in_float32(name):
     # rounding by orders of magnitude per step, alone vs batched alike (float64 below is exact)
     short = get_solver(name)(solver.model, steps=4, **FAST.get(name, {}))
     bare = short.reconstruct(y[:3], op.select([0, 1, 2]), generators(SEEDS[:3]), progress=False)
-    _assert_same_per_image(_by_index(short.stream(_samples(y, op)[:3], slots=2, progress=False)), bare, 1e-4)
+    _assert_same_per_image(_by_index(stream(short, _samples(y, op)[:3], slots=2, progress=False)), bare, 1e-4)
 
 
 @pytest.mark.parametrize("window", [None, 4])
@@ -109,7 +108,7 @@ def test_streamed_and_fixed_batch_results_agree_exactly_in_float64(window):
     streamed = _by_index(flash.stream(_samples(y, op), slots=3, window=window, progress=False))
     _assert_same_per_image(streamed, fixed, 1e-9)
     bare = solver.reconstruct(y, op, generators(SEEDS), progress=False)
-    _assert_same_per_image(_by_index(solver.stream(_samples(y, op), slots=4, window=window, progress=False)), bare, 1e-9)
+    _assert_same_per_image(_by_index(stream(solver, _samples(y, op), slots=4, window=window, progress=False)), bare, 1e-9)
 
 
 def test_a_three_dimensional_measurement_is_one_sample():
@@ -252,9 +251,9 @@ class Untouchable:
 )
 def test_bad_arguments_are_refused_before_the_samples_are_read(kwargs, match):
     solver = Prior(_model(), steps=STEPS)
-    for runner in (solver, Flash(solver)):
+    for flash in (None, Flash(solver)):
         with pytest.raises(FlashWrapError, match=match) as err:
-            runner.stream(Untouchable(), **kwargs)
+            stream(solver, Untouchable(), flash=flash, **kwargs)
         assert "\n" not in str(err.value)
 
 
@@ -264,7 +263,7 @@ def test_a_flash_of_another_solver_and_samples_that_are_not_iterable_are_refused
     with pytest.raises(FlashWrapError, match="flash must wrap the solver"):
         stream(solver, [], flash=Flash(Prior(model, steps=STEPS)))
     with pytest.raises(TypeError, match="samples must be an iterable"):
-        solver.stream(5)
+        stream(solver, 5)
 
 
 def _bad_samples(y, op):
@@ -296,8 +295,8 @@ def test_a_bad_sample_is_refused_in_one_line_before_any_step(case, monkeypatch):
         raise AssertionError("the denoiser ran before the sample was refused")
 
     monkeypatch.setattr(model.denoiser, "forward", refuse)
-    runners = [Flash(solver, fixed_start=[1, 2, 3])] if case == "fixed start too short" else [solver, Flash(solver)]
-    for runner in runners:
+    flashes = [Flash(solver, fixed_start=[1, 2, 3])] if case == "fixed start too short" else [None, Flash(solver)]
+    for flash in flashes:
         with pytest.raises(FlashWrapError, match=match) as err:
-            list(runner.stream(samples, slots=4, progress=False))
+            list(stream(solver, samples, slots=4, flash=flash, progress=False))
         assert "\n" not in str(err.value)

@@ -50,6 +50,7 @@ from ..operators import Operator
 from ..registry import get_task, task_names
 from ..result import Reconstruction
 from ..rng import generators
+from ..scheduling import stream
 from ..solver import Solver
 from ..start import MAX_NOISE_FRACTION, start_index
 from ..state import StepState
@@ -408,7 +409,8 @@ class SolverContract:
             fixed = runner.reconstruct(y, operator, generators(seeds), progress=False)
             samples = [(y[i : i + 1], self.rows_of(operator, i), torch.Generator().manual_seed(s))
                        for i, s in enumerate(seeds)]
-            streamed = {r.index: r.reconstruction for r in runner.stream(samples, slots=2, progress=False)}
+            flash = runner if isinstance(runner, Flash) else None
+            streamed = {r.index: r.reconstruction for r in stream(solver, samples, slots=2, flash=flash, progress=False)}
             assert sorted(streamed) == [0, 1, 2], f"the stream handed back samples {sorted(streamed)}"
             for i, out in streamed.items():
                 assert out.nfe.tolist() == [int(fixed.nfe[i])], (i, out.nfe, fixed.nfe)
