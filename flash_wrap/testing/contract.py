@@ -23,7 +23,9 @@ Why these invariants (``plugins/README.md`` §5–7 states them for authors):
   next step and the observers get.
 * **A sample's result is its own.** With one generator per sample, a reconstruction must not
   depend on the batch it ran in (no batch-wide norms, noise or stopping rules), and the same
-  generators must give bit-identical results.
+  generators must give bit-identical results. The slot scheduler (:mod:`flash_wrap.scheduling`)
+  steps rows that sit at different grid indices in one step, so each row's update must use its
+  own index, and a stream must give each sample its fixed-batch result.
 * **No hidden state.** A step keeps no autograd graph (memory would grow with every step) and
   does not depend on whether its caller has autograd on.
 * **Fail early.** Bad measurements and operators the solver cannot handle are refused before
