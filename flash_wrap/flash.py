@@ -8,7 +8,7 @@ Flash changes *where* the solver starts and *from what*, nothing else:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -17,7 +17,8 @@ from .errors import InvalidInput, WrongType
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg
-from .runner import StepCallback, check_callback, reconstruct_from
+from .runner import StartPoint, StepCallback, check_callback, reconstruct_from
+from .scheduling import Stream, stream
 from .solver import Solver
 from .start import correct_noise, start_index
 
@@ -81,8 +82,32 @@ class Flash:
             :class:`Reconstruction` with ``sigma_hat`` (predicted variance ``v``), ``start_step``
             (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample.
         """
-        solver, model = self.solver, self.solver.model
         check_callback(callback)
+        point = self.start_point(y, operator, generator)
+        return reconstruct_from(
+            self.solver, point.z, point.start, point.y, operator, generator, point.params, progress=progress,
+            callback=callback, sigma_hat=point.sigma_hat, z_hat=point.z_hat,
+        )
+
+    def start_point(
+        self,
+        y: torch.Tensor,
+        operator: Operator,
+        generator: GeneratorArg = None,
+        *,
+        positions: Sequence[int] | None = None,
+    ) -> StartPoint:
+        """Flash's start, the one rule :meth:`reconstruct` and :meth:`stream` run from: validate ``y``,
+        encode it (``ẑ``, ``v``), pick each sample's start ``s = start_index(v)`` and correct the noise
+        (``z_s = √(1 − c·v)·ẑ + √(c·v)·ε``, ``ε`` from ``generator``).
+
+        Args:
+            y, operator, generator: as for :meth:`reconstruct`.
+            positions: where these samples sit in the caller's whole sequence, to pick their entries
+                of a per-sample ``fixed_start`` (a stream passes ``[i]`` for sample ``i``); ``None``:
+                ``y``'s rows are the sequence.
+        """
+        solver, model = self.solver, self.solver.model
         y = solver.prepare(y, operator, generator)
         if operator.task is None:
             raise InvalidInput(f"{type(operator).__name__} belongs to no task, so no severity encoder applies")
@@ -100,13 +125,31 @@ class Flash:
             start = torch.full_like(variance, self.fixed_start, dtype=torch.long)
         else:
             start = torch.as_tensor(self.fixed_start, dtype=torch.long, device=variance.device).reshape(-1)
+            if positions is not None:
+                if max(positions) >= start.numel():
+                    raise InvalidInput(f"fixed_start has {start.numel()} entries but sample {max(positions)} came; "
+                                       "give one start per sample of the whole sequence")
+                start = start[list(positions)]
             if start.shape != variance.shape:
                 raise InvalidInput(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
         z_start = correct_noise(z_hat, variance, c, generator)
-        return reconstruct_from(
-            solver, z_start, start, y, operator, generator, params, progress=progress, callback=callback,
-            sigma_hat=variance, z_hat=z_hat,
-        )
+        return StartPoint(y, z_start, start, params, sigma_hat=variance, z_hat=z_hat)
+
+    def stream(
+        self,
+        samples: Iterable[tuple[torch.Tensor, Operator, torch.Generator]],
+        *,
+        slots: int = 16,
+        window: int | None = None,
+        progress: bool | None = None,
+        callback: StepCallback | None = None,
+    ) -> Stream:
+        """Flash over a dataset by continuous batching: each sample is encoded when it is read and
+        enters a free slot at its own start step (:meth:`start_point`); see
+        :func:`flash_wrap.scheduling.stream` for ``samples``, ``slots``, ``window`` and what the
+        returned :class:`~flash_wrap.scheduling.Stream` yields."""
+        return stream(self.solver, samples, slots=slots, flash=self, window=window, progress=progress,
+                      callback=callback)
 
     def __repr__(self) -> str:
         return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start})"

@@ -10,6 +10,7 @@ read to the host once, before the loop; inside it no value is read back from the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +29,29 @@ if TYPE_CHECKING:
 #: ``callback(state, output)``: called after every reverse step with the step's state (``state.z``
 #: is its input) and the ``(b, C, h, w)`` latents it produced. Must not modify either.
 StepCallback = Callable[[StepState, torch.Tensor], Any]
+
+
+@dataclass
+class StartPoint:
+    """Where the reverse loop starts for a batch: what ``Solver.start_point`` (the bare rule: pure
+    noise at the top of the grid) and ``Flash.start_point`` (encode, start rule, noise correction)
+    return, and what both ``reconstruct`` and the slot scheduler run from.
+
+    Attributes:
+        y: ``(B, C', h', w')`` validated measurements on the model's device and dtype.
+        z: ``(B, C, h, w)`` latents at their start levels.
+        start: ``(B,)`` long grid indices in ``[0, M]``; sample ``i`` is stepped at ``start[i]−1, …, 0``.
+        params: the solver's hyper-parameters for the operator's task.
+        sigma_hat: ``(B,)`` the severity encoder's predicted variance (``None`` for a bare solver).
+        z_hat: ``(B, C, h, w)`` the severity encoder's latent estimate (``None`` for a bare solver).
+    """
+
+    y: torch.Tensor
+    z: torch.Tensor
+    start: torch.Tensor
+    params: dict[str, Any]
+    sigma_hat: torch.Tensor | None = None
+    z_hat: torch.Tensor | None = None
 
 
 def check_callback(callback: object) -> None:
@@ -57,6 +81,22 @@ def _step(solver: Solver, state: StepState, k: int) -> torch.Tensor:
             f"solver plugin {solver.name!r} failed at grid step {k}: {type(err).__name__}: {err} "
             "(run with -v for its traceback; report it to the plugin's authors)", plugin=solver.name, step=k,
         ) from err
+
+
+def advance(solver: Solver, state: StepState, k: int, observers: Sequence[StepCallback]) -> torch.Tensor:
+    """One reverse step of the busy rows in ``state``: ``solver.step`` (a plugin's exception named
+    with grid step ``k``), the contract check that it made a counted denoiser call, then the
+    observers. Returns the ``(b, C, h, w)`` next latents; ``state`` keeps the step's call counts.
+    The one step of both the runner's loop and the slot scheduler (:mod:`flash_wrap.scheduling`)."""
+    output = _step(solver, state, k)
+    if state.denoiser_calls == 0:
+        raise ContractError(
+            f"solver plugin {solver.name!r} made no denoiser call through state.predict_noise at grid step {k}; "
+            "NFE must be counted (see the solver contract in flash_wrap.solver)", plugin=solver.name, step=k,
+        )
+    for observe in observers:
+        observe(state, output)
+    return output
 
 
 def run_reverse(
@@ -115,19 +155,12 @@ def run_reverse(
             z=z_sorted[:n], index=index, t=sampler.timesteps[index], rows=row_ids, y=sub_y, operator=sub_op,
             model=solver.model, sampler=sampler, params=params, generator=sub_gen,
         )
-        output = _step(solver, state, k)
-        if state.denoiser_calls == 0:
-            raise ContractError(
-                f"solver plugin {solver.name!r} made no denoiser call through state.predict_noise at grid step {k}; "
-                "NFE must be counted (see the solver contract in flash_wrap.solver)", plugin=solver.name, step=k,
-            )
+        output = advance(solver, state, k, observers)
         # a new tensor, not an in-place write: state.z stays the step's input for the observers
         z_sorted = output if n == len(starts) else torch.cat([output, z_sorted[n:]])
         for i in range(n):
             calls[i] += state.denoiser_calls
             decodes[i] += state.decoder_calls[i]
-        for observe in observers:
-            observe(state, output)
 
     out = torch.empty_like(z_sorted)
     out[perm] = z_sorted
@@ -161,6 +194,21 @@ def reconstruct_from(
     latents, nfe, decoder_calls = run_reverse(
         solver, z, start, y, operator, generator, params, progress=progress, observers=observers_for(callback)
     )
+    return package(solver, latents, nfe, start, decoder_calls, sigma_hat=sigma_hat, z_hat=z_hat)
+
+
+def package(
+    solver: Solver,
+    latents: torch.Tensor,
+    nfe: torch.Tensor,
+    start: torch.Tensor,
+    decoder_calls: torch.Tensor,
+    *,
+    sigma_hat: torch.Tensor | None = None,
+    z_hat: torch.Tensor | None = None,
+) -> Reconstruction:
+    """Decode final latents ``(B, C, h, w)`` into images in [0, 1] and record them with their
+    per-sample ``(B,)`` counts and the solver's grid as a :class:`Reconstruction`."""
     with torch.no_grad():
         images = solver.model.decode(latents).clamp(0, 1)
     grid = solver.grid

@@ -36,7 +36,7 @@ from .models import LatentDiffusion
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg, randn
-from .runner import StepCallback, check_callback, reconstruct_from
+from .runner import StartPoint, StepCallback, check_callback, reconstruct_from
 from .samplers import Sampler
 from .state import StepState
 
@@ -180,12 +180,21 @@ class Solver(ABC):
                 :data:`flash_wrap.runner.StepCallback`), before the process-wide observers.
         """
         check_callback(callback)
+        point = self.start_point(y, operator, generator)
+        return reconstruct_from(
+            self, point.z, point.start, point.y, operator, generator, point.params, progress=progress, callback=callback
+        )
+
+    def start_point(self, y: torch.Tensor, operator: Operator, generator: GeneratorArg = None) -> StartPoint:
+        """The bare start, used by :meth:`reconstruct` and by :func:`flash_wrap.scheduling.stream`: validate ``y``
+        (:meth:`prepare`), draw pure noise ``z ~ N(0, I)`` ``(B, C, h, w)`` from ``generator`` and start
+        every sample at the top of the grid (``start = M``), with the bare run's hyper-parameters."""
         y = self.prepare(y, operator, generator)
         params = self.hyperparameters(operator.task, baseline=True)
         batch = y.shape[0]
         z = randn((batch, *self.model.latent_shape), generator, device=self.model.device, dtype=self.model.dtype)
         start = torch.full((batch,), self.grid.steps, dtype=torch.long, device=self.model.device)
-        return reconstruct_from(self, z, start, y, operator, generator, params, progress=progress, callback=callback)
+        return StartPoint(y, z, start, params)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(grid={self.grid.label()!r}, overrides={self.overrides})"

@@ -9,7 +9,8 @@ the rules this file checks):
 
 - ``models`` (autoencoder, denoiser, schedule, bundles), ``operators`` (forward models, tasks) and
   ``severity`` (the severity encoder): none of them imports another layer's solvers or Flash;
-- core sampling (``start``, ``samplers``, ``grid``, ``state``, ``runner``, ``guidance``), the
+- core sampling (``start``, ``samplers``, ``grid``, ``state``, ``runner``, ``guidance``, and above
+  them the slot scheduler ``scheduling``, which only ``solver`` and ``flash`` import), the
   plugin contract and registries (``hookspecs``, ``discovery``, ``registry``), ``solver`` and
   ``flash``; ``testing`` (the contract suite) beside them;
 - the public helpers :data:`HELPERS` (metrics, image files, figures, reproducible degradations):
@@ -154,12 +155,20 @@ HELPERS = ("flash_wrap.metrics", "flash_wrap.images", "flash_wrap.figures", "fla
 FORBIDDEN = {
     **{helper: ("flash_wrap.apps",) for helper in HELPERS},
     "flash_wrap.models": ("flash_wrap.solver", "flash_wrap.runner", "flash_wrap.flash", "flash_wrap.operators",
+                          "flash_wrap.scheduling",
                           "flash_wrap.registry", "flash_wrap.discovery", "flash_wrap.guidance", "flash_wrap.testing",
                           # tuned values' keys, validation and precedence belong to flash_wrap.tuning
                           "flash_wrap.grid", "flash_wrap.tuning"),
     "flash_wrap.operators": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.runner",
-                             "flash_wrap.severity", "flash_wrap.testing"),
-    "flash_wrap.severity": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.operators"),
+                             "flash_wrap.severity", "flash_wrap.testing", "flash_wrap.scheduling"),
+    "flash_wrap.severity": ("flash_wrap.models", "flash_wrap.solver", "flash_wrap.flash", "flash_wrap.operators",
+                            "flash_wrap.scheduling"),
+    # the slot scheduler sits on the runner: what it steps through (runner, state, rng, operators,
+    # result) must not know it, and it reaches the solver and Flash only through their objects
+    **{below: ("flash_wrap.scheduling",) for below in (
+        "flash_wrap.runner", "flash_wrap.state", "flash_wrap.rng", "flash_wrap.result", "flash_wrap.start",
+        "flash_wrap.samplers", "flash_wrap.grid", "flash_wrap.guidance")},
+    "flash_wrap.scheduling": ("flash_wrap.solver", "flash_wrap.flash", "flash_wrap.apps", "flash_wrap.testing"),
     "flash_wrap.hookspecs": ("flash_wrap.",),
     "flash_wrap.discovery": ("flash_wrap.solver", "flash_wrap.registry", "flash_wrap.models"),
     "flash_wrap.testing": ("flash_wrap.apps",),

@@ -13,11 +13,13 @@ from scipy import ndimage
 from flash_wrap.operators import (
     DEFAULT_NOISE_STD,
     GaussianBlur,
+    JoinedOperator,
     NonlinearMotionBlur,
     Operator,
     RandomInpainting,
     SuperResolution,
     Task,
+    join_operators,
 )
 from flash_wrap.registry import get_task, task_names
 
@@ -434,3 +436,73 @@ def test_a_wrong_task_definition_is_refused_when_it_is_made(changes: dict, match
     fields = {"name": "ok", "summary": "", "eval_range": (0.0, 1.0), "train_range": (0.0, 1.0), "build": _build}
     with pytest.raises((ValueError, TypeError), match=match):
         Task(**{**fields, **changes})
+
+
+# -- joining one-sample operators (what a stream steps together) ------------------------------------
+def _rows(op: Operator) -> list[Operator]:
+    return [op.select([i]) if op.batch_size > 1 else op for i in range(2)]
+
+
+#: the generic row-wise join: parts that cannot share one object (another truncate; a mask beside a ratio)
+MIXED: dict[str, Callable[[], list[Operator]]] = {
+    "blur-truncate": lambda: [GaussianBlur(0.4), GaussianBlur(2.0, truncate=3.0)],
+    "inpainting-mask-and-ratio": lambda: [
+        RandomInpainting.per_image(0.3, SIZE, torch.Generator().manual_seed(3)), RandomInpainting(0.7)],
+}
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_joining_rows_gives_the_batched_operator(name: str) -> None:
+    op = OPERATORS[name]()
+    joined = join_operators(_rows(op))
+    assert type(joined) is type(op), f"{name}: the built-in join fell back to {type(joined).__name__}"
+    assert joined.batch_size == op.batch_size and joined.task == op.task and joined.noise_std == op.noise_std
+    x = images()
+    torch.testing.assert_close(joined(x), op(x), rtol=0, atol=0)
+    torch.testing.assert_close(joined.severity, op.severity)
+
+
+@pytest.mark.parametrize("name", MIXED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_row_wise_join_applies_each_row_s_own_operator_and_its_transpose(name: str, dtype: torch.dtype) -> None:
+    parts = MIXED[name]()
+    joined = join_operators(parts)
+    assert isinstance(joined, JoinedOperator) and joined.linear and joined.batch_size == 2
+    x = images(dtype=dtype)
+    expected = torch.cat([part(x[i : i + 1]) for i, part in enumerate(parts)])
+    torch.testing.assert_close(joined(x), expected, rtol=0, atol=0)
+    u = torch.randn(expected.shape, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    lhs = (joined(x) * u).flatten(1).sum(dim=1)
+    rhs = (x * joined.adjoint(u)).flatten(1).sum(dim=1)
+    torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(joined.select([1])(x[1:]), parts[1](x[1:]), rtol=0, atol=0)
+    torch.testing.assert_close(joined.severity, torch.cat([p.severity for p in parts]))
+
+
+def test_a_join_of_linear_and_nonlinear_rows_has_no_transpose() -> None:
+    joined = JoinedOperator([GaussianBlur(1.0), NonlinearMotionBlur(2.0, 1.0, 0)])
+    assert not joined.linear
+    with pytest.raises(NotImplementedError, match="not linear"):
+        joined.adjoint(images())
+
+
+@pytest.mark.parametrize(
+    "parts,match",
+    [
+        ([], "at least one operator"),
+        ([GaussianBlur([1.0, 2.0])], "part 0 \\(GaussianBlur\\) has 2 rows"),
+        ([GaussianBlur(1.0), RandomInpainting(0.5)], "part 1 belongs to task 'random-inpainting'"),
+        ([GaussianBlur(1.0), GaussianBlur(1.0, noise_std=0.1)], "part 1 has noise_std 0.1"),
+        ([GaussianBlur(1.0), "blur"], "part 1 is a str"),
+    ],
+)
+def test_joins_that_cannot_be_one_batch_are_refused(parts: list, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        join_operators(parts)
+
+
+def test_joined_rows_of_different_measurement_sizes_are_refused_when_applied() -> None:
+    joined = join_operators([SuperResolution(2), SuperResolution(4)])
+    assert isinstance(joined, JoinedOperator)
+    with pytest.raises(ValueError, match="outputs of different shapes"):
+        joined(images())

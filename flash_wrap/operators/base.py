@@ -10,6 +10,7 @@ Linear operators (``Operator.linear``) also apply the transpose ``Aᵀ`` of thei
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar, TypeVar
 
 import torch
@@ -64,6 +65,14 @@ class Operator(ABC):
     @abstractmethod
     def select(self: Op, index: torch.Tensor | slice | list[int]) -> Op:
         """The same operator restricted to the given rows (shared parameters stay shared)."""
+
+    @classmethod
+    def join_rows(cls: type[Op], parts: Sequence[Op]) -> Op | None:
+        """A fast path for :func:`~flash_wrap.operators.join_operators`: one operator of this class
+        whose row ``i`` is ``parts[i]`` (one-sample operators of this class, one ``noise_std``), or
+        ``None`` where their parameters cannot share one object (the generic row-wise join then
+        applies). The default has no fast path."""
+        return None
 
     # -- shared behaviour ----------------------------------------------------------------
     def measurement_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:

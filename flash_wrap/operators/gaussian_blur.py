@@ -93,3 +93,10 @@ class GaussianBlur(Operator):
 
     def select(self, index: RowIndex) -> GaussianBlur:
         return GaussianBlur(take_rows(self.sigma, index), self.noise_std, self.truncate)
+
+    @classmethod
+    def join_rows(cls, parts: Sequence[GaussianBlur]) -> GaussianBlur | None:
+        """Every part's σ in one operator (same ``truncate``), else ``None``."""
+        if len({part.truncate for part in parts}) > 1:
+            return None
+        return GaussianBlur(torch.cat([part.sigma for part in parts]), parts[0].noise_std, parts[0].truncate)

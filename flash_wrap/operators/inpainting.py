@@ -138,3 +138,16 @@ class RandomInpainting(Operator):
             return RandomInpainting(mask=take_rows(self.mask, index), noise_std=self.noise_std)
         ratio = take_rows(self.missing_ratio, index)
         return RandomInpainting(ratio, self.noise_std, field_seed=self.field_seed)
+
+    @classmethod
+    def join_rows(cls, parts: Sequence[RandomInpainting]) -> RandomInpainting | None:
+        """Every part's missing ratio (one shared field) or every part's mask (one size) in one
+        operator, else ``None``."""
+        noise_std = parts[0].noise_std
+        ratios = [part.missing_ratio for part in parts]
+        if all(r is not None for r in ratios) and len({part.field_seed for part in parts}) == 1:
+            return RandomInpainting(torch.cat(ratios), noise_std, field_seed=parts[0].field_seed)
+        masks = [part.mask for part in parts]
+        if all(m is not None for m in masks) and len({tuple(m.shape[1:]) for m in masks}) == 1:
+            return RandomInpainting(mask=torch.cat(masks), noise_std=noise_std)
+        return None

@@ -176,3 +176,13 @@ class NonlinearMotionBlur(Operator):
             take_rows(self.seed, index),
             self.noise_std,
         )
+
+    @classmethod
+    def join_rows(cls, parts: Sequence[NonlinearMotionBlur]) -> NonlinearMotionBlur:
+        """Every part's path parameters in one operator."""
+        return NonlinearMotionBlur(
+            torch.cat([part.length for part in parts]),
+            torch.cat([part.turning for part in parts]),
+            torch.cat([part.seed for part in parts]),
+            parts[0].noise_std,
+        )

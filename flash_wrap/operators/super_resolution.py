@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -72,3 +74,8 @@ class SuperResolution(Operator):
 
     def select(self, index: RowIndex) -> SuperResolution:
         return SuperResolution(self.factor, self.noise_std)
+
+    @classmethod
+    def join_rows(cls, parts: Sequence[SuperResolution]) -> SuperResolution | None:
+        """One factor is one operator already (shared by any batch), else ``None``."""
+        return parts[0] if len({part.factor for part in parts}) == 1 else None

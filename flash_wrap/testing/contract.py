@@ -23,7 +23,9 @@ Why these invariants (``plugins/README.md`` §5–7 states them for authors):
   next step and the observers get.
 * **A sample's result is its own.** With one generator per sample, a reconstruction must not
   depend on the batch it ran in (no batch-wide norms, noise or stopping rules), and the same
-  generators must give bit-identical results.
+  generators must give bit-identical results. The slot scheduler (:mod:`flash_wrap.scheduling`)
+  steps rows that sit at different grid indices in one step, so each row's update must use its
+  own index, and a stream must give each sample its fixed-batch result.
 * **No hidden state.** A step keeps no autograd graph (memory would grow with every step) and
   does not depend on whether its caller has autograd on.
 * **Fail early.** Bad measurements and operators the solver cannot handle are refused before
@@ -50,6 +52,7 @@ from ..operators import Operator
 from ..registry import get_task, task_names
 from ..result import Reconstruction
 from ..rng import generators
+from ..scheduling import stream
 from ..solver import Solver
 from ..start import MAX_NOISE_FRACTION, start_index
 from ..state import StepState
@@ -373,6 +376,49 @@ class SolverContract:
             assert alone.decoder_calls.tolist() == [int(together.decoder_calls[i])], (i, alone.decoder_calls)
             torch.testing.assert_close(alone.latents[0], together.latents[i], atol=tol, rtol=tol)
             torch.testing.assert_close(alone.images[0], together.images[i], atol=tol, rtol=tol)
+
+    def test_rows_at_different_grid_indices_step_as_if_alone(self) -> None:
+        """One step whose rows sit at *different* grid indices (as the slot scheduler hands them)
+        gives each row what a step of that row alone at its own index gives (float64, within
+        ``batch_tolerance``): per-row timesteps, coefficients and stages, nothing taken from row 0."""
+        y, operator = self.problem(self.first_task, (0.1, 0.3, 0.2))
+        model = self.make_model().double()
+        solver = self.make_solver(model)
+        top = solver.sampler.num_steps - 1
+        ks = sorted({top, top // 2, 0}, reverse=True)
+        if len(ks) < 2:
+            pytest.skip(f"a grid of {top + 1} steps has no two different indices")
+        ks = (ks * 3)[:3]
+        z = torch.randn(3, *model.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        together = solver.step(make_state(solver, z, y, operator, ks, generators([1, 2, 3])))
+        tol = self.batch_tolerance
+        for i, k in enumerate(ks):
+            alone = solver.step(make_state(solver, z[i : i + 1], y[i : i + 1], self.rows_of(operator, i), k,
+                                           generators([1 + i])))
+            torch.testing.assert_close(together[i], alone[0], atol=tol, rtol=tol,
+                                       msg=lambda m, i=i, k=k: f"row {i} at grid index {k}: {m}")
+
+    def test_a_stream_gives_each_sample_its_fixed_batch_result(self) -> None:
+        """Streamed over two slots (samples entering and leaving at their own starts, steps with
+        rows at different indices), each sample gets the result of the fixed-batch path, bare and
+        in ``Flash`` (float64, within ``batch_tolerance``), with the same NFE and decoder calls."""
+        y, operator = self.problem(self.first_task, (0.1, 0.3, 0.2))
+        solver = self.make_solver(self.make_model().double())
+        starts = self.mixed_starts(solver)
+        seeds = [10, 11, 12]
+        tol = self.batch_tolerance
+        for runner in (solver, Flash(solver, fixed_start=starts)):
+            fixed = runner.reconstruct(y, operator, generators(seeds), progress=False)
+            samples = [(y[i : i + 1], self.rows_of(operator, i), torch.Generator().manual_seed(s))
+                       for i, s in enumerate(seeds)]
+            flash = runner if isinstance(runner, Flash) else None
+            streamed = {r.index: r.reconstruction for r in stream(solver, samples, slots=2, flash=flash, progress=False)}
+            assert sorted(streamed) == [0, 1, 2], f"the stream handed back samples {sorted(streamed)}"
+            for i, out in streamed.items():
+                assert out.nfe.tolist() == [int(fixed.nfe[i])], (i, out.nfe, fixed.nfe)
+                assert out.decoder_calls.tolist() == [int(fixed.decoder_calls[i])], (i, out.decoder_calls)
+                torch.testing.assert_close(out.latents[0], fixed.latents[i], atol=tol, rtol=tol)
+                torch.testing.assert_close(out.images[0], fixed.images[i], atol=tol, rtol=tol)
 
     # -- one step -------------------------------------------------------------------------------
     def test_a_step_keeps_no_autograd_graph(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..operators import Operator
@@ -15,19 +17,20 @@ def make_state(
     z: torch.Tensor,
     y: torch.Tensor,
     operator: Operator,
-    k: int,
+    k: int | Sequence[int],
     generator: GeneratorArg = None,
     task: str | None = None,
 ) -> StepState:
     """The :class:`~flash_wrap.StepState` the runner would hand ``solver.step`` at grid index ``k``
-    for a batch whose every row is being stepped.
+    (or, as the slot scheduler does, row ``i`` at its own index ``k[i]``) for a batch whose every
+    row is being stepped.
 
     Args:
         solver: the solver whose sampler, model and hyper-parameters the state carries.
         z: ``(b, C, h, w)`` latents at level ``g_k``.
         y: ``(b, C', h', w')`` measurements in [0, 1] image units (noisy, unclamped).
         operator: the forward model of these ``b`` rows (or one shared by all).
-        k: grid index, ``0 ≤ k < M`` (``M = solver.sampler.num_steps``).
+        k: grid index, ``0 ≤ k < M`` (``M = solver.sampler.num_steps``), or one per row.
         generator: one generator, one per row, or ``None``.
         task: whose hyper-parameters ``state.params`` holds; default ``operator.task``.
     Returns:
@@ -37,12 +40,13 @@ def make_state(
         ValueError: ``k`` is not a grid index, or ``z`` and ``y`` have different batch sizes.
     """
     sampler, model = solver.sampler, solver.model
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < sampler.num_steps:
-        raise ValueError(f"k must be a grid index in [0, {sampler.num_steps - 1}], got {k!r}")
+    batch = int(z.shape[0])
+    ks = [k] * batch if isinstance(k, int) else list(k)
+    if len(ks) != batch or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < sampler.num_steps for i in ks):
+        raise ValueError(f"k must be a grid index in [0, {sampler.num_steps - 1}] or one per row, got {k!r}")
     if z.shape[0] != y.shape[0]:
         raise ValueError(f"z has {z.shape[0]} rows but y has {y.shape[0]}")
-    batch = int(z.shape[0])
-    index = torch.full((batch,), k, dtype=torch.long, device=model.device)
+    index = torch.tensor(ks, dtype=torch.long, device=model.device)
     return StepState(
         z=z.to(device=model.device, dtype=model.dtype),
         index=index,
