@@ -88,7 +88,7 @@ def test_eval_runs_the_installed_task_and_solvers_fall_back_to_their_generic_def
 
     assert main(["eval", "--task", "box-inpaint", *common, "--out", str(tmp_path / "typo")]) == 2
     err = capsys.readouterr().err
-    assert "unknown task 'box-inpaint'; known tasks: box-inpainting, gaussian-blur, motion-blur" in err
+    assert "unknown task 'box-inpaint'; did you mean 'box-inpainting'? the installed plugins declare box-inpainting, " in err
 
     out = tmp_path / "out"
     assert main(["eval", "--task", "box-inpainting", *common, "--baseline", "--out", str(out)]) == 0
