@@ -4,7 +4,7 @@ For bundles whose encoder was written without the record of :mod:`flash_wrap.sev
 (trained before it existed, or imported without ``--data``): the encoder runs on clean images
 degraded as ``train-severity`` degrades its validation images (levels over the task's training
 range, the encoder's training noise level), and the 0.1 % / 99.9 % quantiles of its σ̂ are written
-into the encoder's ``config.json``. The weights are not touched. The bundle written follows
+into the encoder's ``config.json``; its weights file is not rewritten. The bundle written follows
 :mod:`flash_wrap.apps.bundles` (in place, or ``--save-to`` for ``demo`` and pipeline folders).
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from ..images import list_images, usable_images
 from ..models import LatentDiffusion
+from ..models.bundle_io import save_severity_metadata
 from ..operators.base import DEFAULT_NOISE_STD
 from ..registry import get_task
 from ..severity.range import RANGE_KEY, measure_range
@@ -60,7 +61,6 @@ def record_severity_range(model: str | Path, task: str, data: str | Path, *, out
     record = encoder_range(loaded, task, files, data=data, seed=seed, batch_size=batch_size)
     if copy:
         write_bundle(loaded, folder, source=model)
-    with exclusive(folder, what=f"{COMMAND} {task}"):
-        metadata = {**loaded.severity_metadata.get(task, {}), RANGE_KEY: record}
-        loaded.save_severity_encoder(folder, task, metadata=metadata)
+    with exclusive(folder, what=f"{COMMAND} {task}"):  # the weights file stays as it is, bytes and dtype
+        save_severity_metadata(folder, task, {**loaded.severity_metadata.get(task, {}), RANGE_KEY: record})
     return {**record, "written_to": str(folder / "severity_encoders" / task)}
