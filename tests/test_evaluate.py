@@ -389,3 +389,40 @@ def test_paired_nfe_wording_follows_the_ratio():
     assert _paired_text({**base, "nfe_ratio": None}).endswith("above on 2 of 3 images")
     assert _paired_text({**base, "n": 1, "above": 1, "standard_error": None, "nfe_ratio": None}) == (
         "+0.50 dB PSNR, above on 1 of 1 image")
+
+
+def test_nfe_budget_is_calibrated_on_every_image_and_reported_beside_the_unbudgeted_run(setup, quiet_lpips, capsys):
+    from flash_wrap.budget import calibrate_budget
+
+    tmp_path, images = setup
+    out = tmp_path / "budget"
+    assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                 "--steps", "20", "--batch-size", "2", "--nfe-budget", "1.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "results.json").read_text())
+    budget, records = result["nfe_budget"], result["images"]
+    free = result["methods"]["flash"]["nfe_mean"]
+    assert free > 1.5  # the unbudgeted run is above the budget, so the budget binds
+    assert budget["nfe_mean"] == result["methods"]["flash_budget"]["nfe_mean"] <= 1.5
+    assert budget["nfe_mean_unbudgeted"] == free and budget["within_budget"] and budget["order_kept"]
+    assert budget["psnr"] is not None and budget["psnr_unbudgeted"] == result["methods"]["flash"]["psnr"]
+    # one λ for the whole dataset (5 images in 3 batches), as calibrate_budget gives on all σ̂
+    snr = get_solver("latent-dps")(tiny_model("taef2", image_size=32), steps=20).sampler.snr
+    sigma_hat = torch.tensor([r["sigma_hat"] for r in records])
+    assert budget["snr_scale"] == pytest.approx(calibrate_budget(sigma_hat, snr, 1.5), rel=1e-5)
+    assert budget["calibrated_on"] == 5
+    assert all(r["nfe"]["flash_budget"] == r["start_step_budget"] <= r["start_step"] for r in records)
+    assert all(r["out_of_range"] is None for r in records)  # this encoder records no σ̂ range
+    assert "| Flash(latent-dps) within NFE budget |" in printed and "NFE budget 1.5: SNR scale λ = " in printed
+
+
+def test_an_nfe_budget_outside_the_grid_is_refused_before_work(setup, capsys):
+    tmp_path, images = setup
+    base = ["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+            "--steps", "20"]
+    assert main([*base, "--nfe-budget", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--nfe-budget" in capsys.readouterr().err
+    assert main([*base, "--nfe-budget", "21", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nfe_budget must be a mean number of denoiser calls in (0, 20]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
