@@ -134,8 +134,9 @@ class Flash:
         return result
 
     def __repr__(self) -> str:
-        return (f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start}, nfe_budget={self.nfe_budget}, "
-                f"snr_scale={self.snr_scale})")
+        budget = "".join(f", {name}={value}" for name, value in (("nfe_budget", self.nfe_budget),
+                                                                 ("snr_scale", self.snr_scale)) if value is not None)
+        return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start}{budget})"
 
 
 def _encoder_origin(metadata: dict) -> str:

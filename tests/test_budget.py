@@ -131,3 +131,9 @@ def test_flash_refuses_a_bad_budget_or_scale_before_any_work(programmed_model):
         Flash(solver, nfe_budget=10, snr_scale=2.0)
     with pytest.raises(InvalidInput, match="fixed_start and nfe_budget"):
         Flash(solver, fixed_start=3, nfe_budget=10)
+
+
+def test_the_repr_names_the_budget_or_the_scale(programmed_model):
+    solver = LatentDPS(programmed_model, steps=10)
+    assert repr(Flash(solver, nfe_budget=4)).endswith("c=None, fixed_start=None, nfe_budget=4)")
+    assert repr(Flash(solver, snr_scale=2.5)).endswith("c=None, fixed_start=None, snr_scale=2.5)")

@@ -34,8 +34,8 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from ... import tuning
-from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
 from ...budget import check_budget
+from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
 from ...errors import InvalidInput
 from ...flash import Flash
 from ...images import list_images, load_image, save_image, usable_images
