@@ -13,12 +13,14 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from ._numbers import is_finite_number
+from .budget import calibrate_budget, check_budget, check_snr_scale, scaled_variance
 from .errors import InvalidInput, WrongType
 from .operators import Operator
 from .result import Reconstruction
 from .rng import GeneratorArg
 from .runner import StartPoint, StepCallback, check_callback, reconstruct_from
 from .scheduling import Stream, stream
+from .severity.range import out_of_range
 from .solver import Solver
 from .start import correct_noise, start_index
 
@@ -33,10 +35,15 @@ class Flash:
             one (the "FixedStart" ablation of ALGORITHMS.md §7; same encoder and correction),
             or, given one index per sample (a sequence or ``(B,)`` tensor), each at its own
             (used by the benchmark to impose a severity mix on untrained models).
+        nfe_budget: mean NFE allowed per call: every sample's matched SNR is scaled by the smallest
+            common ``λ >= 1`` that keeps the batch's mean start step within it, order by σ̂ kept
+            (ALGORITHMS.md §3.1; :func:`flash_wrap.budget.calibrate_budget`), in ``(0, M]``.
+        snr_scale: a fixed ``λ >= 1`` instead (e.g. calibrated once on a whole dataset).
     """
 
     def __init__(
-        self, solver: Solver, *, c: float | None = None, fixed_start: int | Sequence[int] | torch.Tensor | None = None
+        self, solver: Solver, *, c: float | None = None, fixed_start: int | Sequence[int] | torch.Tensor | None = None,
+        nfe_budget: float | None = None, snr_scale: float | None = None,
     ) -> None:
         if isinstance(solver, type) and issubclass(solver, Solver):
             raise WrongType(f"Flash wraps a solver instance, got the class {solver.__name__}; "
@@ -51,9 +58,19 @@ class Flash:
             starts = torch.as_tensor(fixed_start).reshape(-1).tolist()
             if not all(isinstance(k, int) and 0 <= k < solver.sampler.num_steps for k in starts):
                 raise InvalidInput(f"fixed_start must be in [0, {solver.sampler.num_steps - 1}], got {fixed_start}")
+        given = [name for name, value in (("fixed_start", fixed_start), ("nfe_budget", nfe_budget),
+                                          ("snr_scale", snr_scale)) if value is not None]
+        if len(given) > 1:
+            raise InvalidInput(f"Flash: {' and '.join(given)} each set the start steps; give one of them")
+        if nfe_budget is not None:
+            check_budget(nfe_budget, solver.sampler.num_steps)
+        if snr_scale is not None:
+            check_snr_scale(snr_scale)
         self.solver = solver
         self.c = c
         self.fixed_start = fixed_start
+        self.nfe_budget = nfe_budget
+        self.snr_scale = snr_scale
 
     @property
     def name(self) -> str:
@@ -80,14 +97,17 @@ class Flash:
                 :data:`flash_wrap.runner.StepCallback`), before the process-wide observers.
         Returns:
             :class:`Reconstruction` with ``sigma_hat`` (predicted variance ``v``), ``start_step``
-            (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample.
+            (grid index ``s``; ``s`` denoiser calls follow), ``nfe`` and ``decoder_calls`` per sample,
+            the SNR scale ``snr_scale`` used, and ``out_of_range`` (σ̂ outside the encoder's recorded range).
         """
         check_callback(callback)
         point = self.start_point(y, operator, generator)
-        return reconstruct_from(
+        result = reconstruct_from(
             self.solver, point.z, point.start, point.y, operator, generator, point.params, progress=progress,
             callback=callback, sigma_hat=point.sigma_hat, z_hat=point.z_hat,
         )
+        result.snr_scale, result.out_of_range = point.snr_scale, point.out_of_range
+        return result
 
     def start_point(
         self,
@@ -118,9 +138,14 @@ class Flash:
 
         with torch.no_grad():
             z_hat, variance = encoder(operator.to_image(y))
-        _check_estimate(z_hat, variance, operator.task, model.severity_metadata.get(operator.task, {}))
+        metadata = model.severity_metadata.get(operator.task, {})
+        _check_estimate(z_hat, variance, operator.task, metadata)
+        flags = out_of_range(variance, metadata, f"{operator.task!r} severity encoder")
+        scale = self.snr_scale or (1.0 if self.nfe_budget is None else calibrate_budget(variance, sampler.snr,
+                                                                                        self.nfe_budget))
+        matched = scaled_variance(variance, scale)  # start and correction both follow v/λ
         if self.fixed_start is None:
-            start = start_index(variance, sampler.snr)
+            start = start_index(matched, sampler.snr)
         elif isinstance(self.fixed_start, int):
             start = torch.full_like(variance, self.fixed_start, dtype=torch.long)
         else:
@@ -132,8 +157,9 @@ class Flash:
                 start = start[list(positions)]
             if start.shape != variance.shape:
                 raise InvalidInput(f"fixed_start has {start.numel()} entries for a batch of {variance.numel()}")
-        z_start = correct_noise(z_hat, variance, c, generator)
-        return StartPoint(y, z_start, start, params, sigma_hat=variance, z_hat=z_hat)
+        z_start = correct_noise(z_hat, matched, c, generator)
+        return StartPoint(y, z_start, start, params, sigma_hat=variance, z_hat=z_hat, snr_scale=scale,
+                          out_of_range=flags)
 
     def stream(
         self,
@@ -152,7 +178,9 @@ class Flash:
                       callback=callback)
 
     def __repr__(self) -> str:
-        return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start})"
+        budget = "".join(f", {name}={value}" for name, value in (("nfe_budget", self.nfe_budget),
+                                                                 ("snr_scale", self.snr_scale)) if value is not None)
+        return f"Flash({self.solver!r}, c={self.c}, fixed_start={self.fixed_start}{budget})"
 
 
 def _encoder_origin(metadata: dict) -> str:

@@ -22,6 +22,10 @@ class Reconstruction:
         sigma_hat: ``(B,)`` the paper's σ̂ [P eq. 3], which is a predicted error *variance* ``v`` of
             ``z_hat`` (not a standard deviation); ``None`` for a bare solver.
         z_hat: ``(B, C, h, w)`` severity encoder's latent estimate, ``None`` for a bare solver.
+        snr_scale: the common SNR scale ``λ >= 1`` of Flash's start rule (``1.0`` unbudgeted;
+            ALGORITHMS.md §3.1), ``None`` for a bare solver.
+        out_of_range: ``(B,)`` bool, σ̂ outside the range the severity encoder recorded on its
+            training data; ``None`` for a bare solver or an encoder that records none.
         solver: solver name; ``sampler``: "ddpm" or "ddim"; ``steps``: grid length ``M``;
             ``eta``: the DDIM stochasticity η (``None`` for DDPM). These three are the
             :class:`~flash_wrap.grid.GridSpec` the solver ran.
@@ -38,6 +42,8 @@ class Reconstruction:
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
     decoder_calls: torch.Tensor | None = None
+    snr_scale: float | None = None
+    out_of_range: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.decoder_calls is None:

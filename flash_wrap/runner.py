@@ -44,6 +44,8 @@ class StartPoint:
         params: the solver's hyper-parameters for the operator's task.
         sigma_hat: ``(B,)`` the severity encoder's predicted variance (``None`` for a bare solver).
         z_hat: ``(B, C, h, w)`` the severity encoder's latent estimate (``None`` for a bare solver).
+        snr_scale: Flash's common SNR scale λ (ALGORITHMS.md §3; ``None`` for a bare solver).
+        out_of_range: ``(B,)`` bool, σ̂ outside the encoder's recorded range (``None``: no range or bare).
     """
 
     y: torch.Tensor
@@ -52,6 +54,8 @@ class StartPoint:
     params: dict[str, Any]
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
+    snr_scale: float | None = None
+    out_of_range: torch.Tensor | None = None
 
 
 def check_callback(callback: object) -> None:

@@ -154,6 +154,10 @@ def stream(
     if flash is not None and getattr(flash, "solver", None) is not solver:
         raise InvalidInput("stream: flash must wrap the solver the stream runs (flash.solver is solver); "
                            "call flash.stream(samples) instead")
+    if flash is not None and getattr(flash, "nfe_budget", None) is not None and flash.snr_scale is None:
+        raise InvalidInput("stream: an NFE budget is calibrated on a set of encoded samples, and a stream encodes one "
+                           "sample at a time; calibrate λ first (flash_wrap.budget.calibrate_budget on encoded "
+                           "samples) and stream with Flash(solver, snr_scale=λ)")
     try:
         items = iter(samples)
     except TypeError:
@@ -339,6 +343,7 @@ class Stream:
             torch.cat([point.start for point in points]), torch.tensor([slot.decodes for slot in done], device=device),
             sigma_hat=joined("sigma_hat"), z_hat=joined("z_hat"),
         )
+        result.snr_scale, result.out_of_range = points[0].snr_scale, joined("out_of_range")
         for row, slot in enumerate(done):
             del self._held[id(slot.generator)]
             bar.update(1)

@@ -389,3 +389,68 @@ def test_paired_nfe_wording_follows_the_ratio():
     assert _paired_text({**base, "nfe_ratio": None}).endswith("above on 2 of 3 images")
     assert _paired_text({**base, "n": 1, "above": 1, "standard_error": None, "nfe_ratio": None}) == (
         "+0.50 dB PSNR, above on 1 of 1 image")
+
+
+def test_nfe_budget_is_calibrated_on_every_image_and_reported_beside_the_unbudgeted_run(tmp_path, quiet_lpips,
+                                                                                        capsys):
+    from flash_wrap.apps.evaluation.budget import dataset_snr_scale
+    from flash_wrap.budget import calibrate_budget
+    from flash_wrap.images import list_images
+
+    model = tiny_model("taef2", image_size=32, seed=0)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # a head that does not depend on the test order,
+        torch.manual_seed(1)
+        encoder = model.make_severity_encoder()
+        for tensor in encoder.variance_head.parameters():  # scaled so that σ̂ asks for several of the 20 steps
+            tensor.mul_(5)
+    model.add_severity_encoder("gaussian-blur", encoder)
+    model.save_pretrained(tmp_path / "model")
+    images = write_images(tmp_path / "images", 5, 40, 36)
+    task, snr = get_task("gaussian-blur"), get_solver("latent-dps")(model, steps=20).sampler.snr
+    free = dataset_snr_scale(model, task, list_images(images), task.eval_range, 0, 2, snr, 20)["nfe_mean_expected"]
+    assert free >= 2  # enough unbudgeted steps for half of them to be a binding budget
+    out = tmp_path / "budget"
+    assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                 "--steps", "20", "--batch-size", "2", "--nfe-budget", str(free / 2), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "results.json").read_text())
+    budget, records = result["nfe_budget"], result["images"]
+    assert result["methods"]["flash"]["nfe_mean"] == pytest.approx(free)
+    assert budget["nfe_mean"] == result["methods"]["flash_budget"]["nfe_mean"] <= free / 2
+    assert budget["nfe_mean_unbudgeted"] == result["methods"]["flash"]["nfe_mean"]
+    assert budget["within_budget"] and budget["order_kept"] and budget["snr_scale"] > 1
+    assert budget["psnr"] is not None and budget["psnr_unbudgeted"] == result["methods"]["flash"]["psnr"]
+    # one λ for the whole dataset (5 images in 3 batches), as calibrate_budget gives on all σ̂
+    sigma_hat = torch.tensor([r["sigma_hat"] for r in records])
+    assert budget["snr_scale"] == pytest.approx(calibrate_budget(sigma_hat, snr, free / 2), rel=1e-5)
+    assert budget["calibrated_on"] == 5
+    assert all(r["nfe"]["flash_budget"] == r["start_step_budget"] <= r["start_step"] for r in records)
+    assert all(r["out_of_range"] is None for r in records)  # this encoder records no σ̂ range
+    assert "| Flash(latent-dps) within NFE budget |" in printed and f"NFE budget {free / 2:g}: SNR scale λ = " in printed
+
+
+def test_an_nfe_budget_outside_the_grid_is_refused_before_work(setup, capsys):
+    tmp_path, images = setup
+    base = ["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+            "--steps", "20"]
+    assert main([*base, "--nfe-budget", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--nfe-budget" in capsys.readouterr().err
+    assert main([*base, "--nfe-budget", "21", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nfe_budget must be a mean number of denoiser calls in (0, 20]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_eval_records_the_out_of_range_flag_per_image(tmp_path, quiet_lpips, capsys):
+    model = tiny_model("taef2", image_size=32, seed=0)
+    # a recorded range no σ̂ of this random encoder can fall into: every image is flagged
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder(),
+                               {"sigma_hat_range": {"low": 0.0, "high": 1e-9, "quantiles": [0.001, 0.999], "n": 1}})
+    model.save_pretrained(tmp_path / "model")
+    images = write_images(tmp_path / "images", 3, 32, 32)
+    with pytest.warns(RuntimeWarning, match=r"samples have σ̂ outside the range"):
+        assert main(["eval", "--data", str(images), "--task", "gaussian-blur", "--model", str(tmp_path / "model"),
+                     "--steps", "3", "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["out_of_range"] for r in result["images"]] == [True] * 3 and result["out_of_range"] == 3
+    assert "σ̂ outside the severity encoder's training range: 3 images" in capsys.readouterr().out

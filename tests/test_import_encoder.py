@@ -33,7 +33,7 @@ from flash_wrap.models import LatentDiffusion
 from flash_wrap.operators import RandomInpainting, Task
 from flash_wrap.registry import get_registry, load_registry
 from flash_wrap.severity.official import load_official_severity_encoder, read_official, read_official_checkpoint
-from flash_wrap.testing import tiny_model
+from flash_wrap.testing import tiny_model, write_images
 
 TASK = "gaussian-blur"
 SIZE = 32
@@ -369,6 +369,14 @@ def test_cli_imports_into_the_bundle_which_then_gives_the_official_variance(offi
     assert imported["file"] == ckpt.name
     assert imported["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert not list(bundle.glob(".*"))  # no lock or staging folder left behind
+    assert "sigma_hat_range" not in model.severity_metadata[TASK]  # no --data: no range recorded
+
+
+def test_import_with_data_records_the_sigma_hat_range(official, bundle, ckpt, tmp_path, capsys):
+    images = write_images(tmp_path / "images", 6, SIZE, SIZE)
+    assert main(["import-encoder", str(ckpt), "--model", str(bundle), "--task", TASK, "--data", str(images)]) == 0
+    record = LatentDiffusion.from_pretrained(bundle).severity_metadata[TASK]["sigma_hat_range"]
+    assert record["n"] == 6 and 0 <= record["low"] <= record["high"] and record["data"] == "images"
 
 
 def test_an_existing_encoder_is_replaced_only_with_force(official, bundle, ckpt, tmp_path, capsys):

@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, NotFound
+from ..images import list_images, usable_images
 from ..models import LatentDiffusion
 from ..operators.base import DEFAULT_NOISE_STD
 from ..registry import get_registry
 from ..severity.encoder import SeverityEncoder
 from ..severity.official import check_official_model, check_official_training, official_encoder, read_official
+from ..severity.range import RANGE_KEY
 from .bundles import bundle_target, write_bundle
 from .runs import exclusive
+from .severity_range import CHECK_SIZE, encoder_range
 
 COMMAND = "flash-wrap import-encoder"
 SOURCE = "Flash-Diffusion severity encoder (github.com/z-fabian/flash-diffusion)"
@@ -58,16 +61,18 @@ def _converted(checkpoint: Path, model: str | Path, task: str, force: bool) -> t
 
 
 def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, output: str | Path | None = None,
-                   force: bool = False) -> dict[str, Any]:
+                   force: bool = False, data: str | Path | None = None) -> dict[str, Any]:
     """Convert ``checkpoint`` into the severity encoder for ``task`` of the bundle written for ``model``.
 
     Everything is checked (task, checkpoint file, target folder, model, existing encoder, the
     operator the checkpoint was trained for, every tensor) before anything is written; a refused
     run leaves no empty ``--save-to`` behind. The encoder's metadata records the checkpoint's file
-    and hash (``imported_from``) and its training operator and noise (``official_training``).
+    and hash (``imported_from``) and its training operator and noise (``official_training``); with
+    ``data`` (a folder of clean training-like images) also the σ̂ range of :mod:`flash_wrap.severity.range`.
     Returns ``{"task", "written_to", "sha256"}``.
     """
     get_registry().task(task)
+    files = usable_images(list_images(data), CHECK_SIZE) if data is not None else None
     file = Path(checkpoint).expanduser()
     if not file.is_file():
         raise NotFound(f"checkpoint {file} does not exist or is not a file")
@@ -82,6 +87,8 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
             if not copy:  # the bundle itself is written: hold its lock from the first check on
                 loaded, encoder, metadata = _converted(file, folder, task, force)
             loaded.add_severity_encoder(task, encoder, metadata)
+            if files is not None:
+                metadata[RANGE_KEY] = encoder_range(loaded, task, files, data=data)
             loaded.save_severity_encoder(folder, task, metadata=metadata)
     except BaseException:
         if not existed and folder.is_dir() and not any(folder.iterdir()):

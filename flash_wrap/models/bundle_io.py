@@ -125,6 +125,17 @@ def save_severity(model: LatentDiffusion, path: Path, task: str) -> None:
     write_json(path / "model_index.json", index)
 
 
+def save_severity_metadata(path: Path, task: str, metadata: dict[str, Any]) -> None:
+    """Replace only the metadata in ``severity_encoders/<task>/config.json`` of the bundle folder
+    ``path`` (a temporary file renamed into place); the weights file is not touched."""
+    check_task_name(task)
+    file = path / "severity_encoders" / task / "config.json"
+    config = read_json(file)
+    staging = file.with_name(f".config.json.writing-{os.getpid()}")
+    write_json(staging, {**config, "metadata": metadata})
+    os.replace(staging, file)
+
+
 def save_tuned_values(path: Path, tuned: dict[str, Any]) -> None:
     """Replace the tuned-value entries (:data:`TUNED_ENTRIES`) in the index of the bundle folder
     ``path`` (atomically)."""

@@ -15,6 +15,7 @@ from . import (
     export,
     import_encoder,
     sample,
+    severity_range,
     solvers,
     train_prior,
     train_severity,
@@ -22,4 +23,4 @@ from . import (
 )
 
 COMMANDS = (demo, evaluate, tune, benchmark, compare, solvers, train_severity, train_prior, export, import_encoder,
-            sample)
+            severity_range, sample)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range
+from ..arguments import NON_NEGATIVE, POSITIVE, SEED, add_level_range, number
 from ..options import add_device, run_options
 from ..precheck import check_input_folder, check_model_path, check_solver_name, check_task_name, check_unused_results
 
@@ -13,7 +13,7 @@ HELP = "Flash(solver) vs the bare solver and fixed starts on an image folder"
 #: EvalConfig fields the options set under the same name
 FIELDS = ("data", "task", "solver", "out", "model", "steps", "scheduler", "baseline", "fixed_start", "seed", "limit",
           "batch_size", "device", "channels_last", "skip_unreadable", "severity_from", "baseline_steps",
-          "baseline_scheduler")
+          "baseline_scheduler", "nfe_budget")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "needs --baseline)")
     parser.add_argument("--fixed-start", type=NON_NEGATIVE, nargs="*", default=keep,
                         help="also run fixed start indices K (CCDF-L style)")
+    parser.add_argument("--nfe-budget", type=number(0.0, open_low=True), metavar="N", default=keep,
+                        help="also run Flash with its mean NFE over the images at most N (in (0, grid length]): every "
+                             "image is encoded first to calibrate one SNR scale that keeps the order by σ̂")
     add_level_range(parser)
     parser.add_argument("--seed", type=SEED, default=keep)
     parser.add_argument("--limit", type=POSITIVE, default=keep, help="use only the first N images")

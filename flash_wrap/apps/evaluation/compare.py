@@ -20,6 +20,8 @@ def _label(method: str, solver: str, baseline_grid: str | None = None) -> str:
     """A method's row name; the bare solver's names its grid when that is not the run's."""
     if method == "flash":
         return f"Flash({solver})"
+    if method == "flash_budget":
+        return f"Flash({solver}) within NFE budget"
     if method == "baseline":
         return solver if baseline_grid is None else f"{solver} on {baseline_grid}"
     if method.startswith("fixed_start_"):
@@ -80,6 +82,15 @@ def table(results: dict) -> str:
     pair = paired(results)
     if pair is not None:
         lines.append(f"Flash − bare: {_paired_text(pair)}")
+    budget = results.get("nfe_budget")  # absent from results written before the option existed
+    if budget:
+        lines.append(f"NFE budget {budget['nfe_budget']:g}: SNR scale λ = {budget['snr_scale']:.4g} (calibrated on "
+                     f"{plural(budget['calibrated_on'], 'image')}), mean NFE {_fmt(budget['nfe_mean'], 1)} against "
+                     f"{_fmt(budget['nfe_mean_unbudgeted'], 1)} unbudgeted, PSNR {_fmt(budget['psnr'], 2)} against "
+                     f"{_fmt(budget['psnr_unbudgeted'], 2)} dB; order of start steps by σ̂ "
+                     f"{'kept' if budget['order_kept'] else 'NOT kept'}")
+    if results.get("out_of_range"):
+        lines.append(f"σ̂ outside the severity encoder's training range: {plural(results['out_of_range'], 'image')}")
     return "\n".join(lines)
 
 

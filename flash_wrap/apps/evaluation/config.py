@@ -45,10 +45,13 @@ class EvalConfig:
     #: e.g. Flash on DDIM-100 against the paper's 1000-step baseline
     baseline_steps: int | None = None
     baseline_scheduler: str | None = None
+    #: mean NFE allowed (``--nfe-budget``): Flash also runs with one SNR scale calibrated on every
+    #: image's σ̂ first (ALGORITHMS.md §3.1), as the method ``flash_budget`` beside the unbudgeted ``flash``
+    nfe_budget: float | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None),
-                              "baseline_steps": (1, None)})
+                              "baseline_steps": (1, None), "nfe_budget": (1e-12, None)})
         own_grid = [f"--baseline-{k}" for k in ("steps", "scheduler") if getattr(self, f"baseline_{k}") is not None]
         if own_grid and not self.baseline:
             raise InvalidInput(f"{' and '.join(own_grid)} set the bare solver's grid, but the run has no baseline: "
@@ -63,7 +66,7 @@ class EvalConfig:
         keep = asdict(self)
         for name in ("out", "channels_last", "model", "data", "device", "severity_from"):
             keep.pop(name)
-        for name in ("baseline_steps", "baseline_scheduler"):  # absent when unset: earlier runs still resume
+        for name in ("baseline_steps", "baseline_scheduler", "nfe_budget"):  # absent when unset: earlier runs still resume
             if keep[name] is None:
                 keep.pop(name)
         keep["severity_range"] = list(self.severity_range) if self.severity_range else None

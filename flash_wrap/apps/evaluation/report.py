@@ -71,24 +71,46 @@ def severity_summary(records: list[dict]) -> dict[str, float | None]:
     }
 
 
+def order_kept(sigma_hat: list[float], starts: list[int]) -> bool:
+    """Pairwise: no image with a smaller σ̂ starts later than one with a larger σ̂."""
+    pairs = sorted(zip(sigma_hat, starts))
+    return all(a[1] <= b[1] for a, b in zip(pairs, pairs[1:]) if a[0] < b[0]) and all(
+        a[1] == b[1] for a, b in zip(pairs, pairs[1:]) if a[0] == b[0])
+
+
+def budget_summary(records: list[dict], budget: dict | None) -> dict[str, Any] | None:
+    """``--nfe-budget``: the calibrated scale, the achieved mean NFE beside the unbudgeted one, the
+    PSNR of both, and whether the budgeted start steps keep the order by σ̂ (``None`` without a budget)."""
+    if budget is None:
+        return None
+    methods = summarize(records)
+    done, free = methods.get("flash_budget", {}), methods.get("flash", {})
+    starts = [r["start_step_budget"] for r in records]
+    return {**budget, "nfe_mean": done.get("nfe_mean"), "nfe_mean_unbudgeted": free.get("nfe_mean"),
+            "psnr": done.get("psnr"), "psnr_unbudgeted": free.get("psnr"),
+            "within_budget": done.get("nfe_mean", 0.0) <= budget["nfe_budget"],
+            "order_kept": order_kept([r["sigma_hat"] for r in records], starts)}
+
+
 def write_csv(records: list[dict], path: Path) -> None:
     methods = list(records[0]["psnr"]) if records else []
-    columns = ["name", "severity", "severity_physical", "sigma_hat", "start_step", "ordering_accuracy"]
+    columns = ["name", "severity", "severity_physical", "sigma_hat", "start_step", "ordering_accuracy", "out_of_range"]
     per_method = (*METRICS, "nfe", "decoder_calls", "seconds")
     columns += [f"{metric}_{m}" for m in methods for metric in per_method]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in records:
-            row = [r[c] for c in columns[:6]]
+            row = [r.get(c) for c in columns[:7]]
             row += [r.get(metric, {}).get(m) for m in methods for metric in per_method]
             writer.writerow(row)
 
 
-def write_report(out: Path, config, model, solver, baseline_solver=None) -> dict:
+def write_report(out: Path, config, model, solver, baseline_solver=None, *, budget: dict | None = None) -> dict:
     """Write ``results.json``, ``images.csv`` and figures for the records in ``out``.
 
-    ``baseline_solver`` is the bare run's solver when it has its own grid (default: ``solver``)."""
+    ``baseline_solver`` is the bare run's solver when it has its own grid (default: ``solver``);
+    ``budget`` the calibrated ``--nfe-budget`` (:func:`~.budget.dataset_snr_scale`)."""
     records = read_records(out)
     baseline_solver = baseline_solver or solver
     result = {
@@ -113,6 +135,10 @@ def write_report(out: Path, config, model, solver, baseline_solver=None) -> dict
                             "baseline": baseline_solver.hyperparameters(config.task, baseline=True)},
         "methods": summarize(records),
         "severity": severity_summary(records),
+        "nfe_budget": budget_summary(records, budget),
+        # σ̂ outside the range the severity encoder recorded on its training data (None: it records none)
+        "out_of_range": None if not records or records[0].get("out_of_range") is None
+        else sum(bool(r["out_of_range"]) for r in records),
         "images": records,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))

@@ -34,6 +34,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from ... import tuning
+from ...budget import check_budget
 from ...degradation import SEED_RULE, degrade, image_generators, image_seed, task_operator
 from ...errors import InvalidInput
 from ...flash import Flash
@@ -109,6 +110,9 @@ class Evaluator:
                         tuning.BARE, config.solver, config.task, ", ".join(sorted(g.label() for g in grids)),
                         base_grid.label(), tuning.SOLVER_WIDE, values, base_grid.steps)
         grid = self.solver.sampler.num_steps
+        if config.nfe_budget is not None:
+            check_budget(config.nfe_budget, grid)
+        self.budget: dict | None = None  # the calibrated SNR scale (set by run() when nfe_budget is given)
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise InvalidInput(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
@@ -170,6 +174,12 @@ class Evaluator:
                                                        progress=False)
         seconds["flash"] = time.perf_counter() - start
         self._stage_done(f"Flash({self.config.solver})", runs["flash"].nfe, seconds["flash"])
+        if self.budget is not None:  # the same noise streams as "flash": the pair differs only in λ
+            start = time.perf_counter()
+            runs["flash_budget"] = Flash(self.solver, snr_scale=self.budget["snr_scale"]).reconstruct(
+                y, operator, generator=image_generators(seeds, FLASH_STREAM), progress=False)
+            seconds["flash_budget"] = time.perf_counter() - start
+            self._stage_done("Flash within the NFE budget", runs["flash_budget"].nfe, seconds["flash_budget"])
         with torch.no_grad():
             ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
         if self.config.baseline:
@@ -195,14 +205,18 @@ class Evaluator:
         oa, oa_sigma_hat = self._ordering(x, names)
         oa_levels = torch.linspace(*self.range, OA_LEVELS).tolist()  # the grid _ordering used
         records = []
+        flash = runs["flash"]
+        flags = flash.out_of_range
         for i, name in enumerate(names):
-            flash = runs["flash"]
+            budget = {"start_step_budget": int(runs["flash_budget"].start_step[i])} if "flash_budget" in runs else {}
             records.append({
                 "name": name,
                 "severity": float(levels[i]),
                 "severity_physical": float(operator.severity.expand(len(names))[i]),
                 "sigma_hat": float(flash.sigma_hat[i]),
                 "start_step": int(flash.start_step[i]),
+                **budget,
+                "out_of_range": None if flags is None else bool(flags[i]),
                 "ordering_accuracy": oa[i],
                 "ordering_levels": oa_levels,
                 "ordering_sigma_hat": oa_sigma_hat[i],
@@ -278,6 +292,12 @@ class Evaluator:
         if state.num_processes > 1:
             broadcast_object_list(done)
         self.lpips = LPIPS.load()
+        if self.config.nfe_budget is not None:
+            from .budget import dataset_snr_scale
+
+            self._say(f"calibrating the NFE budget {self.config.nfe_budget:g} on {plural(len(self.files), 'image')}")
+            self.budget = dataset_snr_scale(self.model, self.task, self.files, self.range, self.config.seed,
+                                            self.config.batch_size, self.solver.sampler.snr, self.config.nfe_budget)
         batches = [self.files[i : i + self.config.batch_size] for i in range(0, len(self.files), self.config.batch_size)]
         todo = [b for b in batches if b[0].name not in set(done[0])]
         # round r: process p does batch r·N + p; the main process appends the round in batch order
@@ -286,6 +306,8 @@ class Evaluator:
         bars, lines = progress_mode(progress)
         self.lines = lines and main  # under a launcher only the main process speaks, for its own batches
         methods = [f"Flash({self.config.solver}) on {self.solver.grid.label()}"]
+        if self.budget is not None:
+            methods.append(f"the same within a mean NFE of {self.config.nfe_budget:g} (λ = {self.budget['snr_scale']:.4g})")
         if self.config.baseline:
             methods.append(f"{self.config.solver} on {self.baseline_solver.grid.label()}")
         methods += [f"fixed start {k}" for k in self.config.fixed_start]
@@ -308,7 +330,8 @@ class Evaluator:
         if main:
             from .report import write_report
 
-            result = write_report(self.out, self.config, self.model, self.solver, self.baseline_solver)
+            result = write_report(self.out, self.config, self.model, self.solver, self.baseline_solver,
+                                  budget=self.budget)
         if world > 1:
             state.wait_for_everyone()
             result = result if main else json.loads((self.out / "results.json").read_text())

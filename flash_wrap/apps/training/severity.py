@@ -28,6 +28,7 @@ from ...models._io import read_json
 from ...models.bundle_io import folder_kind
 from ...models.latent_space import check_encoder_source
 from ...registry import get_task
+from ...severity.range import RANGE_KEY, measure_range
 from ..arguments import check_settings
 from ..bundles import bundle_target, write_bundle
 from ..runs import check_output_folder, exclusive_if_main, fingerprint_files, main_process
@@ -117,7 +118,9 @@ def _degrade(task, x: torch.Tensor, size: int, seed: int, noise_std: float) -> t
     return operator.to_image(y)
 
 
-def _validation_batches(task, files, size: int, seed: int, noise_std: float, batch: int):
+def degraded_batches(task, files, size: int, seed: int, noise_std: float, batch: int):
+    """``(x, y_image)`` batches of ``files``, each degraded once at a level ``t ~ U[task.train_range]``
+    and with noise drawn from ``seed`` and its position (the validation set of a training run)."""
     data = ImageFolder(files[0].parent, size, files=files)
     images = torch.stack([data[i] for i in range(len(data))])
     for start in range(0, len(images), batch):
@@ -249,12 +252,25 @@ def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentD
                     "history": history}
         if parent_record is not None:  # keep the lineage: how the starting weights were trained
             metadata["parent"] = {"init_from": str(config.init_from), **parent_record}
+        metadata[RANGE_KEY] = _training_range(best_encoder.eval(), task, val_files or train_files, size, config)
         model.add_severity_encoder(config.task, best_encoder)
         model.save_severity_encoder(target, config.task, metadata=json.loads(json.dumps(metadata)))
         summary["written_to"] = str(target / "severity_encoders" / config.task)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _training_range(encoder, task, files: list[Path], size: int, config: SeverityTrainingConfig) -> dict:
+    """The σ̂ range (:mod:`flash_wrap.severity.range`) of the written encoder on its validation images
+    (its training images when none are held out), degraded as validation degrades them."""
+    batches = degraded_batches(task, files, size, config.seed, config.noise_std, config.batch_size)
+    return {**measure_range(encoder, (y for _, y in batches)), **range_source(task, config.data, config.noise_std)}
+
+
+def range_source(task, data: str | Path, noise_std: float) -> dict:
+    """What a σ̂ range was measured on: the image folder's name, the task's training levels, the noise."""
+    return {"data": Path(data).name, "levels": list(task.train_range), "noise_std": noise_std}
 
 
 def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
@@ -316,7 +332,7 @@ def _validate(encoder, model: LatentDiffusion, task, files, config: SeverityTrai
     sums: dict[str, float] = {}
     count = 0
     device = next(encoder.parameters()).device
-    for x, y_image in _validation_batches(task, files, model.image_size, config.seed, config.noise_std,
+    for x, y_image in degraded_batches(task, files, model.image_size, config.seed, config.noise_std,
                                           config.batch_size):
         terms = severity_loss(encoder, model, x.to(device), y_image.to(device),
                               lambda_sigma=config.lambda_sigma, lambda_image=config.lambda_image)
