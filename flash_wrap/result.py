@@ -37,7 +37,8 @@ class Reconstruction:
     eta: float | None = None
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
-    decoder_calls: torch.Tensor | None = None
+    # None (the default) becomes zeros in __post_init__, so the attribute is always a tensor
+    decoder_calls: torch.Tensor = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.decoder_calls is None:

@@ -140,7 +140,9 @@ class SolverContract:
 
     def make_solver(self, model: LatentDiffusion, **hyperparameters: float) -> Solver:
         """``solver_class`` on ``model`` with the suite's grid and overrides."""
-        return self.solver_class(model, steps=self.steps, **{**self.overrides, **hyperparameters})
+        # hyper-parameters only (typed Any so the checker does not match them to sampler= or steps=)
+        values: dict[str, Any] = {**self.overrides, **hyperparameters}
+        return self.solver_class(model, steps=self.steps, **values)
 
     def problem(
         self, task: str, brightness: Sequence[float], seed: int = 0
@@ -286,6 +288,7 @@ class SolverContract:
         (steps ``s−1, …, 0``); the two samples here are programmed to different starts."""
         solver, y, operator, variance = self.adaptive_problem(self.first_task)
         out = Flash(solver).reconstruct(y, operator, generators([0, 1]), progress=False)
+        assert out.sigma_hat is not None, "Flash returned no sigma_hat"
         torch.testing.assert_close(out.sigma_hat, variance.to(out.sigma_hat.dtype))
         expected = start_index(out.sigma_hat, solver.sampler.snr).tolist()
         assert out.start_step.tolist() == expected, f"starts {out.start_step.tolist()}, the start rule gives {expected}"

@@ -112,7 +112,7 @@ class Evaluator:
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise InvalidInput(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
-        self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
+        self.lpips: LPIPS | None = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
         self.lines = False  # one line per stage on stderr (set by run() when stderr is not a terminal)
         self._batch = ""  # the batch being run, as the lines name it ("batch 2/5")
 
@@ -148,9 +148,10 @@ class Evaluator:
         if theirs != mine:
             log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
                         "the severity encoder is taken)", origin, theirs, self.config.model, mine)
-        theirs, mine = (tuning.describe_values(m, self.config.solver, self.config.task) for m in (bundle, self.model))
-        for section, tuned in theirs.items():
-            if tuned != mine.get(section):
+        their_values, my_values = (tuning.describe_values(m, self.config.solver, self.config.task)
+                                   for m in (bundle, self.model))
+        for section, tuned in their_values.items():
+            if tuned != my_values.get(section):
                 log.warning("%s stores tuned %s settings for %s (%s: %s); they are not used here: only its severity "
                             "encoder is (evaluate --model %s to use them)", origin, self.config.solver,
                             self.config.task, section, json.dumps(tuned, ensure_ascii=False), source)
@@ -170,8 +171,10 @@ class Evaluator:
                                                        progress=False)
         seconds["flash"] = time.perf_counter() - start
         self._stage_done(f"Flash({self.config.solver})", runs["flash"].nfe, seconds["flash"])
+        z_hat = runs["flash"].z_hat
+        assert z_hat is not None  # Flash always estimates
         with torch.no_grad():
-            ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
+            ae_images = self.model.decode(z_hat).clamp(0, 1)
         if self.config.baseline:
             start = time.perf_counter()
             runs["baseline"] = self.baseline_solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
@@ -195,8 +198,9 @@ class Evaluator:
         oa, oa_sigma_hat = self._ordering(x, names)
         oa_levels = torch.linspace(*self.range, OA_LEVELS).tolist()  # the grid _ordering used
         records = []
+        flash = runs["flash"]
+        assert flash.sigma_hat is not None  # Flash always estimates
         for i, name in enumerate(names):
-            flash = runs["flash"]
             records.append({
                 "name": name,
                 "severity": float(levels[i]),
@@ -301,7 +305,7 @@ class Evaluator:
                 records = self.run_batch(mine) if mine else []
                 if world > 1:
                     records = [r for part in gather_object([records]) for r in part]
-                if main:
+                if sink is not None:  # the main process's
                     sink.write("".join(json.dumps(record) + "\n" for record in records))
                     sink.flush()
         result = None
@@ -312,6 +316,7 @@ class Evaluator:
         if world > 1:
             state.wait_for_everyone()
             result = result if main else json.loads((self.out / "results.json").read_text())
+        assert result is not None  # a lone process is the main one
         return result
 
     def identity(self) -> dict:
