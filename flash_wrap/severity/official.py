@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
@@ -381,13 +381,9 @@ def check_official_training(training: dict[str, Any], task: str, what: str, *, o
 
 
 def _diffusers_config(autoencoder: object) -> Any:
-    """The diffusers config of a bundle's autoencoder (its ``model.config``; read by name, as this
-    layer does not import :mod:`flash_wrap.models`)."""
-    config = getattr(getattr(autoencoder, "model", None), "config", None)
-    if config is None:
-        raise InvalidInput(f"the official severity encoders need a diffusers autoencoder (VQModel); this model's "
-                           f"autoencoder is a {type(autoencoder).__name__} without a diffusers config")
-    return config
+    """The config of a diffusers-backed autoencoder (its ``model.config``): duck-typed, since this
+    layer does not import :mod:`flash_wrap.models`, where that adapter is declared."""
+    return cast(Any, autoencoder).model.config
 
 
 def check_official_model(model: LatentDiffusion) -> None:
