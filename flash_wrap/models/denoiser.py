@@ -56,6 +56,7 @@ class Denoiser(nn.Module):
         empty_conditioning: ``(1, L, cross_attention_dim)``, required for a ``UNet2DConditionModel``.
         conditioning_source: how the conditioning was made, kept with it (e.g. ``'text encoder, prompt ""'``).
     """
+
     empty_conditioning: torch.Tensor | None  # a registered buffer, declared for the type checker
 
     def __init__(
