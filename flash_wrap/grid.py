@@ -31,11 +31,16 @@ SAMPLER_KINDS: tuple[SamplerKind, ...] = ("ddpm", "ddim")
 
 
 class SamplerDefaults(Protocol):
-    """What the rule reads from a solver class: its own sampler."""
+    """What the rule reads from a solver class: its own sampler (read only)."""
 
-    sampler_kind: SamplerKind
-    default_steps: int | None
-    ddim_eta: float
+    @property
+    def sampler_kind(self) -> SamplerKind: ...
+
+    @property
+    def default_steps(self) -> int | None: ...
+
+    @property
+    def ddim_eta(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class GridSpec:
 
 
 def grid_for(
-    solver: SamplerDefaults | type,
+    solver: SamplerDefaults,
     total: int,
     *,
     scheduler: str | None = None,

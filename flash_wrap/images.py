@@ -8,6 +8,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -60,7 +61,8 @@ def _opaque_rgb(img: Image.Image, path: Path) -> Image.Image:
         img = img.convert("RGBA" if img.mode != "L" else "LA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = img.getchannel("A")
-        lowest = alpha.getextrema()[0]
+        # one band: getextrema() is (min, max); its annotation also covers multi-band images
+        lowest = cast(tuple[int, int], alpha.getextrema())[0]
         if lowest < 255:
             raise ImageFileError(
                 f"{path} has transparent pixels (alpha down to {lowest}/255); flash-wrap does not guess a "

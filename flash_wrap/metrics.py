@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from .errors import InvalidInput
@@ -63,7 +65,8 @@ def ssim(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     value = structural_similarity_index_measure(
         estimate.clamp(0, 1).float(), target.float(), data_range=1.0, reduction="none"
     )
-    return value.reshape(-1)
+    # a tuple only with return_full_image=True
+    return cast(torch.Tensor, value).reshape(-1)
 
 
 class LPIPS:

@@ -41,7 +41,8 @@ class Reconstruction:
     eta: float | None = None
     sigma_hat: torch.Tensor | None = None
     z_hat: torch.Tensor | None = None
-    decoder_calls: torch.Tensor | None = None
+    # None (the default) becomes zeros in __post_init__, so the attribute is always a tensor
+    decoder_calls: torch.Tensor = None  # type: ignore[assignment]
     snr_scale: float | None = None
     out_of_range: torch.Tensor | None = None
 

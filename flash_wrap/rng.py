@@ -31,7 +31,7 @@ def randn(
     A per-sample list makes each row independent of the others in the batch, which is what keeps
     a sample's reconstruction identical whether it runs alone or batched.
     """
-    gen = list(generator) if isinstance(generator, (list, tuple)) else generator
+    gen = generator if generator is None or isinstance(generator, torch.Generator) else list(generator)
     if isinstance(gen, list) and len(gen) != shape[0]:
         raise InvalidInput(f"got {len(gen)} generators for a batch of {shape[0]}")
     return randn_tensor(tuple(shape), generator=gen, device=torch.device(device), dtype=dtype)

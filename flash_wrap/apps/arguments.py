@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .._numbers import is_finite_number
 from ..errors import InvalidInput
 
+_Number = TypeVar("_Number", int, float)
 
-def _number(kind: type, text: str) -> int | float:
+
+def _number(kind: type[_Number], text: str) -> _Number:
     try:
         value = kind(text)
     except ValueError:

@@ -162,7 +162,8 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
         bare, t_bare, m_bare = _timed(
             device, functools.partial(solver.reconstruct, y, op, generator=generators(seeds), progress=progress)
         )
-        starts = None if trained and not config.starts else [config.starts[i % len(config.starts)] for i in range(batch)]
+        # an untrained model always has starts (the defaults above)
+        starts = [config.starts[i % len(config.starts)] for i in range(batch)] if config.starts else None
         flash = Flash(solver, fixed_start=starts)
         fast, t_fast, m_fast = _timed(
             device, functools.partial(flash.reconstruct, y, op, generator=generators(seeds), progress=progress)

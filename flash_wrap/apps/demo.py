@@ -170,6 +170,7 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
                                      f"{_count(len(seeds), 'image')}, mean NFE {base.nfe.float().mean():.1f}", started)
     started = progress.start(f"{label}: flash")
     fast = Flash(bare).reconstruct(y, operator, generator=stream_generators(seeds, FLASH_STREAM), progress=bars)
+    assert fast.z_hat is not None and fast.sigma_hat is not None  # Flash always estimates
     with torch.no_grad():
         autoencoder = model.decode(fast.z_hat).clamp(0, 1)  # D(ẑ): the encoder's estimate, no solver step
         # what σ̂ predicts: the unbiased variance of the actual latent error (as in training)

@@ -87,7 +87,7 @@ def import_encoder(checkpoint: str | Path, *, model: str | Path, task: str, outp
             if not copy:  # the bundle itself is written: hold its lock from the first check on
                 loaded, encoder, metadata = _converted(file, folder, task, force)
             loaded.add_severity_encoder(task, encoder, metadata)
-            if files is not None:
+            if files is not None and data is not None:
                 metadata[RANGE_KEY] = encoder_range(loaded, task, files, data=data)
             loaded.save_severity_encoder(folder, task, metadata=metadata)
     except BaseException:

@@ -213,7 +213,8 @@ class Tuner:
                                   bare=config.baseline)
 
     def _solver(self, eta: float, c: float | None) -> Solver:
-        values = {"eta": eta} if c is None else {"eta": eta, "c": c}
+        # hyper-parameters only (typed Any so the checker does not match them to sampler= or steps=)
+        values: dict[str, Any] = {"eta": eta} if c is None else {"eta": eta, "c": c}
         return self.solver_class(self.model, steps=self.config.steps, **values)
 
     @property
@@ -270,8 +271,8 @@ class Tuner:
         the best values into the bundle; returns ``tune.json``'s content."""
         # a bundle written in place stays locked for the whole run, so no other command changes it
         # meanwhile (a new --save-to folder is only filled at the end, by a rename)
-        in_place = self.target is not None and not self.copy
-        bundle_lock = exclusive(self.target, what=COMMAND) if in_place else contextlib.nullcontext()
+        bundle_lock = (exclusive(self.target, what=COMMAND) if self.target is not None and not self.copy
+                       else contextlib.nullcontext())
         with exclusive(self.out, what=COMMAND), bundle_lock:
             if not resume and any(p.name != LOCK_NAME for p in self.out.iterdir()):
                 raise RunFolderError(f"--out {self.out} is not empty: pass --resume to continue the run it holds, "

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from diffusers import ModelMixin
 
 
 def read_json(file: Path) -> dict[str, Any]:
@@ -177,7 +180,7 @@ def verify_loaded(module: torch.nn.Module, folder: Path, files: list[Path] | Non
             raise InvalidInput(f"{where}: tensor {key!r} holds NaN or infinite values")
 
 
-def build_from_folder(model_class: type, folder: Path, *, variant: str | None = None) -> torch.nn.Module:
+def build_from_folder(model_class: type[ModelMixin], folder: Path, *, variant: str | None = None) -> torch.nn.Module:
     """``model_class.from_pretrained(folder)`` from local safetensors in float32, then
     :func:`verify_loaded`; a config that cannot build the model (e.g. negative channel counts)
     is a ``ValueError`` naming its ``config.json`` instead of an error from deep inside torch.

@@ -209,7 +209,7 @@ class LatentDiffusion(nn.Module):
                     sub.gradient_checkpointing = gradient_checkpointing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for module in (self.denoiser.unet, self.autoencoder):
-            module.to(memory_format=self.memory_format)
+            module.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         if compile:
             self.denoiser.unet.compile()
             self.autoencoder.compile()

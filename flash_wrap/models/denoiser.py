@@ -57,6 +57,8 @@ class Denoiser(nn.Module):
         conditioning_source: how the conditioning was made, kept with it (e.g. ``'text encoder, prompt ""'``).
     """
 
+    empty_conditioning: torch.Tensor | None  # a registered buffer, declared for the type checker
+
     def __init__(
         self, unet: UNet2DModel | UNet2DConditionModel, empty_conditioning: torch.Tensor | None = None,
         *, conditioning_source: str | None = None,

@@ -40,6 +40,7 @@ class Block(nn.Module):
 
     def __init__(self, channels: int, pool_channels: int | None = None, pool_groups: int = 4) -> None:
         super().__init__()
+        self.pool: nn.Sequential | None
         if pool_channels is not None:
             self.pool = nn.Sequential(
                 nn.Conv2d(channels, pool_channels, kernel_size=1, bias=False),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -84,9 +85,10 @@ def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, varia
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a bar per load would flood logs; the state is restored
     try:
-        encoder, info = transformers.CLIPTextModel.from_pretrained(
+        # with output_loading_info=True, from_pretrained returns (model, info); its annotation gives the model alone
+        encoder, info = cast(tuple[Any, dict[str, Any]], transformers.CLIPTextModel.from_pretrained(
             str(encoder_folder), local_files_only=True, use_safetensors=True, variant=variant, output_loading_info=True
-        )
+        ))
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()

@@ -118,7 +118,8 @@ class Operator(ABC):
         if not isinstance(u, torch.Tensor) or u.dim() != 4:
             raise InvalidInput(f"adjoint expects a (B, C, h, w) measurement tensor, got {getattr(u, 'shape', u)!r}")
         check_batch(self.batch_size, u.shape[0], f"{type(self).__name__} parameters")
-        shape = (u.shape[0], *self.image_shape(tuple(u.shape[1:])))
+        channels, height, width = u.shape[1:]
+        shape = (u.shape[0], *self.image_shape((channels, height, width)))
         return _Transpose.apply(u, self, shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

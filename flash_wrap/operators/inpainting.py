@@ -97,15 +97,21 @@ class RandomInpainting(Operator):
         return cls(mask=field < 1 - ratio.view(-1, 1, 1, 1), noise_std=noise_std)
 
     @property
+    def _ratio(self) -> torch.Tensor:
+        """``missing_ratio`` where there is no explicit mask (the constructor takes exactly one)."""
+        assert self.missing_ratio is not None
+        return self.missing_ratio
+
+    @property
     def batch_size(self) -> int:
-        return (self.mask if self.mask is not None else self.missing_ratio).shape[0]
+        return (self.mask if self.mask is not None else self._ratio).shape[0]
 
     @property
     def severity(self) -> torch.Tensor:
         """Missing fraction in [0, 1], ``(batch_size,)``: nominal ratio, or the explicit mask's."""
         if self.mask is not None:
             return 1 - self.mask.mean(dim=(1, 2, 3))
-        return self.missing_ratio.clone()
+        return self._ratio.clone()
 
     def mask_for(self, image_size: ImageSize) -> torch.Tensor:
         """The ``(batch_size, 1, H, W)`` float mask on CPU for images of ``image_size``; 1 = kept."""
@@ -114,7 +120,7 @@ class RandomInpainting(Operator):
             if tuple(self.mask.shape[-2:]) != (h, w):
                 raise InvalidInput(f"mask of shape {tuple(self.mask.shape)} does not fit {h}x{w} images")
             return self.mask.clone()
-        keep = _field(self.field_seed, h, w) < 1 - self.missing_ratio.view(-1, 1, 1, 1)
+        keep = _field(self.field_seed, h, w) < 1 - self._ratio.view(-1, 1, 1, 1)
         return keep.to(torch.get_default_dtype())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +132,7 @@ class RandomInpainting(Operator):
         check_batch(self.batch_size, x.shape[0], "RandomInpainting missing_ratio")
         key = (x.device, x.dtype, x.shape[-2], x.shape[-1])
         if key not in self._cache:
-            self._cache[key] = self.mask_for(x.shape[-2:]).to(device=x.device, dtype=x.dtype)
+            self._cache[key] = self.mask_for((x.shape[-2], x.shape[-1])).to(device=x.device, dtype=x.dtype)
         return x * self._cache[key]
 
     def adjoint(self, u: torch.Tensor) -> torch.Tensor:
@@ -136,7 +142,7 @@ class RandomInpainting(Operator):
     def select(self, index: RowIndex) -> RandomInpainting:
         if self.mask is not None:
             return RandomInpainting(mask=take_rows(self.mask, index), noise_std=self.noise_std)
-        ratio = take_rows(self.missing_ratio, index)
+        ratio = take_rows(self._ratio, index)
         return RandomInpainting(ratio, self.noise_std, field_seed=self.field_seed)
 
     @classmethod
@@ -144,10 +150,10 @@ class RandomInpainting(Operator):
         """Every part's missing ratio (one shared field) or every part's mask (one size) in one
         operator, else ``None``."""
         noise_std = parts[0].noise_std
-        ratios = [part.missing_ratio for part in parts]
-        if all(r is not None for r in ratios) and len({part.field_seed for part in parts}) == 1:
+        ratios = [part.missing_ratio for part in parts if part.missing_ratio is not None]
+        if len(ratios) == len(parts) and len({part.field_seed for part in parts}) == 1:
             return RandomInpainting(torch.cat(ratios), noise_std, field_seed=parts[0].field_seed)
-        masks = [part.mask for part in parts]
-        if all(m is not None for m in masks) and len({tuple(m.shape[1:]) for m in masks}) == 1:
+        masks = [part.mask for part in parts if part.mask is not None]
+        if len(masks) == len(parts) and len({tuple(m.shape[1:]) for m in masks}) == 1:
             return RandomInpainting(mask=torch.cat(masks), noise_std=noise_std)
         return None

@@ -97,7 +97,7 @@ class JoinedOperator(Operator):
     def image_shape(self, measurement_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         return self.parts[0].image_shape(measurement_shape)
 
-    def select(self, index: RowIndex) -> Operator:
+    def select(self, index: RowIndex) -> Operator:  # type: ignore[override]  # a join of parts may collapse to their own class
         positions = range(self.batch_size)[index] if isinstance(index, slice) else torch.as_tensor(index).reshape(-1).tolist()
         return join_operators([self.parts[i] for i in positions])
 

@@ -144,7 +144,7 @@ class NonlinearMotionBlur(Operator):
         if image_height not in self._kernels:
             radius = container_radius(image_height)
             paths = [
-                trajectory(self._row(self.seed, i), self._row(self.length, i), self._row(self.turning, i))
+                trajectory(int(self._row(self.seed, i)), self._row(self.length, i), self._row(self.turning, i))
                 for i in range(self._batch)
             ]
             self._kernels[image_height] = torch.stack([splat(path, radius) for path in paths])

@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
@@ -209,8 +209,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         items = [_plain(v) for v in value]
         return _SKIP if any(v is _SKIP for v in items) else items
-    if isinstance(value, (dict, argparse.Namespace)):
-        return {str(k): v for k, v in ((k, _plain(v)) for k, v in _entries(value).items()) if v is not _SKIP}
+    entries = _entries(value)
+    if entries is not None:
+        return {str(k): v for k, v in ((k, _plain(v)) for k, v in entries.items()) if v is not _SKIP}
     return _SKIP
 
 
@@ -275,7 +276,9 @@ def official_training(content: Any, unrecorded: str | None = None) -> dict[str, 
     if unrecorded is not None:
         record["task_not_checked_because"] = unrecorded
         return record
+    assert entries is not None  # unrecorded stays None only for a checkpoint with dict hyper_parameters
     hyper_parameters = _entries(entries["hyper_parameters"])
+    assert hyper_parameters is not None
     record["noise_std"], unreadable = _noise_std(hyper_parameters)
     if unreadable is not None:
         record["noise_std_unreadable"] = unreadable
@@ -377,6 +380,12 @@ def check_official_training(training: dict[str, Any], task: str, what: str, *, o
     return record
 
 
+def _diffusers_config(autoencoder: object) -> Any:
+    """The config of a diffusers-backed autoencoder (its ``model.config``): duck-typed, since this
+    layer does not import :mod:`flash_wrap.models`, where that adapter is declared."""
+    return cast(Any, autoencoder).model.config
+
+
 def check_official_model(model: LatentDiffusion) -> None:
     """Refuse a model the official encoders do not fit, before any work.
 
@@ -393,7 +402,7 @@ def check_official_model(model: LatentDiffusion) -> None:
                 "shift 0)")
     if kind != "vq":
         raise InvalidInput(f"{expected}; this model's autoencoder is {kind!r}")
-    config = autoencoder.model.config
+    config = _diffusers_config(autoencoder)
     found = {
         "downsampling": (autoencoder.downsample_factor, 4),
         "latent channels": (int(config.latent_channels), 3),
@@ -423,7 +432,7 @@ def convert_official_state_dict(tensors: dict[str, torch.Tensor], model: LatentD
     names it does not know without a word, so a tensor it left out is a ``ValueError`` here.
     """
     backbone = {k: v for k, v in tensors.items() if not k.startswith("std_conv.")}
-    converted = convert_ldm_vae_checkpoint(backbone, dict(model.autoencoder.model.config))
+    converted = convert_ldm_vae_checkpoint(backbone, dict(_diffusers_config(model.autoencoder)))
     used = {value.data_ptr() for value in converted.values()}  # the converter keeps tensors or views of them
     left_out = [key for key, value in backbone.items() if value.data_ptr() not in used]
     if left_out:

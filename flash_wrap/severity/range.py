@@ -47,11 +47,11 @@ def measure_range(encoder: torch.nn.Module, images: Iterable[torch.Tensor]) -> d
 def check_range(record: object, where: str) -> tuple[float, float]:
     """``(low, high)`` of a stored record, refused (naming ``where``) unless ``0 <= low <= high`` are finite."""
     ends = (record.get("low"), record.get("high")) if isinstance(record, dict) else (None, None)
-    if not all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) for e in ends) \
-            or not 0 <= ends[0] <= ends[1]:
+    low, high = (float(e) if isinstance(e, (int, float)) and not isinstance(e, bool) else math.nan for e in ends)
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
         raise InvalidInput(f"{where}: {RANGE_KEY} must be {{'low': number, 'high': number}} with 0 <= low <= high, "
                            f"got {record!r}; recompute it with flash-wrap severity-range")
-    return float(ends[0]), float(ends[1])
+    return low, high
 
 
 def out_of_range(variance: torch.Tensor, metadata: dict[str, Any], where: str) -> torch.Tensor | None:

@@ -39,7 +39,7 @@ runs the bare checks over the solver's own grid (e.g. all 1000 DDPM steps), whic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -143,7 +143,9 @@ class SolverContract:
 
     def make_solver(self, model: LatentDiffusion, **hyperparameters: float) -> Solver:
         """``solver_class`` on ``model`` with the suite's grid and overrides."""
-        return self.solver_class(model, steps=self.steps, **{**self.overrides, **hyperparameters})
+        # hyper-parameters only (typed Any so the checker does not match them to sampler= or steps=)
+        values: dict[str, Any] = {**self.overrides, **hyperparameters}
+        return self.solver_class(model, steps=self.steps, **values)
 
     def problem(
         self, task: str, brightness: Sequence[float], seed: int = 0
@@ -289,6 +291,7 @@ class SolverContract:
         (steps ``s−1, …, 0``); the two samples here are programmed to different starts."""
         solver, y, operator, variance = self.adaptive_problem(self.first_task)
         out = Flash(solver).reconstruct(y, operator, generators([0, 1]), progress=False)
+        assert out.sigma_hat is not None, "Flash returned no sigma_hat"
         torch.testing.assert_close(out.sigma_hat, variance.to(out.sigma_hat.dtype))
         expected = start_index(out.sigma_hat, solver.sampler.snr).tolist()
         assert out.start_step.tolist() == expected, f"starts {out.start_step.tolist()}, the start rule gives {expected}"
@@ -395,8 +398,7 @@ class SolverContract:
         for i, k in enumerate(ks):
             alone = solver.step(make_state(solver, z[i : i + 1], y[i : i + 1], self.rows_of(operator, i), k,
                                            generators([1 + i])))
-            torch.testing.assert_close(together[i], alone[0], atol=tol, rtol=tol,
-                                       msg=lambda m, i=i, k=k: f"row {i} at grid index {k}: {m}")
+            torch.testing.assert_close(together[i], alone[0], atol=tol, rtol=tol, msg=_prefixed(f"row {i} at grid index {k}"))
 
     def test_a_stream_gives_each_sample_its_fixed_batch_result(self) -> None:
         """Streamed over two slots (samples entering and leaving at their own starts, steps with
@@ -555,3 +557,8 @@ class SolverContract:
         wrapped = Flash(flash_solver).reconstruct(y, operator, generators([0, 1]), progress=False)
         self.assert_valid_images(wrapped, 2, self.image_size)
         assert wrapped.nfe.tolist() == wrapped.start_step.tolist(), f"{task}: {wrapped.nfe} != {wrapped.start_step}"
+
+
+def _prefixed(where: str) -> Callable[[str], str]:
+    """An ``assert_close`` message that names where the mismatch is."""
+    return lambda message: f"{where}: {message}"

@@ -4,9 +4,13 @@ per-image seed rule is :func:`flash_wrap.degradation.image_seed`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from ...errors import InvalidInput
 from ..arguments import check_settings
+
+if TYPE_CHECKING:
+    from ...samplers import SamplerKind
 
 RECORDS = "images.jsonl"
 #: The run's identity: arguments and fingerprints of the model and of the image files.
@@ -27,7 +31,7 @@ class EvalConfig:
     out: str
     model: str = "demo"
     steps: int | None = None
-    scheduler: str | None = None
+    scheduler: SamplerKind | None = None
     baseline: bool = False
     fixed_start: list[int] = field(default_factory=list)
     severity_range: tuple[float, float] | None = None
@@ -44,7 +48,7 @@ class EvalConfig:
     #: run's ``steps``/``scheduler`` (``baseline_scheduler="ddpm"`` alone: every timestep, DDPM's one grid):
     #: e.g. Flash on DDIM-100 against the paper's 1000-step baseline
     baseline_steps: int | None = None
-    baseline_scheduler: str | None = None
+    baseline_scheduler: SamplerKind | None = None
     #: mean NFE allowed (``--nfe-budget``): Flash also runs with one SNR scale calibrated on every
     #: image's σ̂ first (ALGORITHMS.md §3.1), as the method ``flash_budget`` beside the unbudgeted ``flash``
     nfe_budget: float | None = None

@@ -116,7 +116,7 @@ class Evaluator:
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise InvalidInput(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
-        self.lpips = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
+        self.lpips: LPIPS | None = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
         self.lines = False  # one line per stage on stderr (set by run() when stderr is not a terminal)
         self._batch = ""  # the batch being run, as the lines name it ("batch 2/5")
 
@@ -152,9 +152,10 @@ class Evaluator:
         if theirs != mine:
             log.warning("%s was written with the conditioning %s, the model %s has %s; the model's is used (only "
                         "the severity encoder is taken)", origin, theirs, self.config.model, mine)
-        theirs, mine = (tuning.describe_values(m, self.config.solver, self.config.task) for m in (bundle, self.model))
-        for section, tuned in theirs.items():
-            if tuned != mine.get(section):
+        their_values, my_values = (tuning.describe_values(m, self.config.solver, self.config.task)
+                                   for m in (bundle, self.model))
+        for section, tuned in their_values.items():
+            if tuned != my_values.get(section):
                 log.warning("%s stores tuned %s settings for %s (%s: %s); they are not used here: only its severity "
                             "encoder is (evaluate --model %s to use them)", origin, self.config.solver,
                             self.config.task, section, json.dumps(tuned, ensure_ascii=False), source)
@@ -180,8 +181,10 @@ class Evaluator:
                 y, operator, generator=image_generators(seeds, FLASH_STREAM), progress=False)
             seconds["flash_budget"] = time.perf_counter() - start
             self._stage_done("Flash within the NFE budget", runs["flash_budget"].nfe, seconds["flash_budget"])
+        z_hat = runs["flash"].z_hat
+        assert z_hat is not None  # Flash always estimates
         with torch.no_grad():
-            ae_images = self.model.decode(runs["flash"].z_hat).clamp(0, 1)
+            ae_images = self.model.decode(z_hat).clamp(0, 1)
         if self.config.baseline:
             start = time.perf_counter()
             runs["baseline"] = self.baseline_solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
@@ -207,6 +210,7 @@ class Evaluator:
         records = []
         flash = runs["flash"]
         flags = flash.out_of_range
+        assert flash.sigma_hat is not None  # Flash always estimates
         for i, name in enumerate(names):
             budget = {"start_step_budget": int(runs["flash_budget"].start_step[i])} if "flash_budget" in runs else {}
             records.append({
@@ -323,7 +327,7 @@ class Evaluator:
                 records = self.run_batch(mine) if mine else []
                 if world > 1:
                     records = [r for part in gather_object([records]) for r in part]
-                if main:
+                if sink is not None:  # the main process's
                     sink.write("".join(json.dumps(record) + "\n" for record in records))
                     sink.flush()
         result = None
@@ -335,6 +339,7 @@ class Evaluator:
         if world > 1:
             state.wait_for_everyone()
             result = result if main else json.loads((self.out / "results.json").read_text())
+        assert result is not None  # a lone process is the main one
         return result
 
     def identity(self) -> dict:

@@ -187,6 +187,7 @@ def _flow_step_batch(latents: torch.Tensor, indices: list[int], seed: int, step:
 
 def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> LatentDiffusion:
     """The ``init_from`` bundle, checked against this run's autoencoder before any training."""
+    assert config.init_from is not None  # called only with --init-from
     parent = LatentDiffusion.from_pretrained(config.init_from)
     if parent.autoencoder.kind != autoencoder.kind or parent.latent_channels != autoencoder.latent_channels:
         raise InvalidInput(

@@ -305,6 +305,7 @@ def _load_parent_encoder(encoder: torch.nn.Module, model: LatentDiffusion, confi
 
     Returns the parent encoder's stored metadata (its training record), to be kept with the child's.
     """
+    assert config.init_from is not None  # called only with --init-from
     parent = LatentDiffusion.from_pretrained(config.init_from)
     # a starting point, which training adapts: the autoencoder's weights may differ, its latent units not
     check_encoder_source(model, parent, [config.task], origin=f"--init-from {config.init_from}", weights=False)
