@@ -186,7 +186,7 @@ def test_strict_mode_from_the_environment(monkeypatch):
         registry.register_plugin(Registers(object), "not-a-solver")
 
 
-def test_the_cli_lists_solvers_and_broken_plugins(monkeypatch, capsys):
+def test_the_cli_lists_solvers_tasks_and_broken_plugins(monkeypatch, capsys):
     cli = pytest.importorskip("flash_wrap.apps.cli", reason="the CLI is moving to flash_wrap.apps")
     registry = load_registry(strict=False)  # a fresh one, shown by the CLI in place of the cached one
     with pytest.warns(UserWarning):
@@ -198,6 +198,8 @@ def test_the_cli_lists_solvers_and_broken_plugins(monkeypatch, capsys):
     assert "gaussian-blur: c=1.2, eta=1" in out
     assert any(line.startswith("raising ") and "BROKEN (in-process)" in line and "boom in register" in line
                for line in out.splitlines())
+    tasks = out[out.index("\ntasks:\n"):]  # the tasks follow the solvers, each with its origin
+    assert "gaussian-blur      sigma = (0.3 + 2.7 t) * H/256 px" in tasks and "= flash_wrap_plugins.tasks" in tasks
 
 
 # -- tasks ------------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""``flash-wrap solvers``: the registered solver plugins and where they come from."""
+"""``flash-wrap solvers``: the registered solver plugins, then the registered tasks, and where they come from."""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "solvers"
-HELP = "list registered solver plugins and where they come from"
+HELP = "list registered solver plugins and tasks, and where they come from"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,4 +39,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{broken.plugin:<{width}}  BROKEN ({broken.origin}): {broken.error}")
     for name, claimants in sorted(registry.conflicts.items()):
         print(f"{name:<{width}}  CONFLICT, disabled: registered by {'; '.join(r.origin for r in claimants)}")
+    print("\ntasks:")
+    width = max([len(n) for n in registry.tasks] + [len(n) for n in registry.task_conflicts] + [6])
+    for name, task_record in sorted(registry.tasks.items()):
+        print(f"{name:<{width}}  {task_record.task.summary}")
+        print(f"{'':<{width}}  from {task_record.origin}")
+    for name, task_claimants in sorted(registry.task_conflicts.items()):
+        print(f"{name:<{width}}  CONFLICT, disabled: registered by {'; '.join(r.origin for r in task_claimants)}")
     return 0
