@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields, replace
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ def join_rows(parts: list[Reconstruction]) -> Reconstruction:
     """Reconstructions of consecutive rows as one (every per-sample tensor field concatenated)."""
     if len(parts) == 1:
         return parts[0]
-    joined = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(parts[0])
+    joined: dict[str, Any] = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(parts[0])
               if isinstance(getattr(parts[0], f.name), torch.Tensor)}
     return replace(parts[0], **joined)
 
