@@ -14,7 +14,9 @@ from flash_wrap.apps.demo import run_demo
 from flash_wrap.apps.evaluation.compare import compare, paired
 from flash_wrap.apps.evaluation.config import OA_LEVELS, OA_SEEDS, RECORDS, EvalConfig
 from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
+from flash_wrap.apps.runs import RunFolderError
 from flash_wrap.degradation import SEED_RULE, degrade, image_generators, image_seed
+from flash_wrap.errors import InvalidInput
 from flash_wrap.metrics import spearman
 from flash_wrap.testing import tiny_model, write_images
 
@@ -89,7 +91,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(setup, quiet_lpips, monke
 
     monkeypatch.setattr(Evaluator, "run_batch", interrupt_after_one)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(_config(tmp_path, images, "split"), progress=False)
+        evaluate(_config(tmp_path, images, "split", window=2), progress=False)  # streamed, units of 2
     records = (tmp_path / "split" / RECORDS).read_text().splitlines()
     assert len(records) == 2
     with open(tmp_path / "split" / RECORDS, "a") as f:
@@ -97,7 +99,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(setup, quiet_lpips, monke
 
     resumed_batches = []
     monkeypatch.setattr(Evaluator, "run_batch", lambda self, files: resumed_batches.append(files) or real(self, files))
-    resumed = evaluate(_config(tmp_path, images, "split"), resume=True, progress=False)
+    resumed = evaluate(_config(tmp_path, images, "split", window=2), resume=True, progress=False)
     assert [f.name for b in resumed_batches for f in b] == ["002.png", "003.png", "004.png"]  # nothing recomputed
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
     assert strip(resumed["images"]) == strip(whole["images"])
@@ -138,7 +140,7 @@ def test_a_log_file_gets_a_line_per_method_and_batch(setup, quiet_lpips, capsys)
     """stderr not a terminal (pytest captures it): one line at the start, then one per method and
     batch with its NFE; progress=False is silent."""
     tmp_path, images = setup
-    evaluate(_config(tmp_path, images, "lines", limit=3), progress=None)
+    evaluate(_config(tmp_path, images, "lines", limit=3, batching="fixed"), progress=None)
     lines = capsys.readouterr().err.splitlines()
     ours = [line for line in lines if line.startswith("eval gaussian-blur: ")]
     assert ours[0] == ("eval gaussian-blur: 3 images in 2 batches of up to 2, 1 process: Flash(latent-dps) on "
@@ -454,3 +456,36 @@ def test_eval_records_the_out_of_range_flag_per_image(tmp_path, quiet_lpips, cap
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["out_of_range"] for r in result["images"]] == [True] * 3 and result["out_of_range"] == 3
     assert "σ̂ outside the severity encoder's training range: 3 images" in capsys.readouterr().out
+
+
+def test_streamed_bucketed_and_fixed_batches_give_the_same_images(setup, quiet_lpips):
+    """A sample's result depends only on its own seed: the three --batching modes agree per image
+    (exactly here, float32 on CPU), and the mode is recorded; a resume with another mode is refused."""
+    tmp_path, images = setup
+    runs = {mode: evaluate(_config(tmp_path, images, mode, batching=mode, fixed_start=[], batch_size=2),
+                             progress=False)
+            for mode in ("stream", "buckets", "fixed")}
+    def flat(records):  # every number of the records but the timings, by path
+        def walk(value, path):
+            if isinstance(value, dict):
+                return [kv for k, v in value.items() if k != "seconds" for kv in walk(v, f"{path}.{k}")]
+            if isinstance(value, list):
+                return [kv for i, v in enumerate(value) for kv in walk(v, f"{path}[{i}]")]
+            return [(path, value)]
+        return dict(walk(records, ""))
+
+    fixed = flat(runs["fixed"]["images"])
+    for mode in ("stream", "buckets"):
+        other = flat(runs[mode]["images"])
+        assert other.keys() == fixed.keys()
+        exact = [k for k in fixed if isinstance(fixed[k], (str, int, bool)) or fixed[k] is None]
+        assert {k: other[k] for k in exact} == {k: fixed[k] for k in exact}  # names, start steps, NFE
+        assert {k: other[k] for k in fixed if k not in exact} == pytest.approx(
+            {k: fixed[k] for k in fixed if k not in exact}, rel=1e-4, abs=1e-5)  # float32 rounding
+    assert runs["stream"]["batching"] == {"flash": "stream", "slots": 2, "unit": 16}
+    assert runs["fixed"]["batching"] == {"flash": "fixed", "slots": 2, "unit": 2}
+    assert json.loads((tmp_path / "stream" / "run.json").read_text())["arguments"]["batching"] == "stream"
+    with pytest.raises(RunFolderError, match=r"^--resume: .* was run with a different --batching"):
+        evaluate(_config(tmp_path, images, "stream", batching="fixed", fixed_start=[]), resume=True, progress=False)
+    with pytest.raises(InvalidInput, match="drop --window"):
+        _config(tmp_path, images, "x", batching="fixed", window=4)

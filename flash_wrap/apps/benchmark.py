@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import platform
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,9 @@ from ..models.full_size import FULL_SIZE_CONFIGS
 from ..registry import get_solver, get_task
 from ..result import Reconstruction
 from ..rng import generators
+from .peak_memory import PeakMemory
 from .runs import check_new_file
+from .stream_benchmark import markdown_modes, mixed_set, run_modes
 
 TASK = "gaussian-blur"
 
@@ -57,6 +58,13 @@ class BenchmarkConfig:
     compile: bool = False
     channels_last: bool = False
     seed: int = 0
+    #: mixed-severity comparison of bare / fixed batches / buckets / stream on this many images
+    #: (:mod:`.stream_benchmark`) instead of the per-batch-size rows
+    images: int | None = None
+    #: rows per batched denoiser call in that comparison
+    slots: int = 16
+    #: images of the mixed set (default: the shipped faces), cycled with a level and seed each
+    data: str | None = None
 
 
 def build_model(name: str, device: torch.device) -> tuple[LatentDiffusion, bool]:
@@ -74,44 +82,6 @@ def build_model(name: str, device: torch.device) -> tuple[LatentDiffusion, bool]
     # e.g. a diffusers pipeline folder: time it with an untrained encoder and imposed starts
     model.add_severity_encoder(TASK, model.make_severity_encoder())
     return model, False
-
-
-class PeakMemory:
-    """Peak memory (bytes) used inside the ``with`` block, CUDA allocator or CPU RSS."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak = 0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            self._base, self._top, self._stop = self._rss(), 0, threading.Event()
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._top = max(self._top, self._rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self._top, self._rss()) - self._base
 
 
 def _timed(device: torch.device, run: Callable[[], Reconstruction]) -> tuple[Reconstruction, float, int]:
@@ -155,8 +125,15 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     y, op = _inputs(model, 1, config.seed)
     Flash(solver, fixed_start=1).reconstruct(y, op, generator=torch.Generator().manual_seed(0), progress=False)
 
-    rows = []
-    for batch in config.batch_sizes:
+    rows: list[dict] = []
+    mixed: dict | None = None
+    if config.images is not None:
+        data = mixed_set(TASK, model.image_size, device, config.images, config.seed, config.data)
+        starts = [config.starts[i % len(config.starts)] for i in range(config.images)] if config.starts else None
+        mixed = {"images": config.images, "slots": config.slots, "task": TASK,
+                 "levels": list(get_task(TASK).eval_range), "data": config.data or "shipped faces",
+                 "modes": run_modes(solver, data, config.slots, device, starts)}
+    for batch in [] if mixed is not None else config.batch_sizes:
         y, op = _inputs(model, batch, config.seed)
         seeds = [config.seed + i for i in range(batch)]
         bare, t_bare, m_bare = _timed(
@@ -195,7 +172,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
             "autoencoder": sum(p.numel() for p in model.autoencoder.parameters()) / 1e6,
         },
         "starts": "adaptive (severity encoder)" if trained and not config.starts else config.starts,
-        "rows": rows,
+        **({"rows": rows} if mixed is None else {"mixed": mixed}),
     }
 
 
@@ -207,7 +184,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The benchmark as a Markdown table (one row per batch size)."""
+    """The benchmark as a Markdown table (one row per batch size, or per mode of the mixed set)."""
     cfg = result["config"]
     eta = "" if result.get("ddim_eta") is None else f" (η={result['ddim_eta']:g})"
     options = "".join(f", {name}" for name, key in (("gradient checkpointing", "gradient_checkpointing"),
@@ -217,6 +194,8 @@ def markdown(result: dict) -> str:
             f"{'×'.join(map(str, result['latent_shape']))}), {result['sampler'].upper()}-{result['steps']}{eta}, "
             f"{cfg['dtype']}{options}, {result['device']}, torch {result['torch']}, {result['date']}; "
             f"Flash starts: {result['starts']}\n\n")
+    if "mixed" in result:
+        return head + markdown_modes(result["mixed"])
     lines = ["| batch | bare s/img | Flash s/img | speed-up | NFE bare / Flash | bare peak MB | Flash peak MB "
              "| mixed-batch efficiency |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ...errors import InvalidInput
 from ..arguments import POSITIVE, SEED
 from ..options import add_device, add_renamed, given
-from ..precheck import check_solver_name
+from ..precheck import check_input_folder, check_solver_name
 
 NAME = "benchmark"
 HELP = "seconds per image, peak memory and mixed-batch efficiency: bare vs Flash"
 #: BenchmarkConfig fields the options set under the same name (``--model`` sets ``config``)
 FIELDS = ("config", "solver", "batch_sizes", "steps", "starts", "device", "dtype", "gradient_checkpointing", "compile",
-          "channels_last", "seed")
+          "channels_last", "seed", "images", "slots", "data")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true", default=keep,
                         help="NHWC weights and activations (faster convolutions)")
     parser.add_argument("--seed", type=SEED, default=keep)
+    parser.add_argument("--images", type=POSITIVE, metavar="N", default=keep,
+                        help="instead of the batch sizes: N Gaussian-blur images with levels spread over the task's "
+                             "range, run by the bare solver, Flash in fixed batches, Flash in start-step buckets and "
+                             "Flash streamed (continuous batching); reports images/s, mean NFE, peak memory and slot use")
+    parser.add_argument("--slots", type=POSITIVE, default=keep,
+                        help="rows per batched denoiser call with --images (default 16)")
+    parser.add_argument("--data", metavar="FOLDER", default=keep,
+                        help="images of the --images set, cycled (default: the shipped faces)")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
@@ -41,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     if hasattr(args, "solver"):
         check_solver_name(args.solver)
+    for option in ("slots", "data"):
+        if hasattr(args, option) and not hasattr(args, "images"):
+            raise InvalidInput(f"--{option} sets the mixed-severity comparison, which runs with --images N; add it")
+    if hasattr(args, "data"):
+        check_input_folder(args.data, "--data")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ HELP = "Flash(solver) vs the bare solver and fixed starts on an image folder"
 #: EvalConfig fields the options set under the same name
 FIELDS = ("data", "task", "solver", "out", "model", "steps", "scheduler", "baseline", "fixed_start", "seed", "limit",
           "batch_size", "device", "channels_last", "skip_unreadable", "severity_from", "baseline_steps",
-          "baseline_scheduler", "nfe_budget")
+          "baseline_scheduler", "nfe_budget", "batching", "window")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_level_range(parser)
     parser.add_argument("--seed", type=SEED, default=keep)
     parser.add_argument("--limit", type=POSITIVE, default=keep, help="use only the first N images")
-    parser.add_argument("--batch-size", type=POSITIVE, default=keep)
+    parser.add_argument("--batch-size", type=POSITIVE, default=keep,
+                        help="images per batched denoiser call (the slots of --batching stream; default 4)")
+    parser.add_argument("--batching", choices=["stream", "buckets", "fixed"], default=keep,
+                        help="how Flash batches: stream (the default) = continuous batching, each image enters a free "
+                             "slot at its own start step; buckets = fixed batches of similar start steps; fixed = "
+                             "fixed batches in file order (the bare solver and fixed starts always run fixed batches)")
+    parser.add_argument("--window", type=POSITIVE, metavar="N", default=keep,
+                        help="with stream/buckets: images per unit of work (dealt to a process, resumed whole; "
+                             "default 8 × --batch-size)")
     add_device(parser, "cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
     parser.add_argument("--channels-last", action="store_true", default=keep,
                         help="NHWC convolutions: ~20%% faster on CPU, same results up to float rounding")

@@ -123,6 +123,7 @@ def write_report(out: Path, config, model, solver, baseline_solver=None, *, budg
         "ddim_eta": solver.grid.eta,
         "grid": solver.grid.label(),  # Flash's and the fixed starts' grid
         "seed": config.seed,
+        "batching": {"flash": config.batching, "slots": config.batch_size, "unit": config.unit},
         "n_images": len(records),
         "image_size": model.image_size,
         "severity_range": list(config.severity_range) if config.severity_range else None,

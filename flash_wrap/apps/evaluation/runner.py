@@ -48,6 +48,7 @@ from ...solver import Solver
 from ..arguments import checked_level_range
 from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
+from .batching import BatchRun, in_batches, run_flash
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig
 
 #: images are fully decoded at this size when checked, before any work
@@ -171,32 +172,33 @@ class Evaluator:
 
         runs, seconds = {}, {}
         start = time.perf_counter()
-        runs["flash"] = Flash(self.solver).reconstruct(y, operator, generator=image_generators(seeds, FLASH_STREAM),
-                                                       progress=False)
+        slots, batching = self.config.batch_size, self.config.batching
+        runs["flash"] = run_flash(Flash(self.solver), y, operator, image_generators(seeds, FLASH_STREAM),
+                                  batching=batching, slots=slots)
         seconds["flash"] = time.perf_counter() - start
         self._stage_done(f"Flash({self.config.solver})", runs["flash"].nfe, seconds["flash"])
         if self.budget is not None:  # the same noise streams as "flash": the pair differs only in λ
             start = time.perf_counter()
-            runs["flash_budget"] = Flash(self.solver, snr_scale=self.budget["snr_scale"]).reconstruct(
-                y, operator, generator=image_generators(seeds, FLASH_STREAM), progress=False)
+            runs["flash_budget"] = run_flash(Flash(self.solver, snr_scale=self.budget["snr_scale"]), y, operator,
+                                             image_generators(seeds, FLASH_STREAM), batching=batching, slots=slots)
             seconds["flash_budget"] = time.perf_counter() - start
             self._stage_done("Flash within the NFE budget", runs["flash_budget"].nfe, seconds["flash_budget"])
         z_hat = runs["flash"].z_hat
         assert z_hat is not None  # Flash always estimates
         with torch.no_grad():
-            ae_images = self.model.decode(z_hat).clamp(0, 1)
+            ae_images = torch.cat([self.model.decode(z_hat[i : i + slots]).clamp(0, 1)
+                                   for i in range(0, len(files), slots)])
         if self.config.baseline:
             start = time.perf_counter()
-            runs["baseline"] = self.baseline_solver.reconstruct(y, operator, generator=image_generators(seeds, BASELINE_STREAM),
-                                                         progress=False)
+            runs["baseline"] = in_batches(self._fixed(self.baseline_solver), y, operator,
+                                          image_generators(seeds, BASELINE_STREAM), slots)
             seconds["baseline"] = time.perf_counter() - start
             self._stage_done(f"{self.config.solver} on {self.baseline_solver.grid.label()}", runs["baseline"].nfe,
                              seconds["baseline"])
         for k in self.config.fixed_start:
             start = time.perf_counter()
-            runs[f"fixed_start_{k}"] = Flash(self.solver, fixed_start=k).reconstruct(
-                y, operator, generator=image_generators(seeds, FIXED_START_STREAM + k), progress=False
-            )
+            runs[f"fixed_start_{k}"] = in_batches(self._fixed(Flash(self.solver, fixed_start=k)), y, operator,
+                                                  image_generators(seeds, FIXED_START_STREAM + k), slots)
             seconds[f"fixed_start_{k}"] = time.perf_counter() - start
             self._stage_done(f"fixed start {k}", runs[f"fixed_start_{k}"].nfe, seconds[f"fixed_start_{k}"])
 
@@ -231,6 +233,11 @@ class Evaluator:
             })
         self._save_examples(files, x, operator.to_image(y), images)
         return records
+
+    @staticmethod
+    def _fixed(method: Solver | Flash) -> BatchRun:
+        """One fixed-batch call of ``method`` (the bare solver and fixed starts always run fixed batches)."""
+        return lambda y, operator, gens: method.reconstruct(y, operator, generator=gens, progress=False)
 
     def _say(self, text: str) -> None:
         if self.lines:
@@ -302,7 +309,8 @@ class Evaluator:
             self._say(f"calibrating the NFE budget {self.config.nfe_budget:g} on {plural(len(self.files), 'image')}")
             self.budget = dataset_snr_scale(self.model, self.task, self.files, self.range, self.config.seed,
                                             self.config.batch_size, self.solver.sampler.snr, self.config.nfe_budget)
-        batches = [self.files[i : i + self.config.batch_size] for i in range(0, len(self.files), self.config.batch_size)]
+        unit = self.config.unit  # a batch (fixed) or a window of images streamed or bucketed over batch_size slots
+        batches = [self.files[i : i + unit] for i in range(0, len(self.files), unit)]
         todo = [b for b in batches if b[0].name not in set(done[0])]
         # round r: process p does batch r·N + p; the main process appends the round in batch order
         world, rank = state.num_processes, state.process_index
@@ -315,8 +323,9 @@ class Evaluator:
         if self.config.baseline:
             methods.append(f"{self.config.solver} on {self.baseline_solver.grid.label()}")
         methods += [f"fixed start {k}" for k in self.config.fixed_start]
+        how = "" if self.config.batching == "fixed" else f", Flash {self.config.batching} over {self.config.batch_size} slots"
         self._say(f"{plural(len(self.files), 'image')} in {plural(len(batches), 'batch', 'es')} of up to "
-                  f"{self.config.batch_size}{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
+                  f"{unit}{how}{f' ({len(batches) - len(todo)} done before)' if len(todo) < len(batches) else ''}, "
                   f"{plural(world, 'process', 'es')}: {', '.join(methods)}")
         with open(self.out / RECORDS, "a") if main else contextlib.nullcontext() as sink:
             for first in tqdm(rounds, desc=f"eval {self.config.task}", unit="round" if world > 1 else "batch",
@@ -370,7 +379,7 @@ class Evaluator:
                 kept[json.loads(line)["name"]] = line
             except (json.JSONDecodeError, KeyError):
                 log.warning("ignoring a truncated line in %s", records)
-        size = self.config.batch_size
+        size = self.config.unit
         batches = [[f.name for f in self.files[i : i + size]] for i in range(0, len(self.files), size)]
         whole = [name for batch in batches if all(n in kept for n in batch) for name in batch]
         records.write_text("".join(kept[n] + "\n" for n in whole))
