@@ -85,20 +85,22 @@ def test_benchmark_images_compares_the_four_modes_on_a_mixed_set(tiny_bundle, tm
     # imposed starts spread over the grid and mixed in input order: fixed batches of 4 each run their
     # largest start (11) while their rows need 2..11 steps; the stream refills freed slots
     starts = [11, 2, 5, 8]
-    config = BenchmarkConfig(config=str(tiny_bundle), steps=12, starts=starts, images=12, slots=4)
+    config = BenchmarkConfig(config=str(tiny_bundle), steps=12, starts=starts, images=12, slots=4, bare_images=8)
     result = benchmark(config, tmp_path / "mixed.json", progress=False)
     assert json.loads((tmp_path / "mixed.json").read_text())["mixed"] == result["mixed"]
     assert "rows" not in result
     mixed = result["mixed"]
-    assert (mixed["images"], mixed["slots"], mixed["task"]) == (12, 4, "gaussian-blur")
+    assert (mixed["images"], mixed["slots"], mixed["task"], mixed["window"]) == (12, 4, "gaussian-blur", 32)
     modes = mixed["modes"]
     assert list(modes) == ["bare", "flash_fixed", "flash_buckets", "flash_stream"]
     for figures in modes.values():
-        assert set(figures) == {"images_per_second", "seconds", "nfe_mean", "peak_memory_mb", "slot_use",
+        assert set(figures) == {"images", "images_per_second", "seconds", "nfe_mean", "peak_memory_mb", "slot_use",
                                 "denoiser_batches", "slot_steps"}
-        assert figures["images_per_second"] == pytest.approx(12 / figures["seconds"])
+        assert figures["images_per_second"] == pytest.approx(figures["images"] / figures["seconds"])
         assert figures["slot_use"] == pytest.approx(figures["slot_steps"] / (4 * figures["denoiser_batches"]))
+    assert [modes[m]["images"] for m in modes] == [8, 12, 12, 12]  # the bare solver on the first 8 only
     assert modes["bare"]["nfe_mean"] == 12 and modes["bare"]["slot_use"] == 1.0
+    assert modes["bare"]["denoiser_batches"] == 2 * 12
     for mode in ("flash_fixed", "flash_buckets", "flash_stream"):
         assert modes[mode]["nfe_mean"] == pytest.approx(sum(starts) / 4)  # the same samples, the same NFE
         assert modes[mode]["slot_steps"] == 3 * sum(starts)
@@ -109,12 +111,16 @@ def test_benchmark_images_compares_the_four_modes_on_a_mixed_set(tiny_bundle, tm
     assert modes["flash_buckets"]["denoiser_batches"] == 24
     assert modes["flash_stream"]["slot_use"] > modes["flash_buckets"]["slot_use"] > modes["flash_fixed"]["slot_use"]
     table = markdown(result)
-    assert table.count("\n| ") == 5 and "Flash, streamed (continuous batching)" in table and "slot use" in table
+    assert table.count("\n| ") == 5 and "Flash, streamed (continuous batching, window 32)" in table and "slot use" in table
 
 
 def test_benchmark_cli_images_options(tiny_bundle, tmp_path, capsys):
     assert main(["benchmark", "--model", str(tiny_bundle), "--slots", "4"]) == 2
     assert "--slots sets the mixed-severity comparison, which runs with --images N; add it" in capsys.readouterr().err
+    assert main(["benchmark", "--model", str(tiny_bundle), "--bare-images", "4"]) == 2
+    assert "--bare-images sets the mixed-severity comparison" in capsys.readouterr().err
+    assert main(["benchmark", "--model", str(tiny_bundle), "--images", "3", "--bare-images", "4"]) == 2
+    assert "--bare-images 4 is more than --images 3; give at most 3" in capsys.readouterr().err
     assert main(["benchmark", "--model", str(tiny_bundle), "--images", "3", "--data", str(tmp_path / "nothing")]) == 2
     assert "--data" in capsys.readouterr().err
     out = tmp_path / "b.json"

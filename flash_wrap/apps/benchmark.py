@@ -65,6 +65,11 @@ class BenchmarkConfig:
     slots: int = 16
     #: images of the mixed set (default: the shipped faces), cycled with a level and seed each
     data: str | None = None
+    #: the streamed mode's window of start-step buckets (default ``8 * slots``, as ``eval``'s)
+    window: int | None = None
+    #: run the bare solver on only the first this many images of the set (default: all of them);
+    #: its cost per image does not depend on the severity, and it is the slowest mode by far
+    bare_images: int | None = None
 
 
 def build_model(name: str, device: torch.device) -> tuple[LatentDiffusion, bool]:
@@ -130,9 +135,12 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool | None = None) -> d
     if config.images is not None:
         data = mixed_set(TASK, model.image_size, device, config.images, config.seed, config.data)
         starts = [config.starts[i % len(config.starts)] for i in range(config.images)] if config.starts else None
-        mixed = {"images": config.images, "slots": config.slots, "task": TASK,
+        window = config.window if config.window is not None else 8 * config.slots
+        bare_images = min(config.images, config.bare_images or config.images)
+        mixed = {"images": config.images, "slots": config.slots, "task": TASK, "window": window,
                  "levels": list(get_task(TASK).eval_range), "data": config.data or "shipped faces",
-                 "modes": run_modes(solver, data, config.slots, device, starts)}
+                 "modes": run_modes(solver, data, config.slots, device, starts, window=window,
+                                    bare_images=bare_images)}
     for batch in [] if mixed is not None else config.batch_sizes:
         y, op = _inputs(model, batch, config.seed)
         seeds = [config.seed + i for i in range(batch)]

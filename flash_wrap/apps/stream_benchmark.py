@@ -4,12 +4,14 @@
 images of ``--data``, default the shipped faces, repeated with a different level and seed each) are
 reconstructed four ways with ``slots`` rows per batched denoiser call:
 
-- ``bare``: the bare solver in fixed batches of ``slots`` (every sample runs the whole grid);
+- ``bare``: the bare solver in fixed batches of ``slots`` (every sample runs the whole grid), on
+  the first ``bare_images`` samples only if asked (its cost per image does not depend on severity);
 - ``flash_fixed``: ``Flash(solver)`` in fixed batches of ``slots`` in input order (each batch runs
   from its largest start step down to 0, its rows idle until their own start);
 - ``flash_buckets``: every sample encoded first, then fixed batches of similar start steps
   (:func:`~flash_wrap.scheduling.bucket_batches`); the encoding is part of the measured time;
-- ``flash_stream``: continuous batching (:meth:`Flash.stream <flash_wrap.flash.Flash.stream>`).
+- ``flash_stream``: continuous batching (:meth:`Flash.stream <flash_wrap.flash.Flash.stream>`), fed
+  by windows of ``window`` samples sorted by start step (``None``: in input order).
 
 Each mode reports images per second, mean NFE, peak memory (:class:`~.benchmark.PeakMemory`) and
 **slot use** = Σ per-sample NFE / (slots × batched denoiser calls) (:class:`~flash_wrap.scheduling.SlotStats`):
@@ -72,11 +74,16 @@ def mixed_set(task_name: str, image_size: int, device: torch.device, images: int
 
 
 def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
-              starts: list[int] | None = None) -> dict[str, dict]:
+              starts: list[int] | None = None, *, window: int | None = None,
+              bare_images: int | None = None) -> dict[str, dict]:
     """Run :data:`MODES` on ``data`` and return ``{mode: figures}`` (see the module docstring).
 
-    ``starts``: imposed Flash start steps, one per sample (untrained encoders), else adaptive."""
+    ``starts``: imposed Flash start steps, one per sample (untrained encoders), else adaptive.
+    ``window``: the streamed mode's start-step window. ``bare_images``: the bare mode runs on the
+    first this many samples (default all); each mode's figures say how many images it ran."""
     n = data.y.shape[0]
+    if bare_images is not None and not 1 <= bare_images <= n:
+        raise InvalidInput(f"bare_images must lie in [1, {n}] (the set's size), got {bare_images}")
 
     def flash_for(rows: list[int] | None = None) -> Flash:
         if starts is None:
@@ -84,16 +91,17 @@ def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
         return Flash(solver, fixed_start=starts if rows is None else [starts[r] for r in rows])
 
     def batches(order: list[int]) -> list[list[int]]:
-        return [order[i : i + slots] for i in range(0, n, slots)]
+        return [order[i : i + slots] for i in range(0, len(order), slots)]
 
     def fixed(run: Callable[[list[int]], Callable], rows_of: Callable[[], list[list[int]]]) -> tuple[list[int], SlotStats]:
         stats, nfe = SlotStats(slots), [0] * n
-        for rows in rows_of():
+        taken = rows_of()
+        for rows in taken:
             out = run(rows)(data.y[rows], data.operator.select(rows), generator=generators([data.seeds[r] for r in rows]),
                             progress=False, callback=stats)
             for r, k in zip(rows, out.nfe.tolist()):
                 nfe[r] = int(k)
-        return nfe, stats
+        return [nfe[r] for rows in taken for r in rows], stats
 
     def buckets() -> list[list[int]]:
         if starts is not None:
@@ -107,14 +115,14 @@ def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
     def streamed() -> tuple[list[int], SlotStats]:
         samples: Iterator = ((data.y[i : i + 1], data.operator.select([i]), torch.Generator().manual_seed(data.seeds[i]))
                              for i in range(n))
-        stream = flash_for().stream(samples, slots=slots, progress=False)
+        stream = flash_for().stream(samples, slots=slots, window=window, progress=False)
         nfe = [0] * n
         for result in stream:
             nfe[result.index] = int(result.reconstruction.nfe[0])
         return nfe, stream.stats
 
     runs: dict[str, Callable[[], tuple[list[int], SlotStats]]] = {
-        "bare": lambda: fixed(lambda rows: solver.reconstruct, lambda: batches(list(range(n)))),
+        "bare": lambda: fixed(lambda rows: solver.reconstruct, lambda: batches(list(range(bare_images or n)))),
         "flash_fixed": lambda: fixed(lambda rows: flash_for(rows).reconstruct, lambda: batches(list(range(n)))),
         "flash_buckets": lambda: fixed(lambda rows: flash_for(rows).reconstruct, buckets),
         "flash_stream": streamed,
@@ -128,7 +136,8 @@ def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - begin
         figures[mode] = {
-            "images_per_second": n / seconds, "seconds": seconds, "nfe_mean": sum(nfe) / n,
+            "images": len(nfe), "images_per_second": len(nfe) / seconds, "seconds": seconds,
+            "nfe_mean": sum(nfe) / len(nfe),
             "peak_memory_mb": memory.peak / 2**20, "slot_use": stats.slot_use,
             "denoiser_batches": stats.denoiser_batches, "slot_steps": stats.slot_steps,
         }
@@ -138,12 +147,15 @@ def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
 def markdown_modes(mixed: dict) -> str:
     """The four modes side by side as a Markdown table."""
     names = {"bare": "bare solver, fixed batches", "flash_fixed": "Flash, fixed batches",
-             "flash_buckets": "Flash, start-step buckets", "flash_stream": "Flash, streamed (continuous batching)"}
+             "flash_buckets": "Flash, start-step buckets",
+             "flash_stream": f"Flash, streamed (continuous batching, window {mixed.get('window')})"}
     lines = [f"{mixed['images']} mixed-severity images ({mixed['task']} levels {mixed['levels'][0]:g}–"
              f"{mixed['levels'][1]:g}), {mixed['slots']} slots\n",
-             "| mode | images/s | mean NFE | batched denoiser calls | slot use | peak MB |", "|---|---|---|---|---|---|"]
+             "| mode | images | images/s | mean NFE | batched denoiser calls | slot use | peak MB |",
+             "|---|---|---|---|---|---|---|"]
     for mode in MODES:
         f = mixed["modes"][mode]
-        lines.append(f"| {names[mode]} | {f['images_per_second']:.3f} | {f['nfe_mean']:.1f} | {f['denoiser_batches']} "
+        lines.append(f"| {names[mode]} | {f.get('images', mixed['images'])} | {f['images_per_second']:.3f} "
+                     f"| {f['nfe_mean']:.1f} | {f['denoiser_batches']} "
                      f"| {f['slot_use']:.3f} | {f['peak_memory_mb']:.0f} |")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ NAME = "benchmark"
 HELP = "seconds per image, peak memory and mixed-batch efficiency: bare vs Flash"
 #: BenchmarkConfig fields the options set under the same name (``--model`` sets ``config``)
 FIELDS = ("config", "solver", "batch_sizes", "steps", "starts", "device", "dtype", "gradient_checkpointing", "compile",
-          "channels_last", "seed", "images", "slots", "data")
+          "channels_last", "seed", "images", "slots", "data", "window", "bare_images")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Flash streamed (continuous batching); reports images/s, mean NFE, peak memory and slot use")
     parser.add_argument("--slots", type=POSITIVE, default=keep,
                         help="rows per batched denoiser call with --images (default 16)")
+    parser.add_argument("--window", type=POSITIVE, default=keep,
+                        help="with --images: the streamed mode reads this many images, encodes them and feeds them to "
+                             "the slots by start step (default 8 x --slots, as eval)")
+    parser.add_argument("--bare-images", type=POSITIVE, metavar="K", default=keep,
+                        help="with --images: run the bare solver on the first K images only (its cost per image does "
+                             "not depend on severity; default all)")
     parser.add_argument("--data", metavar="FOLDER", default=keep,
                         help="images of the --images set, cycled (default: the shipped faces)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -50,9 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> None:
     if hasattr(args, "solver"):
         check_solver_name(args.solver)
-    for option in ("slots", "data"):
+    for option in ("slots", "data", "window", "bare_images"):
         if hasattr(args, option) and not hasattr(args, "images"):
-            raise InvalidInput(f"--{option} sets the mixed-severity comparison, which runs with --images N; add it")
+            flag = "--" + option.replace("_", "-")
+            raise InvalidInput(f"{flag} sets the mixed-severity comparison, which runs with --images N; add it")
+    if hasattr(args, "bare_images") and args.bare_images > args.images:
+        raise InvalidInput(f"--bare-images {args.bare_images} is more than --images {args.images}; give at most "
+                           f"{args.images}")
     if hasattr(args, "data"):
         check_input_folder(args.data, "--data")
 
