@@ -16,11 +16,12 @@ from ._numbers import is_finite_number
 from .budget import calibrate_budget, check_budget, check_snr_scale, scaled_variance
 from .errors import InvalidInput, WrongType
 from .operators import Operator
+from .registry import get_registry
 from .result import Reconstruction
 from .rng import GeneratorArg
 from .runner import StartPoint, StepCallback, check_callback, reconstruct_from
 from .scheduling import Stream, stream
-from .severity.range import out_of_range
+from .severity.range import out_of_range, warn_out_of_range
 from .solver import Solver
 from .start import correct_noise, start_index
 
@@ -102,6 +103,10 @@ class Flash:
         """
         check_callback(callback)
         point = self.start_point(y, operator, generator)
+        if point.out_of_range is not None:
+            metadata = self.solver.model.severity_metadata.get(str(operator.task), {})
+            warn_out_of_range(int(point.out_of_range.sum()), point.out_of_range.numel(), metadata,
+                              f"{operator.task!r} severity encoder")
         result = reconstruct_from(
             self.solver, point.z, point.start, point.y, operator, generator, point.params, progress=progress,
             callback=callback, sigma_hat=point.sigma_hat, z_hat=point.z_hat,
@@ -137,10 +142,12 @@ class Flash:
         sampler = solver.sampler
 
         with torch.no_grad():
-            z_hat, variance = encoder(operator.to_image(y))
+            image = operator.to_image(y)
+            z_hat, variance = encoder(image)
         metadata = model.severity_metadata.get(operator.task, {})
         _check_estimate(z_hat, variance, operator.task, metadata)
-        flags = out_of_range(variance, metadata, f"{operator.task!r} severity encoder")
+        flags = out_of_range(variance, metadata, f"{operator.task!r} severity encoder",
+                             _levels(operator, image.shape[-1]))
         scale = self.snr_scale or (1.0 if self.nfe_budget is None else calibrate_budget(variance, sampler.snr,
                                                                                         self.nfe_budget))
         matched = scaled_variance(variance, scale)  # start and correction both follow v/λ
@@ -207,3 +214,12 @@ def _check_estimate(z_hat: torch.Tensor, variance: torch.Tensor, task: str, meta
                          f"estimate for samples {rows} (σ̂ {values}{', …' if len(rows) > 4 else ''}); no start step can "
                          "follow from it: check that encoder's weights and its input, or retrain it with "
                          "flash-wrap train-severity")
+
+
+def _levels(operator: Operator, image_size: int) -> torch.Tensor | None:
+    """The degradation level of each sample of ``operator`` by its registered task's inverse map
+    (:attr:`Task.level_of <flash_wrap.operators.Task.level_of>`), ``None`` when unknown."""
+    record = get_registry().tasks.get(str(operator.task))
+    if record is None or record.task.level_of is None:
+        return None
+    return record.task.level_of(operator, image_size)

@@ -33,6 +33,7 @@ from .errors import InvalidInput, WrongType
 from .operators import Operator, join_operators
 from .result import Reconstruction
 from .runner import StartPoint, StepCallback, advance, check_callback, observers_for, package
+from .severity.range import warn_out_of_range
 from .state import StepState
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ class Stream:
         self._observers = observers
         self._first: tuple[int, tuple[int, ...], str | None, float] | None = None
         self._held: dict[int, int] = {}  # id(generator) -> sample index, for samples read and not yet handed back
+        self._flagged = [0, 0]  # samples out of their encoder's range, samples read: one warning at the end
         self._results = self._run(items, progress)
 
     def __iter__(self) -> Iterator[StreamResult]:
@@ -260,6 +262,9 @@ class Stream:
         self._check_like_first(i, y, operator)
         if self.flash is not None:
             point = self.flash.start_point(y, operator, [generator], positions=[i])
+            self._flagged[1] += 1
+            if point.out_of_range is not None and bool(point.out_of_range.any()):
+                self._flagged[0] += 1
         else:
             point = self.solver.start_point(y, operator, [generator])
         self._held[id(generator)] = i
@@ -299,6 +304,7 @@ class Stream:
                         busy.append(slot)
                         batch = None
                 if not busy:
+                    self._warn_out_of_range()
                     return
                 if batch is None:
                     batch = _join(busy)
@@ -310,6 +316,14 @@ class Stream:
                     yield from self._finish(done, bar)
         finally:
             bar.close()
+
+    def _warn_out_of_range(self) -> None:
+        """One warning line for the whole stream's samples out of their encoder's range."""
+        flagged, read = self._flagged
+        if flagged and self._first is not None:
+            task = str(self._first[2])
+            warn_out_of_range(flagged, read, self.solver.model.severity_metadata.get(task, {}),
+                              f"{task!r} severity encoder", stacklevel=4)
 
     def _advance(self, busy: list[_Slot], batch: _Batch) -> None:
         """One batched step: every busy slot from its grid index ``left − 1`` one level down."""

@@ -16,9 +16,9 @@ import flash_wrap
 from flash_wrap import Flash, InvalidInput, LatentDiffusion
 from flash_wrap.apps.cli import main
 from flash_wrap.images import load_images
-from flash_wrap.operators import GaussianBlur
+from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, RandomInpainting, SuperResolution
 from flash_wrap.registry import get_task
-from flash_wrap.severity.range import RANGE_KEY, out_of_range, sigma_hat_range
+from flash_wrap.severity.range import RANGE_KEY, out_of_range, sigma_hat_range, warn_out_of_range
 from flash_wrap.testing import ProgrammedSeverity, generators, smooth_images, tiny_model, write_images
 from flash_wrap_plugins.latent_dps import LatentDPS
 
@@ -35,16 +35,48 @@ def test_the_record_holds_the_quantiles_and_the_count():
         sigma_hat_range(torch.tensor([0.1, float("nan")]))
 
 
-def test_values_outside_the_range_are_flagged_with_one_warning():
+def test_values_outside_the_range_are_flagged_and_reported_in_one_warning():
     metadata = {RANGE_KEY: {"low": 0.1, "high": 0.5}}
-    with pytest.warns(RuntimeWarning, match=r"2 of 4 samples have σ̂ outside .* \[0\.1, 0\.5\]") as caught:
-        flags = out_of_range(torch.tensor([0.05, 0.1, 0.5, 0.7]), metadata, "test encoder")
-    assert len(caught) == 1
-    assert flags.tolist() == [True, False, False, True]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error")  # flagging warns nothing: the caller reports once
+        flags = out_of_range(torch.tensor([0.05, 0.1, 0.5, 0.7]), metadata, "test encoder")
         assert not out_of_range(torch.tensor([0.2, 0.3]), metadata, "test encoder").any()
         assert out_of_range(torch.tensor([9.0]), {}, "test encoder") is None  # no record: no flag
+        warn_out_of_range(0, 4, metadata, "test encoder")
+    assert flags.tolist() == [True, False, False, True]
+    with pytest.warns(RuntimeWarning, match=r"2 of 4 samples have σ̂ outside .* \[0\.1, 0\.5\]") as caught:
+        warn_out_of_range(2, 4, metadata, "test encoder")
+    assert len(caught) == 1
+
+
+def test_levels_outside_the_training_levels_are_flagged_even_with_sigma_hat_inside():
+    metadata = {RANGE_KEY: {"low": 0.1, "high": 0.5, "levels": [0.0, 1.0]}}
+    variance = torch.tensor([0.2, 0.2, 0.2, 0.2])
+    flags = out_of_range(variance, metadata, "test encoder", torch.tensor([0.0, 1.0, 1.5, -0.2], dtype=torch.float64))
+    assert flags.tolist() == [False, False, True, True]
+    assert out_of_range(variance, metadata, "test encoder", torch.tensor([3.0])).all()  # one shared operator
+    # a record without training levels judges σ̂ alone
+    assert not out_of_range(variance, {RANGE_KEY: {"low": 0.1, "high": 0.5}}, "e", torch.tensor([3.0])).any()
+    with pytest.warns(RuntimeWarning, match=r"or degradation levels outside its training levels \[0, 1\]"):
+        warn_out_of_range(2, 4, metadata, "test encoder")
+
+
+@pytest.mark.parametrize("task, beyond", [
+    ("gaussian-blur", lambda size: GaussianBlur(sigma=torch.full((1,), 4 * 3.0 * size / 256))),
+    ("random-inpainting", lambda size: RandomInpainting(missing_ratio=torch.full((1,), 0.95))),
+    ("motion-blur", lambda size: NonlinearMotionBlur(torch.full((1,), 4 * 32.0 * size / 256), torch.full((1,), 3.5),
+                                                     torch.zeros(1, dtype=torch.long))),
+    ("super-resolution", lambda size: SuperResolution(8)),
+])
+def test_each_task_reads_the_level_of_its_operators(task, beyond):
+    spec = get_task(task)
+    inside = spec.operator(torch.tensor([0.0, 0.5, 1.0]), 128)
+    levels = spec.level_of(inside, 128)
+    expected = [0.0, 0.0, 0.0] if task == "super-resolution" else [0.0, 0.5, 1.0]
+    assert levels.tolist() == pytest.approx(expected[: levels.numel()], abs=1e-6)
+    assert float(spec.level_of(beyond(128), 128).max()) > 1.1
+    other = "gaussian-blur" if task != "gaussian-blur" else "random-inpainting"
+    assert spec.level_of(get_task(other).operator(torch.tensor([0.5]), 128), 128) is None
 
 
 @pytest.mark.parametrize("record", [{"low": 0.5, "high": 0.1}, {"low": "a", "high": 1}, [0, 1], {"low": float("nan"),
@@ -78,6 +110,16 @@ def test_flash_flags_each_sample_and_the_flag_survives_save_and_load(tmp_path):
     assert out.out_of_range.tolist() == [True, False, True]
 
 
+def test_a_stream_reports_its_flagged_samples_in_one_warning():
+    model = _programmed({"low": 0.02, "high": 0.1, "quantiles": [0.001, 0.999], "n": 50})
+    y, op = _measure([0.005, 0.05, 0.4, 0.06])
+    samples = [(y[i : i + 1], op.select([i]), torch.Generator().manual_seed(i)) for i in range(4)]
+    with pytest.warns(RuntimeWarning) as caught:
+        results = list(Flash(LatentDPS(model, steps=20)).stream(samples, slots=2, progress=False))
+    assert [str(w.message)[:24] for w in caught if "σ̂" in str(w.message)] == ["2 of 4 samples have σ̂ o"]
+    assert {r.index: bool(r.reconstruction.out_of_range[0]) for r in results} == {0: True, 1: False, 2: True, 3: False}
+
+
 def test_an_encoder_without_a_record_flags_nothing():
     y, op = _measure([0.005, 0.4])
     out = Flash(LatentDPS(_programmed(), steps=20)).reconstruct(y, op, generator=generators(range(2)), progress=False)
@@ -103,7 +145,8 @@ def test_the_command_records_the_range_and_leaves_the_weights_alone(tmp_path, ca
     assert _sha(weights) == before
     config = json.loads((bundle / "severity_encoders" / "gaussian-blur" / "config.json").read_text())
     record = config["metadata"][RANGE_KEY]
-    assert record["n"] == 12 and 0 <= record["low"] <= record["high"]
+    assert record["n"] == 3 * 12 and 0 <= record["low"] <= record["high"]  # random levels, and both ends
+    assert record["degraded"].startswith("each image at a random training level and at both ends")
     assert record["levels"] == [0.0, 1.0] and record["data"] == "images"
     # the programmed encoder's σ̂ is the mean of the degraded image: the range spans those means
     assert record["high"] < 1
@@ -153,3 +196,22 @@ def test_dev_faces_at_the_training_range_are_in_range_and_unlike_images_are_not(
     # the largest training blur with 6x the training noise (0.05): beyond the training degradations
     beyond = GaussianBlur(sigma=torch.full((2,), 3.0 * size / 256), noise_std=0.3)
     assert _demo_flags(demo_model, beyond.measure(faces, generator=torch.Generator().manual_seed(0))) == [True, True]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_flash_flags_a_degradation_beyond_the_training_range_and_not_the_dev_faces_inside_it(demo_model, task):
+    faces = load_images(DEV_FACES, demo_model.image_size)
+    size, spec = demo_model.image_size, get_task(task)
+    flash = Flash(LatentDPS(demo_model, steps=100))
+    g = torch.Generator().manual_seed(0)
+    for level in spec.train_range:  # every development face at both ends of the training range
+        op = spec.operator(torch.full((len(faces),), level), size, seed=torch.arange(len(faces)))
+        point = flash.start_point(op.measure(faces, generator=g), op, generators(range(len(faces))))
+        assert not point.out_of_range.any(), (level, point.sigma_hat.tolist())
+    beyond = {"gaussian-blur": GaussianBlur(sigma=torch.full((2,), 4 * 3.0 * size / 256)),
+              "random-inpainting": RandomInpainting(missing_ratio=torch.full((2,), 0.95)),
+              "motion-blur": NonlinearMotionBlur(torch.full((2,), 4 * 32.0 * size / 256), torch.full((2,), 3.5),
+                                                 torch.arange(2)),
+              "super-resolution": SuperResolution(8)}[task]
+    point = flash.start_point(beyond.measure(faces[:2], generator=g), beyond, generators(range(2)))
+    assert point.out_of_range.all()

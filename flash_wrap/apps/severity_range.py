@@ -2,8 +2,8 @@
 
 For bundles whose encoder was written without the record of :mod:`flash_wrap.severity.range`
 (trained before it existed, or imported without ``--data``): the encoder runs on clean images
-degraded as ``train-severity`` degrades its validation images (levels over the task's training
-range, the encoder's training noise level), and the 0.1 % / 99.9 % quantiles of its σ̂ are written
+degraded as ``train-severity`` degrades its validation images (a level drawn over the task's
+training range, and both ends of the range; the encoder's training noise level), and the 0.1 % / 99.9 % quantiles of its σ̂ are written
 into the encoder's ``config.json``; its weights file is not rewritten. The bundle written follows
 :mod:`flash_wrap.apps.bundles` (in place, or ``--save-to`` for ``demo`` and pipeline folders).
 """
@@ -21,7 +21,7 @@ from ..registry import get_task
 from ..severity.range import RANGE_KEY, measure_range
 from .bundles import bundle_target, write_bundle
 from .runs import exclusive
-from .training.severity import degraded_batches, range_source
+from .training.severity import range_batches, range_source
 
 COMMAND = "flash-wrap severity-range"
 #: images are fully decoded at this size when checked, before any work
@@ -30,17 +30,18 @@ CHECK_SIZE = 16
 
 def encoder_range(model: LatentDiffusion, task: str, files: list[Path], *, data: str | Path, seed: int = 0,
                   batch_size: int = 16) -> dict[str, Any]:
-    """The σ̂ range record of ``model``'s ``task`` encoder on ``files`` (clean images), each degraded once
-    at a level drawn from the task's training range with the encoder's training noise (seeded by ``seed``)."""
+    """The σ̂ range record of ``model``'s ``task`` encoder on ``files`` (clean images), each degraded at a
+    level drawn from the task's training range and at both its ends, with the encoder's training noise
+    (seeded by ``seed``)."""
     spec = get_task(task)
     metadata = model.severity_metadata.get(task, {})
     training = metadata.get("training", {})
     noise_std = training.get("noise_std", DEFAULT_NOISE_STD) if isinstance(training, dict) else DEFAULT_NOISE_STD
     encoder = model.severity_encoder(task)
     was_training = encoder.training
-    batches = degraded_batches(spec, files, model.image_size, seed, noise_std, batch_size)
+    batches = range_batches(spec, files, model.image_size, seed, noise_std, batch_size)
     try:
-        record = measure_range(encoder.eval(), (y for _, y in batches))
+        record = measure_range(encoder.eval(), batches)
     finally:
         encoder.train(was_training)
     return {**record, **range_source(spec, data, noise_std), "seed": seed}

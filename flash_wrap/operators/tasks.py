@@ -19,6 +19,8 @@ from .._checks import per_sample
 from ..errors import InvalidInput, WrongType
 from .base import DEFAULT_NOISE_STD, Operator
 
+#: ``(operator, image_size) -> levels (B,) float64``, or ``None`` for an operator it cannot read
+LevelOf = Callable[[Operator, int], torch.Tensor | None]
 #: ``(levels (B,), image_size, noise_std, seeds (B,) int64) -> Operator``
 Builder = Callable[[torch.Tensor, int, float, torch.Tensor], Operator]
 
@@ -52,6 +54,11 @@ class Task:
             ends of ``train_range`` (one level when the range is a point).
         severity_format: ``str.format`` pattern for the operator's physical ``severity`` in tables
             and figures (``"σ {:.2f} px"``).
+        level_of: the inverse of ``build``, optional: ``level_of(operator, image_size)`` gives the
+            level t ``(B,)`` float64 of each sample of an operator of this task (beyond [0, 1] for
+            a degradation outside the parametrization, e.g. an operator made directly with a
+            stronger blur), or ``None`` for an operator it cannot read. Flash flags samples whose
+            level lies outside their severity encoder's training levels.
         official_operators: the operators of the official Flash-Diffusion code whose released
             severity encoders ``flash-wrap import-encoder`` imports as this task, spelt as
             :func:`flash_wrap.severity.official.official_operator_key` does (``"gaussian_blur"``,
@@ -66,6 +73,7 @@ class Task:
     demo_levels: tuple[float, ...] = ()
     severity_format: str = "severity {:.3g}"
     official_operators: tuple[str, ...] = ()
+    level_of: LevelOf | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
@@ -87,6 +95,9 @@ class Task:
             raise InvalidInput(f"task {self.name!r}: severity_format must format one number, like 'σ {{:.2f}} px'; "
                              f"got {self.severity_format!r} ({err})") from None
         object.__setattr__(self, "official_operators", tuple(self.official_operators))
+        if self.level_of is not None and not callable(self.level_of):
+            raise WrongType(f"task {self.name!r}: level_of must be callable (operator, image_size) -> levels (B,), "
+                            f"got {self.level_of!r}")
 
     def describe(self, severity: float) -> str:
         """``"σ 0.75 px"``, ``"30% missing"``, …: a physical severity in words."""

@@ -5,7 +5,16 @@ extrapolation: the image is unlike the encoder's training data (not a face for a
 flat or noise image) or its degradation lies beyond the training range. The record lives in the
 encoder's metadata under :data:`RANGE_KEY`::
 
-    {"low": q_0.001, "high": q_0.999, "quantiles": [0.001, 0.999], "n": number of σ̂ values}
+    {"low": q_0.001, "high": q_0.999, "quantiles": [0.001, 0.999], "n": number of σ̂ values,
+     "levels": [t_low, t_high]}
+
+It is measured on training-like images degraded at random levels *and* at both ends of the
+training range (an encoder's σ̂ is often extreme at the ends, which random levels rarely reach).
+
+σ̂ alone cannot see every degradation beyond the training range: past the strongest training blur
+an encoder's σ̂ may turn back down. So a sample whose degradation *level* is known (the task's
+:attr:`~flash_wrap.operators.Task.level_of` inverts its operator's parameters) is also flagged when
+that level lies outside the record's ``levels``.
 """
 
 from __future__ import annotations
@@ -54,19 +63,45 @@ def check_range(record: object, where: str) -> tuple[float, float]:
     return low, high
 
 
-def out_of_range(variance: torch.Tensor, metadata: dict[str, Any], where: str) -> torch.Tensor | None:
-    """Per sample, whether σ̂ (``variance``, ``(B,)``) lies outside the range recorded in the
-    encoder's ``metadata``: ``(B,)`` bool on ``variance``'s device, or ``None`` when it records none.
+#: levels within this of the recorded training levels count as inside (float round-off of the inverse map)
+LEVEL_TOLERANCE = 1e-4
 
-    Flagged samples get one :class:`RuntimeWarning` per call naming their count and the range."""
+
+def training_levels(metadata: dict[str, Any]) -> tuple[float, float] | None:
+    """The training levels ``(t_low, t_high)`` a record states, ``None`` for records without them."""
+    levels = metadata.get(RANGE_KEY, {}).get("levels") if isinstance(metadata.get(RANGE_KEY), dict) else None
+    if isinstance(levels, (list, tuple)) and len(levels) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in levels):
+        return float(levels[0]), float(levels[1])
+    return None
+
+
+def out_of_range(variance: torch.Tensor, metadata: dict[str, Any], where: str,
+                 levels: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Per sample, whether σ̂ (``variance``, ``(B,)``) lies outside the range recorded in the
+    encoder's ``metadata``, or its degradation level (``levels`` ``(B,)``, when known) outside the
+    record's training levels: ``(B,)`` bool on ``variance``'s device, or ``None`` when no range is
+    recorded. Warns nothing: callers report flagged samples once (:func:`warn_out_of_range`)."""
     if RANGE_KEY not in metadata:
         return None
     low, high = check_range(metadata[RANGE_KEY], where)
     flags = (variance < low) | (variance > high)
-    count = int(flags.sum())
-    if count:
-        warnings.warn(f"{count} of {variance.numel()} samples have σ̂ outside the range the {where} saw on its "
-                      f"training data [{low:.4g}, {high:.4g}] (0.1 %–99.9 % quantiles): their start steps are "
-                      "extrapolated (an image unlike the training data, or a degradation beyond its range)",
-                      RuntimeWarning, stacklevel=3)
+    trained = training_levels(metadata)
+    if levels is not None and trained is not None:
+        t = levels.to(variance.device, torch.float64).reshape(-1)
+        t = t.expand(flags.shape) if t.numel() == 1 else t.reshape(flags.shape)  # a shared operator: one level
+        flags = flags | (t < trained[0] - LEVEL_TOLERANCE) | (t > trained[1] + LEVEL_TOLERANCE) | t.isnan()
     return flags
+
+
+def warn_out_of_range(count: int, total: int, metadata: dict[str, Any], where: str, *, stacklevel: int = 3) -> None:
+    """One :class:`RuntimeWarning` line for ``count`` flagged samples of ``total`` (none when 0)."""
+    if not count:
+        return
+    low, high = check_range(metadata[RANGE_KEY], where)
+    trained = training_levels(metadata)
+    levels = "" if trained is None else f" or degradation levels outside its training levels [{trained[0]:g}, {trained[1]:g}]"
+    warnings.warn(f"{count} of {total} samples have σ̂ outside the range the {where} saw on its training data "
+                  f"[{low:.4g}, {high:.4g}] (0.1 %–99.9 % quantiles){levels}: their start steps are extrapolated "
+                  "(an image unlike the training data, or a degradation beyond its range)",
+                  RuntimeWarning, stacklevel=stacklevel)

@@ -111,21 +111,38 @@ class StepBatches(Sampler[list[int]]):
         return self._perm[offset]
 
 
-def _degrade(task, x: torch.Tensor, size: int, seed: int, noise_std: float) -> torch.Tensor:
+def _degrade(task, x: torch.Tensor, size: int, seed: int, noise_std: float,
+             level_range: tuple[float, float] | None = None) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    operator, _ = task.sample(x.shape[0], size, gen, noise_std=noise_std)
+    operator, _ = task.sample(x.shape[0], size, gen, noise_std=noise_std, level_range=level_range)
     y = operator.measure(x.cpu(), generator=gen).to(x.device)
     return operator.to_image(y)
 
 
-def degraded_batches(task, files, size: int, seed: int, noise_std: float, batch: int):
-    """``(x, y_image)`` batches of ``files``, each degraded once at a level ``t ~ U[task.train_range]``
-    and with noise drawn from ``seed`` and its position (the validation set of a training run)."""
+def degraded_batches(task, files, size: int, seed: int, noise_std: float, batch: int,
+                     level_range: tuple[float, float] | None = None):
+    """``(x, y_image)`` batches of ``files``, each degraded once at a level ``t ~ U[level_range]``
+    (default ``task.train_range``) and with noise drawn from ``seed`` and its position (the
+    validation set of a training run)."""
     data = ImageFolder(files[0].parent, size, files=files)
     images = torch.stack([data[i] for i in range(len(data))])
     for start in range(0, len(images), batch):
         x = images[start : start + batch]
-        yield x, _degrade(task, x, size, seed + 1_000_000 + start, noise_std)
+        yield x, _degrade(task, x, size, seed + 1_000_000 + start, noise_std, level_range)
+
+
+#: how a σ̂ range's images are degraded (recorded with it)
+RANGE_LEVELS = "each image at a random training level and at both ends of the training range"
+
+
+def range_batches(task, files, size: int, seed: int, noise_std: float, batch: int):
+    """Degraded images ``(b, 3, H, W)`` for a σ̂ range (:mod:`flash_wrap.severity.range`): every
+    image at a random level of ``task.train_range`` (as :func:`degraded_batches`), then at the
+    range's low end, then at its high end."""
+    lo, hi = task.train_range
+    for level_range in (None, *((lo, lo), (hi, hi))[: 1 if lo == hi else 2]):
+        for _, y in degraded_batches(task, files, size, seed, noise_std, batch, level_range):
+            yield y
 
 
 def train_severity(config: SeverityTrainingConfig, *, progress: bool | None = None) -> dict:
@@ -264,13 +281,14 @@ def _train_severity(config: SeverityTrainingConfig, target: Path, model: LatentD
 def _training_range(encoder, task, files: list[Path], size: int, config: SeverityTrainingConfig) -> dict:
     """The σ̂ range (:mod:`flash_wrap.severity.range`) of the written encoder on its validation images
     (its training images when none are held out), degraded as validation degrades them."""
-    batches = degraded_batches(task, files, size, config.seed, config.noise_std, config.batch_size)
-    return {**measure_range(encoder, (y for _, y in batches)), **range_source(task, config.data, config.noise_std)}
+    batches = range_batches(task, files, size, config.seed, config.noise_std, config.batch_size)
+    return {**measure_range(encoder, batches), **range_source(task, config.data, config.noise_std)}
 
 
 def range_source(task, data: str | Path, noise_std: float) -> dict:
     """What a σ̂ range was measured on: the image folder's name, the task's training levels, the noise."""
-    return {"data": Path(data).name, "levels": list(task.train_range), "noise_std": noise_std}
+    return {"data": Path(data).name, "levels": list(task.train_range), "noise_std": noise_std,
+            "degraded": RANGE_LEVELS}
 
 
 def _check_target(config: SeverityTrainingConfig, target: Path) -> None:
