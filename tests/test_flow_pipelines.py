@@ -261,7 +261,7 @@ def _edit(file, **changes):
     ("sd3", lambda f: _edit(f / "model_index.json", transformer=["diffusers", "FluxTransformer2DModel"]),
      "needs a SD3Transformer2DModel"),
 ])
-def test_unsupported_flow_folders_are_refused_in_one_line(family, edit, message, request, tmp_path, capsys):
+def test_unsupported_flow_folders_are_refused_in_one_line(family, edit, message, request, tmp_path):
     folder = _copy(request.getfixturevalue(family)[0], tmp_path / family)
     edit(folder)
     with pytest.raises((ValueError, FileNotFoundError), match=message) as err:

@@ -82,7 +82,9 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
         if _component(index, name):
-            raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet")
+            flow = (f" (a flow-matching pipeline: load_flow_pipeline reads {pipeline} folders into FlowPipelineParts)"
+                    if pipeline in FLOW_PIPELINES else "")
+            raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet{flow}")
     unet_class = _component(index, "unet")
     if unet_class not in ("UNet2DModel", "UNet2DConditionModel"):
         raise _unsupported(folder, pipeline, f"it has no UNet denoiser (unet: {unet_class!r})")
@@ -316,6 +318,8 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
                            f"channels need {expected}" + (" (2×2 packing)" if style == "flux" else "")
                            + "; the folder's components do not belong together")
     joint = transformer_config.get("joint_attention_dim")
+    if isinstance(joint, bool) or not isinstance(joint, int) or joint <= 0:
+        raise InvalidInput(f"{transformer_file}: joint_attention_dim must be a positive integer, got {joint!r}")
     pooled = transformer_config.get("pooled_projection_dim")
     parts = plan_text_parts(folder, index, pipeline)
     if style == "sd3":
@@ -327,11 +331,11 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
     else:
         side, patch = FLUX_DEFAULT_SAMPLE_SIZE, 2
         widths = [read_encoder_width(folder, p, "hidden_size") for p in parts if p.encoder_class == "CLIPTextModel"]
-    if all(isinstance(w, int) for w in widths) and sum(widths) != pooled:  # type: ignore[arg-type]
+    if all(isinstance(w, int) for w in widths) and sum(w for w in widths if isinstance(w, int)) != pooled:
         raise InvalidInput(f"{folder}: the CLIP encoders' pooled widths {widths} do not add up to the transformer's "
                            f"pooled_projection_dim {pooled}; the folder's components do not belong together")
     rule = flow_grid_rule(style, scheduler_config, patch)
-    return FlowPipelinePlan(folder, pipeline, scheduler_config, rule, scale, shift, int(side), tuple(parts), int(joint))
+    return FlowPipelinePlan(folder, pipeline, scheduler_config, rule, scale, shift, int(side), tuple(parts), joint)
 
 
 def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, prompt: str = "",

@@ -25,7 +25,9 @@ def tiny_t5_tokenizer(model_max_length: int = 512) -> Any:
     """A T5 tokenizer built locally (no sentencepiece file): a unigram model over printable ASCII
     with ``<pad>`` = 0, ``</s>`` = 1 (appended to every prompt, as T5 does), ``<unk>`` = 2."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+
+    # T5TokenizerFast is the tokenizers-backed class in transformers 4.x and an alias of T5Tokenizer in 5.x
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]
 
     chars = [chr(c) for c in range(32, 127)]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
@@ -42,7 +44,7 @@ def _t5(d_model: int) -> Any:
     from transformers import T5Config, T5EncoderModel
 
     return T5EncoderModel(T5Config(vocab_size=200, d_model=d_model, d_kv=8, d_ff=37, num_layers=1, num_heads=2,
-                                   relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0,
+                                   relative_attention_num_buckets=8, pad_token_id=0,
                                    eos_token_id=1)).eval()
 
 
