@@ -262,6 +262,15 @@ class FlowPipelineParts:
     conditioning_source: str
 
 
+FLOW_SUPPORTED = ("StableDiffusion3Pipeline (SD3Transformer2DModel) and guidance-distilled or dynamically shifted "
+                  "FluxPipeline (FluxTransformer2DModel) folders with a 16-channel AutoencoderKL and a "
+                  "FlowMatchEulerDiscreteScheduler")
+
+
+def _flow_unsupported(folder: Path, pipeline: str, what: str) -> ValueError:
+    return InvalidInput(f"{folder} ({pipeline}) is not supported: {what}; supported: {FLOW_SUPPORTED}")
+
+
 def is_flow_pipeline(folder: str | Path) -> bool:
     """Whether ``folder``'s ``model_index.json`` names a flow-matching pipeline (SD3 or FLUX class)."""
     return read_json(Path(folder) / "model_index.json").get("_class_name") in FLOW_PIPELINES
@@ -296,17 +305,17 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
     transformer_file = folder / "transformer" / "config.json"
     transformer_config = read_json(transformer_file)
     if named != transformer_class or transformer_config.get("_class_name") != transformer_class:
-        raise _unsupported(folder, pipeline, f"its transformer is {named!r} ({transformer_config.get('_class_name')!r} in "
+        raise _flow_unsupported(folder, pipeline, f"its transformer is {named!r} ({transformer_config.get('_class_name')!r} in "
                                              f"its config), the {pipeline} needs a {transformer_class}")
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     scheduler_config = check_flow_scheduler(read_json(scheduler_file), str(scheduler_file))
     if style == "flux" and not transformer_config.get("guidance_embeds") and not scheduler_config.get(
             "use_dynamic_shifting"):
-        raise _unsupported(folder, pipeline, "it looks timestep-distilled (FLUX.1-schnell-like: no guidance embedding "
+        raise _flow_unsupported(folder, pipeline, "it looks timestep-distilled (FLUX.1-schnell-like: no guidance embedding "
                                              "and no dynamic shifting), a few-step model whose σ grid Flash cannot "
                                              "shorten or restart")
     if _component(index, "vae") != "AutoencoderKL":
-        raise _unsupported(folder, pipeline, f"its vae is {_component(index, 'vae')!r}, not an AutoencoderKL")
+        raise _flow_unsupported(folder, pipeline, f"its vae is {_component(index, 'vae')!r}, not an AutoencoderKL")
     vae_file = folder / "vae" / "config.json"
     vae_config = read_json(vae_file)
     scale, shift = _number(vae_config, "scaling_factor", vae_file), _number(vae_config, "shift_factor", vae_file)
