@@ -82,7 +82,9 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
         if _component(index, name):
-            raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet")
+            flow = (f" (a flow-matching pipeline: load_flow_pipeline reads {pipeline} folders into FlowPipelineParts)"
+                    if pipeline in FLOW_PIPELINES else "")
+            raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet{flow}")
     unet_class = _component(index, "unet")
     if unet_class not in ("UNet2DModel", "UNet2DConditionModel"):
         raise _unsupported(folder, pipeline, f"it has no UNet denoiser (unet: {unet_class!r})")
@@ -207,3 +209,194 @@ def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size:
     return cls(autoencoder, denoiser, plan.scheduler, image_size=image_size,
                latent_scale=plan.latent_scale if latent_scale is None else latent_scale,
                latent_shift=plan.latent_shift if latent_shift is None else latent_shift)
+
+
+# -- flow-matching pipeline folders (SD3-class, FLUX-class; ALGORITHMS.md §12) -------------------
+#: Flow-matching pipeline classes and their (transformer class, grid style).
+FLOW_PIPELINES = {"StableDiffusion3Pipeline": ("SD3Transformer2DModel", "sd3"),
+                  "FluxPipeline": ("FluxTransformer2DModel", "flux")}
+#: FluxPipeline's default latent side (``default_sample_size``); images are this × the VAE factor.
+FLUX_DEFAULT_SAMPLE_SIZE = 128
+
+
+@dataclass(frozen=True)
+class FlowPipelinePlan:
+    """What a flow-matching pipeline folder holds, read from its JSON files (no weights yet)."""
+
+    folder: Path
+    pipeline: str
+    scheduler_config: dict
+    flow_grid: dict
+    latent_scale: float
+    latent_shift: float
+    sample_size: int  # latent side of the pipeline's default image size
+    text_parts: tuple  # flow_text_conditioning.TextPart per text encoder used
+    joint_attention_dim: int
+
+
+@dataclass(frozen=True)
+class FlowPipelineParts:
+    """The parts of a flow-matching pipeline folder, for ``LatentDiffusion`` once it runs flow priors.
+
+    Attributes:
+        autoencoder: the 16-channel KL adapter (raw latents; scale and shift below).
+        denoiser: :class:`~flash_wrap.models.flow_denoisers.SD3Denoiser` or ``FluxDenoiser``, which
+            returns the velocity ``u`` for unpacked latents and σ·1000.
+        scheduler_config: the full ``FlowMatchEulerDiscreteScheduler`` config (defaults filled in).
+        flow_grid: how the pipeline asks for its σ grid (:func:`~flash_wrap.models.flow_schedule.flow_grid_rule`:
+            ``{"style": "sd3"|"flux", "patch": int, "mu": None | {...}}``); the grid itself for N
+            steps is :func:`~flash_wrap.models.flow_schedule.pipeline_sigmas`.
+        image_size: images' side in pixels.
+        latent_scale, latent_shift: ``z = (raw − shift) · scale`` (the VAE config's
+            ``scaling_factor`` and ``shift_factor``).
+        conditioning_source: how the fixed conditioning was made.
+    """
+
+    autoencoder: Autoencoder
+    denoiser: torch.nn.Module
+    scheduler_config: dict
+    flow_grid: dict
+    image_size: int
+    latent_scale: float
+    latent_shift: float
+    conditioning_source: str
+
+
+FLOW_SUPPORTED = ("StableDiffusion3Pipeline (SD3Transformer2DModel) and guidance-distilled or dynamically shifted "
+                  "FluxPipeline (FluxTransformer2DModel) folders with a 16-channel AutoencoderKL and a "
+                  "FlowMatchEulerDiscreteScheduler")
+
+
+def _flow_unsupported(folder: Path, pipeline: str, what: str) -> ValueError:
+    return InvalidInput(f"{folder} ({pipeline}) is not supported: {what}; supported: {FLOW_SUPPORTED}")
+
+
+def is_flow_pipeline(folder: str | Path) -> bool:
+    """Whether ``folder``'s ``model_index.json`` names a flow-matching pipeline (SD3 or FLUX class)."""
+    return read_json(Path(folder) / "model_index.json").get("_class_name") in FLOW_PIPELINES
+
+
+def _number(config: dict, key: str, where: Path) -> float:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{where}: {key} must be a number (the pipeline decodes latents / scaling_factor + "
+                           f"shift_factor), got {value!r}")
+    return float(value)
+
+
+def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
+    """Read and check an SD3-class or FLUX-class pipeline folder's configs; every refusal is here.
+
+    Refused: other pipeline classes, a transformer of the other family, a scheduler other than a
+    reproducible ``FlowMatchEulerDiscreteScheduler``, timestep-distilled few-step models (a
+    ``FluxPipeline`` whose transformer has no guidance embedding and whose scheduler does not
+    shift dynamically: FLUX.1-schnell's configs), and folders whose prompt cannot be encoded."""
+    from .flow_schedule import check_flow_scheduler, flow_grid_rule
+    from .flow_text_conditioning import plan_text_parts, read_encoder_width
+
+    folder = Path(folder)
+    index = read_json(folder / "model_index.json")
+    pipeline = index.get("_class_name")
+    if pipeline not in FLOW_PIPELINES:
+        raise InvalidInput(f"{folder}: {pipeline!r} is not a flow-matching pipeline flash-wrap loads; supported: "
+                           f"{', '.join(FLOW_PIPELINES)}")
+    transformer_class, style = FLOW_PIPELINES[pipeline]
+    named = _component(index, "transformer")
+    transformer_file = folder / "transformer" / "config.json"
+    transformer_config = read_json(transformer_file)
+    if named != transformer_class or transformer_config.get("_class_name") != transformer_class:
+        raise _flow_unsupported(folder, pipeline, f"its transformer is {named!r} ({transformer_config.get('_class_name')!r} in "
+                                             f"its config), the {pipeline} needs a {transformer_class}")
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    scheduler_config = check_flow_scheduler(read_json(scheduler_file), str(scheduler_file))
+    if style == "flux" and not transformer_config.get("guidance_embeds") and not scheduler_config.get(
+            "use_dynamic_shifting"):
+        raise _flow_unsupported(folder, pipeline, "it looks timestep-distilled (FLUX.1-schnell-like: no guidance embedding "
+                                             "and no dynamic shifting), a few-step model whose σ grid Flash cannot "
+                                             "shorten or restart")
+    if _component(index, "vae") != "AutoencoderKL":
+        raise _flow_unsupported(folder, pipeline, f"its vae is {_component(index, 'vae')!r}, not an AutoencoderKL")
+    vae_file = folder / "vae" / "config.json"
+    vae_config = read_json(vae_file)
+    scale, shift = _number(vae_config, "scaling_factor", vae_file), _number(vae_config, "shift_factor", vae_file)
+    channels = vae_config.get("latent_channels")
+    token_channels = transformer_config.get("in_channels")
+    expected = channels if style == "sd3" else (channels or 0) * 4
+    if token_channels != expected:
+        raise InvalidInput(f"{folder}: the transformer takes {token_channels} channels, the VAE's {channels} latent "
+                           f"channels need {expected}" + (" (2×2 packing)" if style == "flux" else "")
+                           + "; the folder's components do not belong together")
+    joint = transformer_config.get("joint_attention_dim")
+    if isinstance(joint, bool) or not isinstance(joint, int) or joint <= 0:
+        raise InvalidInput(f"{transformer_file}: joint_attention_dim must be a positive integer, got {joint!r}")
+    pooled = transformer_config.get("pooled_projection_dim")
+    parts = plan_text_parts(folder, index, pipeline)
+    if style == "sd3":
+        side = transformer_config.get("sample_size")
+        if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
+            raise InvalidInput(f"{transformer_file}: sample_size must be a positive integer, got {side!r}")
+        widths = [read_encoder_width(folder, p, "projection_dim") for p in parts if p.encoder_class != "T5EncoderModel"]
+        patch = int(transformer_config.get("patch_size") or 2)
+    else:
+        side, patch = FLUX_DEFAULT_SAMPLE_SIZE, 2
+        widths = [read_encoder_width(folder, p, "hidden_size") for p in parts if p.encoder_class == "CLIPTextModel"]
+    if all(isinstance(w, int) for w in widths) and sum(w for w in widths if isinstance(w, int)) != pooled:
+        raise InvalidInput(f"{folder}: the CLIP encoders' pooled widths {widths} do not add up to the transformer's "
+                           f"pooled_projection_dim {pooled}; the folder's components do not belong together")
+    rule = flow_grid_rule(style, scheduler_config, patch)
+    return FlowPipelinePlan(folder, pipeline, scheduler_config, rule, scale, shift, int(side), tuple(parts), joint)
+
+
+def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, prompt: str = "",
+                       max_sequence_length: int | None = None, guidance: float | None = None,
+                       variant: str | None = None) -> FlowPipelineParts:
+    """Load an SD3-class or FLUX-class pipeline folder into :class:`FlowPipelineParts`, on the CPU in float32.
+
+    Args:
+        image_size: images' side; default the pipeline's own default: SD3 the transformer's
+            ``sample_size`` × the VAE factor, FLUX 128 × the VAE factor (1024 for the real
+            models). Must be a multiple of the VAE factor × the patch (2).
+        prompt: the fixed prompt (default ``""``, the unconditional input).
+        max_sequence_length: T5 prompt length, default the pipeline's (SD3 256, FLUX 512).
+        guidance: FLUX guidance-distilled models only: the guidance value (default 3.5).
+        variant: diffusers weights variant, e.g. ``"fp16"``.
+    """
+    from .flow_denoisers import FluxDenoiser, SD3Denoiser
+    from .flow_text_conditioning import DEFAULT_MAX_SEQUENCE_LENGTH, flux_conditioning, sd3_conditioning
+
+    plan = plan_flow_pipeline(folder)
+    style = plan.flow_grid["style"]
+    if guidance is not None and style != "flux":
+        raise InvalidInput(f"{plan.folder}: guidance= is for guidance-distilled FLUX transformers, not a {plan.pipeline}")
+    length = DEFAULT_MAX_SEQUENCE_LENGTH[plan.pipeline] if max_sequence_length is None else max_sequence_length
+    autoencoder = Autoencoder.from_pretrained(plan.folder / "vae", variant=variant)
+    factor = autoencoder.downsample_factor
+    native = plan.sample_size * factor
+    image_size = native if image_size is None else image_size
+    step = factor * plan.flow_grid["patch"]
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % step:
+        raise InvalidInput(f"image_size must be a positive multiple of {step} (VAE factor {factor} × patch "
+                           f"{plan.flow_grid['patch']}) for {plan.folder}, got {image_size!r}")
+    parts = list(plan.text_parts)
+    if style == "sd3":
+        hidden, pooled = sd3_conditioning(plan.folder, parts, plan.joint_attention_dim, prompt=prompt,
+                                          max_sequence_length=length, variant=variant)
+    else:
+        hidden, pooled = flux_conditioning(plan.folder, parts, prompt=prompt, max_sequence_length=length, variant=variant)
+    encoders = "+".join(p.encoder_class for p in parts)
+    source = f"text encoders {encoders}, prompt {prompt!r}, max_sequence_length {length}"
+    from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+
+    from ._io import build_from_folder
+
+    denoiser: torch.nn.Module
+    if style == "sd3":
+        transformer = build_from_folder(SD3Transformer2DModel, plan.folder / "transformer", variant=variant)
+        denoiser = SD3Denoiser(transformer, hidden, pooled, conditioning_source=source)
+    else:
+        transformer = build_from_folder(FluxTransformer2DModel, plan.folder / "transformer", variant=variant)
+        denoiser = FluxDenoiser(transformer, hidden, pooled, guidance=guidance, conditioning_source=source)
+    log.info("loaded %s from %s: %d² images, z = (E(x) − %.6g) × %.6g, flow grid %s", plan.pipeline, plan.folder,
+             image_size, plan.latent_shift, plan.latent_scale, plan.flow_grid)
+    return FlowPipelineParts(autoencoder, denoiser.requires_grad_(False).eval(), plan.scheduler_config, plan.flow_grid,
+                             image_size, plan.latent_scale, plan.latent_shift, source)
