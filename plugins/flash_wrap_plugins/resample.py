@@ -171,8 +171,8 @@ class ReSample(Solver):
         every_n = int(state.params["every_n"])
         stages = [self.stage(k, t, every_n) for k, t in zip(state.index.tolist(), state.t.tolist())]
         with torch.no_grad():
-            eps = state.predict_noise(state.z)
-            z0 = state.sampler.tweedie(state.z, eps, state.index)
+            prediction = state.predict(state.z)
+            eps, z0 = prediction.eps, prediction.z0
             z_prime = state.sampler.step(state.z, eps, z0, state.index, state.generator)
         corrected = [i for i, s in enumerate(stages) if s in ("pixel", "latent")]
         if not corrected:
