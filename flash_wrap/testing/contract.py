@@ -185,6 +185,8 @@ class SolverContract:
         snr, c = solver.sampler.snr, float(solver.hyperparameters(task)["c"])
         means = operator.to_image(y.to(model.dtype)).flatten(1).mean(dim=1).clamp_min(0)
         for k in range(min(solver.sampler.num_steps - 1, self.max_adaptive_start), 0, -1):
+            if float(snr[k]) == 0:
+                continue  # σ = 1 at the top of a flow grid: only an infinite variance starts there
             target = 1.0 / float(snr[k])
             if c * target >= 0.9 * MAX_NOISE_FRACTION:
                 continue  # the correction would be capped: not the regime under test
