@@ -25,7 +25,7 @@ from ._validate import check_parts, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_tuned_values
 from .denoiser import Denoiser
-from .flow_grid import FLOW_GRID_STYLES, check_flow_grid_style, flow_sigmas
+from .flow_grid import check_flow_grid_style, flow_sigmas
 from .flow_path import flow_state_scale, velocity_to_eps_z0
 from .latent_space import check_encoder_source
 from .prediction import to_epsilon
@@ -172,7 +172,7 @@ class LatentDiffusion(nn.Module):
 
     @property
     def flow_grid(self) -> str | None:
-        """Flow models: the σ grid style, one of :data:`FLOW_GRID_STYLES`; ``None`` for VP models."""
+        """Flow models: the σ grid style, ``"sd3"`` or ``"flux"`` (:mod:`~flash_wrap.models.flow_grid`); ``None`` for VP models."""
         return self._flow_grid if self.path == "flow" else None
 
     def image_seq_len(self) -> int:
