@@ -126,8 +126,8 @@ def grid_for(
             raise InvalidInput("sampler='ddpm' cannot run a flow-matching model (it has no discrete training "
                                "timesteps); use sampler='ddim' (the flow's Euler step at η=0) with steps=N")
         own = solver.default_steps if solver.sampler_kind == "ddim" else None
-        n = steps if steps is not None else (own or FLOW_DEFAULT_STEPS)
-        return GridSpec("ddim", n, float(solver.ddim_eta if ddim_eta is None else ddim_eta))
+        euler_steps = steps if steps is not None else (own or FLOW_DEFAULT_STEPS)
+        return GridSpec("ddim", euler_steps, float(solver.ddim_eta if ddim_eta is None else ddim_eta))
     if scheduler is not None:
         kind = scheduler
     elif steps is None:
