@@ -225,3 +225,14 @@ def test_flow_config_keeps_what_flash_wrap_reproduces():
               "time_shift_type": "exponential", "shift_terminal": None}
     scheduler = flow_schedule_from_config(config, "x")
     assert scheduler.config.use_dynamic_shifting and scheduler.config.max_shift == 1.15
+
+
+def test_from_diffusers_takes_a_flow_scheduler_folder(tmp_path):
+    base = tiny_model("kl")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(str(tmp_path / "scheduler"))
+    model = LatentDiffusion.from_diffusers(base.autoencoder, base.denoiser.unet, scheduler=tmp_path / "scheduler",
+                                           image_size=32)
+    assert model.path == "flow" and model.scheduler.config.shift == 3.0
+    FlowMatchEulerDiscreteScheduler(stochastic_sampling=True).save_pretrained(str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match="stochastic_sampling=True is not supported"):
+        LatentDiffusion.from_diffusers(base.autoencoder, base.denoiser.unet, scheduler=tmp_path / "bad", image_size=32)

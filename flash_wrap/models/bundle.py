@@ -29,7 +29,7 @@ from .flow_grid import check_flow_grid_style, flow_sigmas
 from .flow_path import flow_state_scale, velocity_to_eps_z0
 from .latent_space import check_encoder_source
 from .prediction import to_epsilon
-from .schedule_config import ddpm_schedule_from_config, ldm_scheduler, schedule_tensors
+from .schedule_config import ddpm_schedule_from_config, flow_schedule_from_config, ldm_scheduler, schedule_tensors
 
 #: What a scheduler makes of a bundle: ``"vp"`` (a ``DDPMScheduler``) or ``"flow"`` (a rectified-flow
 #: ``FlowMatchEulerDiscreteScheduler``, offered as an ε-predictor on the VP path, ALGORITHMS.md §12).
@@ -479,7 +479,7 @@ class LatentDiffusion(nn.Module):
         unet: str | Path | nn.Module,
         *,
         image_size: int,
-        scheduler: str | Path | DDPMScheduler | None = None,
+        scheduler: str | Path | DDPMScheduler | FlowMatchEulerDiscreteScheduler | None = None,
         latent_scale: float | None = None,
         latent_shift: float | None = None,
         empty_conditioning: torch.Tensor | None = None,
@@ -495,8 +495,10 @@ class LatentDiffusion(nn.Module):
             unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (which needs ``empty_conditioning``
                 unless its folder holds one), or a folder holding one.
             image_size: side of the square images the model works on.
-            scheduler: a ``DDPMScheduler``, or a folder with the ``scheduler_config.json`` of any
-                DDPM-family scheduler (its training betas and prediction type are kept). Default the
+            scheduler: a ``DDPMScheduler`` or ``FlowMatchEulerDiscreteScheduler``, or a folder with the
+                ``scheduler_config.json`` of any DDPM-family scheduler (its training betas and prediction
+                type are kept) or of a flow-matching one (a rectified-flow model, "sd3"-style σ grid;
+                options flash-wrap cannot reproduce are refused). Default the
                 LDM schedule (:func:`ldm_scheduler`), allowed only with a ``UNet2DModel``: a Stable
                 Diffusion UNet was trained with another schedule.
             latent_scale, latent_shift: ``z = (raw − shift) · scale``; default the LDM convention for a
@@ -522,11 +524,13 @@ class LatentDiffusion(nn.Module):
                                  "schedule that is the default here; pass its scheduler folder, or load the whole "
                                  "pipeline folder with LatentDiffusion.from_pretrained(PIPELINE_DIR)")
             scheduler = ldm_scheduler()
-        elif not isinstance(scheduler, DDPMScheduler):
+        elif not isinstance(scheduler, (DDPMScheduler, FlowMatchEulerDiscreteScheduler)):
             file = Path(scheduler) / "scheduler_config.json"
             if not file.is_file():
                 raise NotFound(f"scheduler: no scheduler_config.json in {scheduler}")
-            scheduler = ddpm_schedule_from_config(read_json(file), str(file))
+            entries = read_json(file)
+            flow = entries.get("_class_name") == "FlowMatchEulerDiscreteScheduler"
+            scheduler = (flow_schedule_from_config if flow else ddpm_schedule_from_config)(entries, str(file))
         config = getattr(getattr(ae, "model", None), "config", {})
         if latent_scale is None:
             latent_scale = 1.0 if ae.kind in ("vq", "taef2") else float(config.get("scaling_factor") or 1.0)
