@@ -14,6 +14,11 @@ The rule, with ``T`` the model's training timesteps:
   timesteps: ``g_k = k·(T // N) + 1`` would reach ``T``);
 * an explicit ``scheduler`` is obeyed, and refused where it cannot run ``steps``;
 * the DDIM stochasticity η is the solver's own ``ddim_eta`` unless given explicitly.
+
+Flow-matching models (``path="flow"``, ALGORITHMS.md §12) have no training timesteps to walk: ``steps``
+is the number of Euler (= DDIM) steps on the scheduler's σ grid, ``1 ≤ N ≤ T``; the sampler is always
+DDIM (``scheduler="ddpm"`` is refused); without ``steps`` it is the solver's ``default_steps`` if its
+own sampler is DDIM, else :data:`FLOW_DEFAULT_STEPS` (100, the DDIM-100 analogue of the demo).
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import torch
+
 from .errors import InvalidInput
 from .samplers import Sampler, SamplerKind
 
 if TYPE_CHECKING:
-    import torch
+    from .models import LatentDiffusion
 
 SAMPLER_KINDS: tuple[SamplerKind, ...] = ("ddpm", "ddim")
+#: Euler steps of a flow model when neither the request nor a DDIM solver names a number.
+FLOW_DEFAULT_STEPS = 100
 
 
 class SamplerDefaults(Protocol):
@@ -61,11 +70,21 @@ class GridSpec:
     steps: int
     eta: float | None
 
-    def build(self, alphas_cumprod: torch.Tensor) -> Sampler:
-        """The sampler's tables for a schedule ``alphas_cumprod`` ``(T,)``, on its device and dtype."""
+    def build(self, model: LatentDiffusion) -> Sampler:
+        """The sampler's tables for ``model``, on its device. VP: over its ``alphas_cumprod`` (float32
+        tables); flow: DDIM over :meth:`~flash_wrap.models.LatentDiffusion.flow_sigmas` (float64 tables
+        for a float64 model, else float32)."""
+        eta = float(self.eta or 0.0)
+        if model.path == "flow":
+            if self.kind != "ddim":
+                raise InvalidInput(f"a {self.kind.upper()} sampler cannot run a flow-matching model, which has no "
+                                   "discrete training timesteps; use the DDIM (Euler) sampler with steps=N")
+            dtype = torch.float64 if model.dtype == torch.float64 else torch.float32
+            return Sampler.flow(model.flow_sigmas(self.steps).to(model.device), eta,
+                                num_train_timesteps=model.num_train_timesteps, dtype=dtype)
         if self.kind == "ddpm":
-            return Sampler.ddpm(alphas_cumprod)
-        return Sampler.ddim(alphas_cumprod, self.steps, float(self.eta or 0.0))
+            return Sampler.ddpm(model.alphas_cumprod)
+        return Sampler.ddim(model.alphas_cumprod, self.steps, eta)
 
     def label(self) -> str:
         """``"ddpm-1000"`` or ``"ddim-100 (η=0)"``, for tables and logs."""
@@ -80,6 +99,7 @@ def grid_for(
     scheduler: str | None = None,
     steps: int | None = None,
     ddim_eta: float | None = None,
+    path: str = "vp",
 ) -> GridSpec:
     """The sampler grid ``solver`` runs for this request (see the module docstring for the rule).
 
@@ -90,6 +110,8 @@ def grid_for(
         scheduler: ``"ddpm"``, ``"ddim"`` or ``None`` (the rule decides).
         steps: grid length ``N``, ``1 ≤ N ≤ T``, or ``None``.
         ddim_eta: DDIM η ``≥ 0``, or ``None`` for the solver's own.
+        path: the model's noise path, ``"vp"`` or ``"flow"`` (then ``steps`` counts Euler steps on
+            the σ grid, see the module docstring).
     Raises:
         ValueError: naming the argument, what was expected and what came.
     """
@@ -99,6 +121,13 @@ def grid_for(
         raise InvalidInput(f"steps must be an integer in [1, {total}] (the model's training timesteps), got {steps!r}")
     if ddim_eta is not None and not ddim_eta >= 0:
         raise InvalidInput(f"DDIM eta must be >= 0, got {ddim_eta}")
+    if path == "flow":
+        if scheduler == "ddpm":
+            raise InvalidInput("sampler='ddpm' cannot run a flow-matching model (it has no discrete training "
+                               "timesteps); use sampler='ddim' (the flow's Euler step at η=0) with steps=N")
+        own = solver.default_steps if solver.sampler_kind == "ddim" else None
+        euler_steps = steps if steps is not None else (own or FLOW_DEFAULT_STEPS)
+        return GridSpec("ddim", euler_steps, float(solver.ddim_eta if ddim_eta is None else ddim_eta))
     if scheduler is not None:
         kind = scheduler
     elif steps is None:

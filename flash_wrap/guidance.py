@@ -52,7 +52,7 @@ def guided_step(
     """Prior step minus ∇_{z_t}[η·‖y − A(D(ẑ0))‖₂ + γ·‖ẑ0 − E(target(state, D(ẑ0)))‖₂].
 
     With ``gamma = 0`` the gluing term is skipped: this is Latent-DPS [P eq. 6, code form η·∇‖r‖].
-    One denoiser call (``state.predict_noise``) and one counted decoder call per row; the
+    One denoiser call (``state.predict``) and one counted decoder call per row; the
     decoded estimate is shared by both terms. No graph outlives the call.
 
     Args:
@@ -63,8 +63,8 @@ def guided_step(
     """
     z_t = state.z.detach().requires_grad_(True)
     with torch.enable_grad():
-        eps = state.predict_noise(z_t)
-        z0 = state.sampler.tweedie(z_t, eps, state.index)
+        prediction = state.predict(z_t)
+        eps, z0 = prediction.eps, prediction.z0
         if gamma == 0.0:
             (grad,) = torch.autograd.grad(residual_norm(state, z0).sum(), z_t)
             correction = eta * grad

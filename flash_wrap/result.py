@@ -29,6 +29,8 @@ class Reconstruction:
         solver: solver name; ``sampler``: "ddpm" or "ddim"; ``steps``: grid length ``M``;
             ``eta``: the DDIM stochasticity η (``None`` for DDPM). These three are the
             :class:`~flash_wrap.grid.GridSpec` the solver ran.
+        path: the model's noise path, ``"vp"`` (DDPM schedule) or ``"flow"`` (rectified flow on its σ grid,
+            ALGORITHMS.md §12).
     """
 
     images: torch.Tensor
@@ -45,6 +47,7 @@ class Reconstruction:
     decoder_calls: torch.Tensor = None  # type: ignore[assignment]
     snr_scale: float | None = None
     out_of_range: torch.Tensor | None = None
+    path: str = "vp"
 
     def __post_init__(self) -> None:
         if self.decoder_calls is None:

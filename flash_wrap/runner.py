@@ -95,7 +95,7 @@ def advance(solver: Solver, state: StepState, k: int, observers: Sequence[StepCa
     output = _step(solver, state, k)
     if state.denoiser_calls == 0:
         raise ContractError(
-            f"solver plugin {solver.name!r} made no denoiser call through state.predict_noise at grid step {k}; "
+            f"solver plugin {solver.name!r} made no denoiser call through state.predict or state.predict_noise at grid step {k}; "
             "NFE must be counted (see the solver contract in flash_wrap.solver)", plugin=solver.name, step=k,
         )
     for observe in observers:
@@ -218,5 +218,5 @@ def package(
     grid = solver.grid
     return Reconstruction(
         images, latents, nfe, start, solver.name, grid.kind, grid.steps, eta=grid.eta,
-        sigma_hat=sigma_hat, z_hat=z_hat, decoder_calls=decoder_calls,
+        sigma_hat=sigma_hat, z_hat=z_hat, decoder_calls=decoder_calls, path=solver.model.path,
     )

@@ -14,7 +14,7 @@ belong to flash-wrap. Subclass contract:
   something (iterations, an interval in steps) to their least value, and those must be whole
   numbers at or above it (:meth:`Solver.check_values`).
 * ``step(state)``: return the next latents for ``state.z`` (all rows active). Call the denoiser
-  only through ``state.predict_noise`` so NFE is counted, and the decoder only through
+  only through ``state.predict`` (ε̂ and ẑ₀; or ``state.predict_noise``) so NFE is counted, and the decoder only through
   ``state.decode`` so decoder calls are counted. Never keep autograd graphs across steps.
 * ``check_operator(operator)``: raise before any work if the solver cannot handle an operator.
 """
@@ -93,9 +93,10 @@ class Solver(ABC):
         self.overrides = dict(hyperparameters)
         #: the sampler this solver runs, bare and inside Flash (recorded in every Reconstruction)
         self.grid: GridSpec = grid_for(
-            type(self), model.num_train_timesteps, scheduler=sampler, steps=steps, ddim_eta=ddim_eta
+            type(self), model.num_train_timesteps, scheduler=sampler, steps=steps, ddim_eta=ddim_eta, path=model.path
         )
         self._sampler: Sampler | None = None
+        self._placement: tuple[torch.device, torch.dtype] | None = None
 
     @classmethod
     def check_values(cls, values: Mapping[str, float], where: str, *, fix: str = "") -> None:
@@ -132,10 +133,10 @@ class Solver(ABC):
 
     @property
     def sampler(self) -> Sampler:
-        """The prior's grid and update rule, on the model's device."""
-        ac = self.model.alphas_cumprod
-        if self._sampler is None or self._sampler.coef_z0.device != ac.device or self._sampler.coef_z0.dtype != ac.dtype:
-            self._sampler = self.grid.build(ac)
+        """The prior's grid and update rule, on the model's device (rebuilt when the model moves or changes dtype)."""
+        placement = (self.model.device, self.model.dtype)
+        if self._sampler is None or self._placement != placement:
+            self._sampler, self._placement = self.grid.build(self.model), placement
         return self._sampler
 
     def check_operator(self, operator: Operator) -> None:  # noqa: B027 (an optional hook, not abstract)

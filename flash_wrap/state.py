@@ -12,7 +12,7 @@ from .rng import GeneratorArg
 from .samplers import Sampler
 
 if TYPE_CHECKING:
-    from .models import LatentDiffusion
+    from .models import LatentDiffusion, Prediction
     from .operators import Operator
 
 
@@ -27,7 +27,7 @@ class StepState:
     Attributes:
         z: ``(b, C, h, w)`` current latents at level ``t``.
         index: ``(b,)`` long grid index ``k`` of the sampler (the step maps level ``g_k`` to ``g_{k−1}``).
-        t: ``(b,)`` long timestep ``g_k``.
+        t: ``(b,)`` timestep ``g_k``: long on a VP model, float64 ``σ·T`` on a flow model.
         rows: ``(b,)`` long positions of these rows in the caller's batch.
         y: ``(b, C', h', w')`` measurements in [0, 1] image units (noisy, unclamped).
         operator: forward model restricted to these rows.
@@ -35,7 +35,7 @@ class StepState:
         sampler: the prior's grid and update rule.
         params: the solver's hyper-parameters resolved for this task (e.g. ``{"eta": 1.0}``).
         generator: noise source for these rows (one, or one per row).
-        denoiser_calls: denoiser evaluations made through :meth:`predict_noise` in this step (each
+        denoiser_calls: denoiser evaluations made through :meth:`predict` (or :meth:`predict_noise`) in this step (each
             call evaluates every row, so it counts once for every row).
         decoder_calls: ``b`` ints, decoder evaluations made through :meth:`decode` in this step,
             per row (a call may decode a subset of the rows, so the counts can differ).
@@ -58,10 +58,15 @@ class StepState:
         if not self.decoder_calls:
             self.decoder_calls = [0] * int(self.z.shape[0])
 
-    def predict_noise(self, z: torch.Tensor) -> torch.Tensor:
-        """ε_θ(z, t) for these rows; the one counted way to call the denoiser (1 NFE each)."""
+    def predict(self, z: torch.Tensor) -> Prediction:
+        """``Prediction(eps, z0)`` at ``(z, t)`` for these rows: ε̂ and ẑ₀ on the VP path, finite on every
+        level (also at σ = 1 of a flow grid); the counted way to call the denoiser (1 NFE each call)."""
         self.denoiser_calls += 1
-        return self.model.predict_noise(z, self.t)
+        return self.model.predict(z, self.t)
+
+    def predict_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """ε_θ(z, t) for these rows: :meth:`predict`'s ``eps`` (counted the same way)."""
+        return self.predict(z).eps
 
     def decode(self, z0: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
         """``D(z0)``: images on the [0, 1] scale, unclamped and differentiable; the counted way to

@@ -260,11 +260,13 @@ def record(model: LatentDiffusion, key: TunedKey, values: Mapping[str, float]) -
     model.tuned_values = read(model).merged(key, values).to_json()
 
 
-def key_for(plugin: TunablePlugin, task: str, grid: GridSpec, total: int, *, bare: bool = False) -> TunedKey:
+def key_for(
+    plugin: TunablePlugin, task: str, grid: GridSpec, total: int, *, bare: bool = False, path: str = "vp"
+) -> TunedKey:
     """Where values tuned for a run on ``grid`` belong: Flash's on the solver's own grid are
     solver-wide (they serve every grid without its own entry); Flash's on another grid, and the bare
     solver's, serve that grid only."""
-    own = not bare and _stored_grid(grid) == _own_grid(plugin, total)
+    own = not bare and _stored_grid(grid) == _own_grid(plugin, total, path)
     return TunedKey(plugin.name, task, None if own else grid, bare=bare)
 
 
@@ -279,9 +281,9 @@ def readers(key: TunedKey, tuned_on: GridSpec) -> str:
     return f"{key.section} of {key.solver} for {key.task}{grid}: read by {served}"
 
 
-def _own_grid(plugin: TunablePlugin, total: int) -> GridSpec | None:
+def _own_grid(plugin: TunablePlugin, total: int, path: str = "vp") -> GridSpec | None:
     try:
-        return _stored_grid(grid_for(plugin, total))
+        return _stored_grid(grid_for(plugin, total, path=path))
     except ValueError:  # the solver's own grid does not fit this schedule
         return None
 
@@ -290,7 +292,7 @@ def check(model: LatentDiffusion, plugin: TunablePlugin) -> TunedValues:
     """``model``'s tuned values, refusing those for ``plugin`` it cannot use: unknown names, values
     the plugin's ``check_values`` refuses, Flash entries under the solver's own grid."""
     tuned = read(model)
-    own = _own_grid(plugin, model.num_train_timesteps)
+    own = _own_grid(plugin, model.num_train_timesteps, model.path)
     known = plugin.hyperparameter_names()
     for key in tuned.keys(plugin.name):
         if key.grid is not None and key.grid == own and not key.bare:

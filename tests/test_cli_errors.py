@@ -303,7 +303,7 @@ CASES = [
          "has format_version 1 but holds flash_defaults, which need format 2 (a version-1 reader would ignore them)",
          _index_edit(flash_defaults={"latent-dps": {"gaussian-blur": {"ddim-4 (η=0)": {"eta": 0.2}}}})),
     Case("index from a newer flash-wrap", lambda w: _eval(w),
-         "format_version=3); it was written by a newer flash-wrap: upgrade", _index_edit(format_version=3)),
+         "format_version=4); it was written by a newer flash-wrap: upgrade", _index_edit(format_version=4)),
     Case("flash default under a grid the schedule has not", lambda w: _eval(w),
          "'ddim-1000 (η=0)' is no grid of this model's schedule (1000 training timesteps: 'ddpm-1000' or "
          "'ddim-N (η=…)' with N < 1000)",

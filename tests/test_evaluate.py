@@ -489,3 +489,18 @@ def test_streamed_bucketed_and_fixed_batches_give_the_same_images(setup, quiet_l
         evaluate(_config(tmp_path, images, "stream", batching="fixed", fixed_start=[]), resume=True, progress=False)
     with pytest.raises(InvalidInput, match="drop --window"):
         _config(tmp_path, images, "x", batching="fixed", window=4)
+
+
+def test_eval_on_a_flow_model_records_the_path(tmp_path, quiet_lpips):
+    """eval runs a rectified-flow bundle (Flash, bare and fixed starts on its σ grid) and records the path
+    in results.json and in run.json (ALGORITHMS.md §12); a VP run records "vp" in results.json only."""
+    model = tiny_model("taef2", image_size=32, seed=0, flow_shift=1.0)
+    model.add_severity_encoder("gaussian-blur", model.make_severity_encoder())
+    model.save_pretrained(tmp_path / "model")
+    images = write_images(tmp_path / "images", 3, 32, 32)
+    result = evaluate(_config(tmp_path, images, "flow"), progress=False)
+    assert result["path"] == "flow" and result["grid"] == "ddim-6 (η=0)"
+    assert result["methods"]["baseline"]["nfe_mean"] == 6 and result["methods"]["fixed_start_2"]["nfe_mean"] == 2
+    assert all(0 <= r["start_step"] <= 6 and r["nfe"]["flash"] == r["start_step"] for r in result["images"])
+    assert all(r["psnr"]["flash"] == r["psnr"]["flash"] for r in result["images"])  # finite, not NaN
+    assert json.loads((tmp_path / "flow" / "run.json").read_text())["path"] == "flow"

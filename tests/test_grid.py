@@ -96,11 +96,12 @@ def test_label():
 
 
 def test_build_makes_the_sampler_of_the_spec():
-    alphas_cumprod = tiny_model("vq").alphas_cumprod
-    ddim = GridSpec("ddim", 25, 0.5).build(alphas_cumprod)
+    model = tiny_model("vq")
+    alphas_cumprod = model.alphas_cumprod
+    ddim = GridSpec("ddim", 25, 0.5).build(model)
     assert (ddim.kind, ddim.num_steps, ddim.eta) == ("ddim", 25, 0.5)
     assert ddim.timesteps.tolist() == [40 * k + 1 for k in range(25)]  # LDM's uniform grid
-    ddpm = GridSpec("ddpm", 1000, None).build(alphas_cumprod)
+    ddpm = GridSpec("ddpm", 1000, None).build(model)
     assert (ddpm.kind, ddpm.num_steps) == ("ddpm", 1000) and ddpm.timesteps.tolist() == list(range(1000))
     assert ddim.coef_z0.dtype == alphas_cumprod.dtype and ddim.snr.dtype == torch.float64
 

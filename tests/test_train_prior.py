@@ -134,3 +134,19 @@ def test_prior_fine_tuning_rejects_a_mismatched_parent_before_training(tmp_path,
     config = _config(tmp_path / "child2", faces, other_ae, 2, init_from=str(tmp_path / "parent"))
     with pytest.raises(ValueError, match="8 channels"):
         train_prior(config, progress=False)
+
+
+def test_velocity_training_writes_a_flow_bundle_that_samples(tmp_path, faces, autoencoder_dir, capsys):
+    """The velocity objective ends in a flow bundle (sd3-style grid, shift 1) that reloads, samples and
+    runs the four solvers' shared loop (ALGORITHMS.md §12)."""
+    assert main(["train-prior", "--save-to", str(tmp_path / "flow"), "--data", str(faces), "--autoencoder",
+                 str(autoencoder_dir), "--image-size", "32", "--unet", "tiny", "--steps", "2", "--batch-size", "4",
+                 "--device", "cpu", "--objective", "velocity"]) == 0
+    assert "model bundle written to" in capsys.readouterr().out
+    model = LatentDiffusion.from_pretrained(tmp_path / "flow")
+    assert model.path == "flow" and model.flow_grid == "sd3" and model.scheduler.config.shift == 1.0
+    assert model.prediction_type == "velocity" and not model.scheduler.config.use_dynamic_shifting
+    assert model.flow_sigmas(4).tolist() == pytest.approx([1.0, 0.667, 0.334, 0.001], abs=1e-7)  # linspace(1, 1/T)
+    grid = tmp_path / "grid.png"
+    assert main(["sample", "--model", str(tmp_path / "flow"), "--out", str(grid), "-n", "4", "--steps", "5"]) == 0
+    assert grid.is_file()

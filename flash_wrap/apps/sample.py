@@ -34,14 +34,33 @@ def sample_prior(
     """Draw ``n`` images ``(n, 3, H, W)`` in [0, 1] by ancestral DDPM (``steps`` = None or T)
     or DDIM with ``steps`` < T (η = ``ddim_eta``, default 1), from ``z ~ N(0, I)``; the grid
     comes from the one grid rule, :func:`flash_wrap.grid.grid_for`."""
-    grid = grid_for(PRIOR_SAMPLER, model.num_train_timesteps, steps=steps, ddim_eta=ddim_eta)
-    sampler = grid.build(model.alphas_cumprod)
     z = randn((n, *model.latent_shape), generator, device=model.device, dtype=model.dtype)
+    z = sample_latents(model, z, steps=steps, ddim_eta=ddim_eta, generator=generator, progress=progress)
+    return model.decode(z).clamp(0, 1)
+
+
+@torch.no_grad()
+def sample_latents(
+    model: LatentDiffusion,
+    z: torch.Tensor,
+    *,
+    steps: int | None = None,
+    ddim_eta: float | None = None,
+    generator: GeneratorArg = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """The prior's reverse process from the initial noise ``z`` ``(n, *latent_shape)`` at the top of the
+    grid to the final latents ``(n, *latent_shape)`` (same dtype), on the grid of :func:`sample_prior`.
+    On a flow model (ALGORITHMS.md §12) the grid is DDIM over ``steps`` σ's (default
+    :data:`flash_wrap.grid.FLOW_DEFAULT_STEPS`), and η = 0 is the scheduler's own Euler sampler."""
+    grid = grid_for(PRIOR_SAMPLER, model.num_train_timesteps, steps=steps, ddim_eta=ddim_eta, path=model.path)
+    sampler = grid.build(model)
+    n = z.shape[0]
     for k in tqdm(range(sampler.num_steps - 1, -1, -1), desc="sampling", disable=None if progress is None else not progress):
         index = torch.full((n,), k, dtype=torch.long, device=model.device)
-        eps = model.predict_noise(z, sampler.timesteps[index])
-        z = sampler.step(z, eps, sampler.tweedie(z, eps, index), index, generator)
-    return model.decode(z).clamp(0, 1)
+        prediction = model.predict(z, sampler.timesteps[index])
+        z = sampler.step(z, prediction.eps, prediction.z0, index, generator)
+    return z
 
 
 def sample_grid(model: str | Path, out: str | Path, *, n: int = 16, seed: int = 0, steps: int = 1000,

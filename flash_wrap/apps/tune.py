@@ -210,7 +210,7 @@ class Tuner:
         self.tuned_on = self.solvers[self.grid[0]].grid
         # where the best values go (flash_wrap.tuning.key_for): a DDIM-100 tune never moves DDPM-1000
         self.key = tuning.key_for(self.solver_class, config.task, self.tuned_on, self.model.num_train_timesteps,
-                                  bare=config.baseline)
+                                  bare=config.baseline, path=self.model.path)
 
     def _solver(self, eta: float, c: float | None) -> Solver:
         # hyper-parameters only (typed Any so the checker does not match them to sampler= or steps=)

@@ -12,9 +12,9 @@ from .autoencoders import (
     VQAutoencoder,
     autoencoder_from_diffusers,
 )
-from .bundle import LatentDiffusion, LatentEncoder
+from .bundle import LatentDiffusion, LatentEncoder, Prediction
 from .denoiser import Denoiser
-from .schedule_config import ldm_scheduler
+from .schedule_config import flow_schedule_from_config, ldm_scheduler
 from .taef2 import TAEF2, convert_taef2
 
 __all__ = [
@@ -23,11 +23,13 @@ __all__ = [
     "KLAutoencoder",
     "LatentDiffusion",
     "LatentEncoder",
+    "Prediction",
     "TAEF2",
     "TAEF2Autoencoder",
     "TinyAutoencoder",
     "VQAutoencoder",
     "autoencoder_from_diffusers",
     "convert_taef2",
+    "flow_schedule_from_config",
     "ldm_scheduler",
 ]

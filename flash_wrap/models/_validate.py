@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from .._numbers import is_finite_number
 from ..errors import InvalidInput, WrongType
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
 from .prediction import check_prediction_type
+from .schedule_config import check_flow_config
 
 #: Task names become folder names and ``nn.ModuleDict`` keys: no dots, no slashes.
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -25,19 +26,23 @@ def check_task_name(task: object) -> None:
 def check_parts(
     autoencoder: object, denoiser: object, scheduler: object, image_size: object, scale: object, shift: object
 ) -> None:
-    """Arguments of ``LatentDiffusion(...)``: types, ε-prediction, image size vs. downsampling,
-    matching latent channels, a finite positive latent scale."""
+    """Arguments of ``LatentDiffusion(...)``: types, the schedule (DDPM with a known prediction type,
+    or a flow-matching scheduler flash-wrap reproduces), image size vs. downsampling, matching latent
+    channels, a finite positive latent scale."""
     if not isinstance(autoencoder, Autoencoder):
         raise WrongType(f"autoencoder must be an Autoencoder adapter, got {type(autoencoder).__name__}")
     if not isinstance(denoiser, Denoiser):
         raise WrongType(f"denoiser must be a Denoiser, got {type(denoiser).__name__}")
-    if not isinstance(scheduler, DDPMScheduler):
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+        check_flow_config(dict(scheduler.config), "the scheduler")
+    elif not isinstance(scheduler, DDPMScheduler):
         raise WrongType(
-            f"scheduler must be a diffusers DDPMScheduler, got {type(scheduler).__name__} "
-            "(convert with DDPMScheduler.from_config(scheduler.config))"
+            f"scheduler must be a diffusers DDPMScheduler or FlowMatchEulerDiscreteScheduler, got "
+            f"{type(scheduler).__name__} (convert a DDPM-family one with DDPMScheduler.from_config(scheduler.config))"
         )
-    check_prediction_type(scheduler.config.prediction_type, "the scheduler")
-    check_schedule(scheduler)
+    else:
+        check_prediction_type(scheduler.config.prediction_type, "the scheduler")
+        check_schedule(scheduler)
     f = autoencoder.downsample_factor
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % f:
         raise InvalidInput(

@@ -1,4 +1,4 @@
-"""``LatentDiffusion``: autoencoder + latent denoiser + DDPM schedule + severity encoders.
+"""``LatentDiffusion``: autoencoder + latent denoiser + noise path + severity encoders.
 
 The bundle is the one place that knows the latent scale: the denoiser and the severity
 encoders see *scaled* latents ``z = (raw − latent_shift) · latent_scale`` (ALGORITHMS.md §1;
@@ -8,12 +8,13 @@ the LDM VQ-f4 models use scale 1, shift 0). Images are ``(B, 3, H, W)`` in [0, 1
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.utils.checkpoint
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from torch import nn
 
 from .._checks import check_images, check_tensor
@@ -24,9 +25,25 @@ from ._validate import check_parts, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_tuned_values
 from .denoiser import Denoiser
+from .flow_grid import check_flow_grid_style, flow_sigmas
+from .flow_path import flow_state_scale, velocity_to_eps_z0
 from .latent_space import check_encoder_source
 from .prediction import to_epsilon
-from .schedule_config import ddpm_schedule_from_config, ldm_scheduler, schedule_tensors
+from .schedule_config import ddpm_schedule_from_config, flow_schedule_from_config, ldm_scheduler, schedule_tensors
+
+#: What a scheduler makes of a bundle: ``"vp"`` (a ``DDPMScheduler``) or ``"flow"`` (a rectified-flow
+#: ``FlowMatchEulerDiscreteScheduler``, offered as an ε-predictor on the VP path, ALGORITHMS.md §12).
+PATHS = ("vp", "flow")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One denoiser evaluation seen on the VP path: ``eps`` (ε̂) and ``z0`` (ẑ₀), both ``(B, C, h, w)``
+    in the latents' dtype. VP models: ``z0`` is Tweedie's ``(z_t − √(1−ᾱ)·ε̂)/√ᾱ``; flow models: the flow
+    form ``z − σ·u``, finite at σ = 1 where Tweedie divides by zero (ALGORITHMS.md §12)."""
+
+    eps: torch.Tensor
+    z0: torch.Tensor
 
 
 def _checkpoint(module: nn.Module, *args: Any) -> Any:
@@ -62,26 +79,37 @@ class LatentDiffusion(nn.Module):
         denoiser: :class:`Denoiser` whose channels equal the latent channels.
         scheduler: a diffusers ``DDPMScheduler``: the training schedule, and in its
             ``prediction_type`` what the denoiser predicts ("epsilon", "v_prediction" or "sample";
-            :meth:`predict_noise` always returns ε).
+            :meth:`predict_noise` always returns ε); or a ``FlowMatchEulerDiscreteScheduler``: a
+            rectified-flow (velocity) model, :attr:`path` ``"flow"``, its grid from
+            :meth:`flow_sigmas` (options flash-wrap cannot reproduce are refused).
         image_size: side ``H = W`` of the images, a multiple of the autoencoder's downsampling.
         latent_scale, latent_shift: ``z = (raw − shift) · scale``.
+        flow_grid: flow models only: how the σ grid is spaced, ``"sd3"`` (``set_timesteps(N)``, as
+            ``StableDiffusion3Pipeline``) or ``"flux"`` (σ's ``linspace(1, 1/N, N)``, as ``FluxPipeline``);
+            see :meth:`flow_sigmas`.
     """
 
-    betas: torch.Tensor
-    alphas_cumprod: torch.Tensor
+    _betas: torch.Tensor
+    _alphas_cumprod: torch.Tensor
 
     def __init__(
         self,
         autoencoder: Autoencoder,
         denoiser: Denoiser,
-        scheduler: DDPMScheduler,
+        scheduler: DDPMScheduler | FlowMatchEulerDiscreteScheduler,
         *,
         image_size: int,
         latent_scale: float = 1.0,
         latent_shift: float = 0.0,
+        flow_grid: str = "sd3",
     ) -> None:
         super().__init__()
         check_parts(autoencoder, denoiser, scheduler, image_size, latent_scale, latent_shift)
+        if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+            check_flow_grid_style(flow_grid, "flow_grid")
+        elif flow_grid != "sd3":
+            raise InvalidInput(f"flow_grid={flow_grid!r} was given but the scheduler is a DDPMScheduler (VP path); "
+                               "it applies to flow-matching models only")
         self.autoencoder = autoencoder
         self.denoiser = denoiser
         self.scheduler = scheduler
@@ -101,16 +129,66 @@ class LatentDiffusion(nn.Module):
         self.tuned_values: dict[str, Any] = {}
         #: where :attr:`tuned_values` came from, for error messages (the index file of a loaded bundle)
         self.tuned_source = "the model's tuned values"
-        betas, alphas_cumprod = schedule_tensors(scheduler, next(denoiser.parameters()).device)
-        self.register_buffer("betas", betas, persistent=False)
-        self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
+        self._flow_grid = flow_grid
+        betas, alphas_cumprod = self._schedule(next(denoiser.parameters()).device)
+        self.register_buffer("_betas", betas, persistent=False)
+        self.register_buffer("_alphas_cumprod", alphas_cumprod, persistent=False)
+
+    def _schedule(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.path == "flow":  # no discrete training schedule: empty placeholders that follow the device
+            empty = torch.zeros(0, device=device)
+            return empty, empty
+        return schedule_tensors(self.scheduler, device)
 
     def _apply(self, fn: Any, recurse: bool = True) -> LatentDiffusion:
         super()._apply(fn, recurse)
         # The schedule stays float32 whatever dtype the networks are cast to: recompute it
         # rather than round-trip it through float16.
-        self.betas, self.alphas_cumprod = schedule_tensors(self.scheduler, self.betas.device)
+        self._betas, self._alphas_cumprod = self._schedule(self._betas.device)
         return self
+
+    def _vp_only(self, name: str) -> None:
+        if self.path == "flow":
+            raise InvalidInput(f"{name}: this is a flow-matching model (FlowMatchEulerDiscreteScheduler), which has no "
+                               "discrete DDPM schedule; use model.flow_sigmas(steps) or a solver's sampler tables "
+                               "(sampler.snr, sampler.sqrt_alpha_bar) instead")
+
+    @property
+    def betas(self) -> torch.Tensor:
+        """``(T,)`` float32 β_t of the DDPM schedule; VP models only (flow models raise, saying what to use)."""
+        self._vp_only("betas")
+        return self._betas
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """``(T,)`` float32 ᾱ_t of the DDPM schedule; VP models only (flow models raise, saying what to use)."""
+        self._vp_only("alphas_cumprod")
+        return self._alphas_cumprod
+
+    @property
+    def path(self) -> str:
+        """``"vp"`` (DDPM schedule) or ``"flow"`` (rectified flow, ALGORITHMS.md §12)."""
+        return "flow" if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler) else "vp"
+
+    @property
+    def flow_grid(self) -> str | None:
+        """Flow models: the σ grid style, ``"sd3"`` or ``"flux"`` (:mod:`~flash_wrap.models.flow_grid`); ``None`` for VP models."""
+        return self._flow_grid if self.path == "flow" else None
+
+    def image_seq_len(self) -> int:
+        """The token count of one latent, for dynamic shifting: the denoiser's own
+        ``image_seq_len(h, w)`` if it defines one (FLUX packs 2×2 patches: ``(h//2)·(w//2)``), else ``h·w``."""
+        _, h, w = self.latent_shape
+        own = getattr(self.denoiser, "image_seq_len", None)
+        return int(own(h, w)) if callable(own) else h * w
+
+    def flow_sigmas(self, steps: int) -> torch.Tensor:
+        """``(steps,)`` float64 σ's, decreasing, σ_0 = 1 at the top, as diffusers' scheduler computes them for
+        ``steps`` Euler steps in this bundle's :attr:`flow_grid` style (``mu`` from :meth:`image_seq_len`
+        when dynamic shifting is on). Flow models only."""
+        if self.path != "flow":
+            raise InvalidInput("flow_sigmas: this is a VP (DDPM) model; its grid comes from alphas_cumprod")
+        return flow_sigmas(self.scheduler, steps, self._flow_grid, self.image_seq_len())
 
     # -- shapes and placement ------------------------------------------------------------
     @property
@@ -139,8 +217,8 @@ class LatentDiffusion(nn.Module):
     @property
     def prediction_type(self) -> str:
         """What the denoiser network predicts: "epsilon", "v_prediction" or "sample" (the
-        scheduler's ``prediction_type``); :meth:`predict_noise` converts it to ε."""
-        return str(self.scheduler.config.prediction_type)
+        scheduler's ``prediction_type``), or "velocity" on a flow model; :meth:`predict` converts it."""
+        return "velocity" if self.path == "flow" else str(self.scheduler.config.prediction_type)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -245,27 +323,53 @@ class LatentDiffusion(nn.Module):
         return images.to(latents.dtype).contiguous()
 
     def predict_noise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """ε_θ(z_t, t): noisy scaled latents ``(B, *latent_shape)`` and integer timesteps
-        ``(B,)`` (or a scalar) in ``[0, T)`` → predicted noise ``(B, *latent_shape)``.
+        """ε_θ(z_t, t): :meth:`predict`'s ``eps`` (see there for the arguments)."""
+        return self.predict(latents, timesteps).eps
 
-        A v- or x₀-predicting network's output is converted to ε here (ALGORITHMS.md §11), so every
-        solver sees ε whatever the model predicts."""
+    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor) -> Prediction:
+        """One denoiser evaluation as ``Prediction(eps, z0)``: noisy scaled latents ``(B, *latent_shape)``
+        on the VP path → predicted noise ε̂ and clean latents ẑ₀, same shape and dtype.
+
+        VP models: integer ``timesteps`` ``(B,)`` (or a scalar) in ``[0, T)``; a v- or x₀-predicting
+        network's output is converted to ε (ALGORITHMS.md §11), ẑ₀ is Tweedie's estimate. Flow models:
+        float timesteps ``σ·T`` in ``(0, T]``; the VP state ``x`` becomes the flow state
+        ``z = x·√((1−σ)²+σ²)``, the network predicts ``u`` at ``(z, σ·T)``, and ``ε = z + (1−σ)·u``,
+        ``ẑ₀ = z − σ·u`` (§12), finite at σ = 1."""
         self._check_latents(latents)
-        if not isinstance(timesteps, torch.Tensor) or timesteps.is_floating_point() or timesteps.is_complex():
+        flow = self.path == "flow"
+        if not isinstance(timesteps, torch.Tensor) or timesteps.is_complex() or timesteps.is_floating_point() != flow:
             got = timesteps.dtype if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
-            raise WrongType(f"timesteps must be an integer tensor (torch.long), got {got}")
+            want = "a floating tensor σ·T (flow model)" if flow else "an integer tensor (torch.long)"
+            raise WrongType(f"timesteps must be {want}, got {got}")
         batch = latents.shape[0]
         timesteps = timesteps.expand(batch) if timesteps.dim() == 0 else timesteps
         if tuple(timesteps.shape) != (batch,):
             raise InvalidInput(f"timesteps must have shape ({batch},) to match the latents, got {tuple(timesteps.shape)}")
         self._check_device(timesteps, "timesteps")
-        lo, hi = (int(timesteps.min()), int(timesteps.max())) if batch else (0, 0)
-        if lo < 0 or hi >= self.num_train_timesteps:
-            raise InvalidInput(f"timesteps must lie in [0, {self.num_train_timesteps}), got [{lo}, {hi}]")
+        total = self.num_train_timesteps
+        if batch and flow and not bool(((timesteps > 0) & (timesteps <= total)).all()):
+            raise InvalidInput(f"flow timesteps σ·T must lie in (0, {total}], got [{float(timesteps.min())}, "
+                               f"{float(timesteps.max())}]")
+        lo, hi = (int(timesteps.min()), int(timesteps.max())) if batch and not flow else (0, 0)
+        if lo < 0 or hi >= total:
+            raise InvalidInput(f"timesteps must lie in [0, {total}), got [{lo}, {hi}]")
+        view = (-1, *([1] * (latents.dim() - 1)))
+        if flow:
+            sigma = timesteps.double() / total
+            z = latents * flow_state_scale(sigma).to(latents.dtype).view(view)
+            u = self._denoise(z, timesteps)
+            eps, z0 = velocity_to_eps_z0(z, sigma.to(latents.dtype).view(view), u)
+            return Prediction(eps, z0)
+        eps = to_epsilon(self._denoise(latents, timesteps), latents, self._alphas_cumprod[timesteps],
+                         self.prediction_type)
+        a_bar = self._alphas_cumprod[timesteps].double()
+        z0 = (latents - (1 - a_bar).sqrt().to(latents.dtype).view(view) * eps) / a_bar.sqrt().to(latents.dtype).view(view)
+        return Prediction(eps, z0)
+
+    def _denoise(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         with self._autocast("denoiser"):
             out = self.denoiser(latents.to(self.dtype).contiguous(memory_format=self.memory_format), timesteps)
-        out = out.to(latents.dtype).contiguous()
-        return to_epsilon(out, latents, self.alphas_cumprod[timesteps], self.prediction_type)
+        return out.to(latents.dtype).contiguous()
 
     # -- severity encoders -----------------------------------------------------------------
     def make_severity_encoder(self) -> SeverityEncoder:
@@ -375,7 +479,7 @@ class LatentDiffusion(nn.Module):
         unet: str | Path | nn.Module,
         *,
         image_size: int,
-        scheduler: str | Path | DDPMScheduler | None = None,
+        scheduler: str | Path | DDPMScheduler | FlowMatchEulerDiscreteScheduler | None = None,
         latent_scale: float | None = None,
         latent_shift: float | None = None,
         empty_conditioning: torch.Tensor | None = None,
@@ -391,8 +495,10 @@ class LatentDiffusion(nn.Module):
             unet: a ``UNet2DModel`` or ``UNet2DConditionModel`` (which needs ``empty_conditioning``
                 unless its folder holds one), or a folder holding one.
             image_size: side of the square images the model works on.
-            scheduler: a ``DDPMScheduler``, or a folder with the ``scheduler_config.json`` of any
-                DDPM-family scheduler (its training betas and prediction type are kept). Default the
+            scheduler: a ``DDPMScheduler`` or ``FlowMatchEulerDiscreteScheduler``, or a folder with the
+                ``scheduler_config.json`` of any DDPM-family scheduler (its training betas and prediction
+                type are kept) or of a flow-matching one (a rectified-flow model, "sd3"-style σ grid;
+                options flash-wrap cannot reproduce are refused). Default the
                 LDM schedule (:func:`ldm_scheduler`), allowed only with a ``UNet2DModel``: a Stable
                 Diffusion UNet was trained with another schedule.
             latent_scale, latent_shift: ``z = (raw − shift) · scale``; default the LDM convention for a
@@ -418,11 +524,13 @@ class LatentDiffusion(nn.Module):
                                  "schedule that is the default here; pass its scheduler folder, or load the whole "
                                  "pipeline folder with LatentDiffusion.from_pretrained(PIPELINE_DIR)")
             scheduler = ldm_scheduler()
-        elif not isinstance(scheduler, DDPMScheduler):
+        elif not isinstance(scheduler, (DDPMScheduler, FlowMatchEulerDiscreteScheduler)):
             file = Path(scheduler) / "scheduler_config.json"
             if not file.is_file():
                 raise NotFound(f"scheduler: no scheduler_config.json in {scheduler}")
-            scheduler = ddpm_schedule_from_config(read_json(file), str(file))
+            entries = read_json(file)
+            flow = entries.get("_class_name") == "FlowMatchEulerDiscreteScheduler"
+            scheduler = (flow_schedule_from_config if flow else ddpm_schedule_from_config)(entries, str(file))
         config = getattr(getattr(ae, "model", None), "config", {})
         if latent_scale is None:
             latent_scale = 1.0 if ae.kind in ("vq", "taef2") else float(config.get("scaling_factor") or 1.0)

@@ -5,7 +5,8 @@ Layout (safetensors + JSON only)::
     model_index.json                     our own config (see ``_index``)
     autoencoder/                         adapter's save_pretrained
     unet/                                diffusers UNet (+ empty_conditioning.safetensors)
-    scheduler/scheduler_config.json      diffusers DDPMScheduler
+    scheduler/scheduler_config.json      diffusers DDPMScheduler, or FlowMatchEulerDiscreteScheduler
+                                         (a flow model: index entry "flow_grid": {"style": "sd3" | "flux"})
     severity_encoders/<task>/            model.safetensors + config.json {task, latent_channels, metadata}
 """
 
@@ -23,14 +24,19 @@ from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
 from ._validate import check_schedule, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
+from .flow_grid import check_flow_grid_style
 from .prediction import check_prediction_type
+from .schedule_config import flow_schedule_from_config
 
 if TYPE_CHECKING:
     from .bundle import LatentDiffusion
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this code reads. A bundle is written at the lowest version that holds what it carries.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
+#: The format version that introduced flow-matching bundles: a version-2 reader would rebuild their
+#: scheduler config as a default DDPM schedule without a word, so flow bundles are written at 3.
+FLOW_VERSION = 3
 #: The index entries that hold the model's tuned values (:attr:`LatentDiffusion.tuned_values`,
 #: interpreted by :mod:`flash_wrap.tuning` alone), each with the format version that introduced it:
 #: a version-1 reader would ignore ``flash_defaults`` without a word (running Flash with other step
@@ -38,9 +44,10 @@ READABLE_VERSIONS = (1, 2)
 TUNED_ENTRIES = {"solver_defaults": 1, "baseline_defaults": 1, "flash_defaults": 2}
 
 
-def format_version(tuned: dict[str, Any]) -> int:
-    """The ``format_version`` a bundle with these tuned values is written at."""
-    return max([1] + [TUNED_ENTRIES[name] for name, entry in tuned.items() if entry and name in TUNED_ENTRIES])
+def format_version(tuned: dict[str, Any], path: str = "vp") -> int:
+    """The ``format_version`` a bundle with these tuned values, on this noise ``path``, is written at."""
+    least = FLOW_VERSION if path == "flow" else 1
+    return max([least] + [TUNED_ENTRIES[name] for name, entry in tuned.items() if entry and name in TUNED_ENTRIES])
 
 
 def _tuned_entries(tuned: dict[str, Any], where: str) -> dict[str, Any]:
@@ -58,7 +65,7 @@ DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
 def _index(model: LatentDiffusion) -> dict[str, Any]:
     return {
         "_class_name": "LatentDiffusion",
-        "format_version": format_version(model.tuned_values),
+        "format_version": format_version(model.tuned_values, model.path),
         "image_size": model.image_size,
         "latent_scale": model.latent_scale,
         "latent_shift": model.latent_shift,
@@ -67,6 +74,7 @@ def _index(model: LatentDiffusion) -> dict[str, Any]:
         "prediction_type": model.prediction_type,
         "conditioning": model.denoiser.conditioning_source,
         "severity_tasks": sorted(model.severity_encoders),
+        **({"flow_grid": {"style": model.flow_grid}} if model.path == "flow" else {}),
         **_tuned_entries(model.tuned_values, "the model's tuned values"),
     }
 
@@ -142,7 +150,7 @@ def save_tuned_values(path: Path, tuned: dict[str, Any]) -> None:
     index_file = resolve(path) / "model_index.json"
     index = read_json(index_file)
     index.update(_tuned_entries(tuned, str(index_file)))
-    index["format_version"] = format_version(tuned)
+    index["format_version"] = format_version(tuned, "flow" if "flow_grid" in index else "vp")
     staging = index_file.with_name(f".model_index.json.writing-{os.getpid()}")
     write_json(staging, index)
     os.replace(staging, index_file)
@@ -208,13 +216,19 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         )
     denoiser = Denoiser.from_pretrained(path / "unet")
     scheduler_file = path / "scheduler" / "scheduler_config.json"
-    try:
-        scheduler = DDPMScheduler.from_config(read_json(scheduler_file))
-    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
-        raise InvalidInput(f"{scheduler_file}: not a usable DDPM schedule ({err})") from None
     missing = [key for key in ("image_size", "autoencoder", "denoiser") if key not in index]
     if missing:
         raise InvalidInput(f"{path / 'model_index.json'} lacks {', '.join(missing)}")
+    config = read_json(scheduler_file)
+    if config.get("_class_name") == "FlowMatchEulerDiscreteScheduler":
+        return _finish(cls, path, index, autoencoder, denoiser, *_flow_scheduler(path, index, config))
+    if "flow_grid" in index:
+        raise InvalidInput(f"{path / 'model_index.json'} has a flow_grid entry but {scheduler_file} is a "
+                           f"{config.get('_class_name')!r}, not a FlowMatchEulerDiscreteScheduler; the bundle is inconsistent")
+    try:
+        scheduler = DDPMScheduler.from_config(config)
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
+        raise InvalidInput(f"{scheduler_file}: not a usable DDPM schedule ({err})") from None
     try:
         check_schedule(scheduler)
     except ValueError as err:
@@ -230,6 +244,30 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         check_prediction_type(scheduler.config.prediction_type, str(scheduler_file))
     except ValueError as err:
         raise InvalidInput(str(err)) from None
+    return _finish(cls, path, index, autoencoder, denoiser, scheduler)
+
+
+def _flow_scheduler(path: Path, index: dict[str, Any], config: dict[str, Any]) -> tuple[Any, str]:
+    """A flow bundle's scheduler (refusing options flash-wrap cannot reproduce) and grid style."""
+    where = str(path / "model_index.json")
+    if index["format_version"] < FLOW_VERSION:
+        raise InvalidInput(f"{where}: format_version {index['format_version']} cannot hold a flow-matching model "
+                           f"(its scheduler is FlowMatchEulerDiscreteScheduler); set format_version to {FLOW_VERSION}")
+    if index.get("prediction_type", "velocity") != "velocity":
+        raise InvalidInput(f"{where} says prediction_type {index['prediction_type']!r} but the scheduler is "
+                           "flow matching (velocity); the bundle is inconsistent")
+    grid = index.get("flow_grid", {"style": "sd3"})
+    if not isinstance(grid, dict) or set(grid) != {"style"}:
+        raise InvalidInput(f"{where}: flow_grid must be an object {{\"style\": \"sd3\" | \"flux\"}}, got {grid!r}")
+    style = check_flow_grid_style(grid["style"], f"{where}: flow_grid")
+    return flow_schedule_from_config(config, str(path / "scheduler" / "scheduler_config.json")), style
+
+
+def _finish(cls: type[LatentDiffusion], path: Path, index: dict[str, Any], autoencoder: Autoencoder,
+            denoiser: Denoiser, scheduler: Any, flow_grid: str | None = None) -> LatentDiffusion:
+    """The bundle from its parts (``flow_grid``: the σ grid style of a flow model), with its tuned
+    values and severity encoders."""
+    flow = {} if flow_grid is None else {"flow_grid": flow_grid}
     model = cls(
         autoencoder,
         denoiser,
@@ -237,6 +275,7 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         image_size=index["image_size"],
         latent_scale=index.get("latent_scale", 1.0),
         latent_shift=index.get("latent_shift", 0.0),
+        **flow,
     )
     model.tuned_values = {name: index[name] for name in TUNED_ENTRIES if name in index}
     model.tuned_source = str(path / "model_index.json")

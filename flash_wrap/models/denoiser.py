@@ -44,7 +44,7 @@ def check_unet_config(config: dict, where: str) -> None:
 class Denoiser(nn.Module):
     """The network ``f(z_t, t)`` over latents ``(B, C, h, w)``; what it predicts (ε, v or x̂₀) is
     the scheduler's ``prediction_type`` and is converted to ε by
-    :meth:`flash_wrap.models.LatentDiffusion.predict_noise`.
+    :meth:`flash_wrap.models.LatentDiffusion.predict` (a flow model's velocity: ALGORITHMS.md §12).
 
     Wraps a ``UNet2DModel``, or a ``UNet2DConditionModel`` used unconditionally: it always sees the
     same ``empty_conditioning`` ``(1, L, D)`` (a buffer) expanded to the batch: for Stable
@@ -106,7 +106,8 @@ class Denoiser(nn.Module):
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Args:
             latents: noisy scaled latents ``z_t`` ``(B, C, h, w)``.
-            timesteps: ``(B,)`` integer diffusion steps in ``[0, T)``.
+            timesteps: ``(B,)`` integer diffusion steps in ``[0, T)``, or float ``σ·T`` in ``(0, T]`` for a
+                flow model.
         Returns:
             the network's raw output ``(B, C, h, w)`` (ε, v or x̂₀, see the class docstring).
         """

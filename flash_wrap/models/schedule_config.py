@@ -1,11 +1,12 @@
-"""Noise schedules as diffusers ``DDPMScheduler`` objects (ALGORITHMS.md §1 and §11)."""
+"""Noise schedules as diffusers ``DDPMScheduler`` objects (ALGORITHMS.md §1 and §11), and the
+rectified-flow ``FlowMatchEulerDiscreteScheduler`` configs flash-wrap reproduces exactly (§12)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from ..errors import InvalidInput
 from .prediction import check_prediction_type
@@ -123,3 +124,45 @@ def schedule_tensors(scheduler: DDPMScheduler, device: torch.device) -> tuple[to
     betas = scheduler.betas.to(torch.float64)
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     return betas.float().to(device), alphas_cumprod.float().to(device)
+
+
+#: Flow-matching scheduler options flash-wrap reproduces exactly, beside ``num_train_timesteps``.
+FLOW_OPTIONS = ("shift", "use_dynamic_shifting", "base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len")
+#: Options that change the σ grid or the step in ways flash-wrap does not reproduce, with the value that is
+#: neutral (a config holding another value is refused).
+_FLOW_REFUSED = {"stochastic_sampling": False, "invert_sigmas": False, "shift_terminal": None,
+                 "use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False,
+                 "time_shift_type": "exponential"}
+
+
+def check_flow_config(config: dict[str, Any], where: str) -> None:
+    """Refuse, in one line naming the entry, a ``FlowMatchEulerDiscreteScheduler`` config whose grid or
+    step flash-wrap cannot reproduce (ALGORITHMS.md §12): stochastic sampling, Karras/exponential/beta
+    σ's, inverted σ's, a terminal shift, a time shift other than exponential."""
+    name = config.get("_class_name", "FlowMatchEulerDiscreteScheduler")
+    if name != "FlowMatchEulerDiscreteScheduler":
+        raise InvalidInput(f"{where}: scheduler {name!r} is not FlowMatchEulerDiscreteScheduler, the one flow-matching "
+                         "scheduler flash-wrap reproduces")
+    for key, neutral in _FLOW_REFUSED.items():
+        if config.get(key) not in (None, neutral):
+            raise InvalidInput(f"{where}: {key}={config[key]!r} is not supported (flash-wrap reproduces "
+                             f"FlowMatchEulerDiscreteScheduler's deterministic σ grid with {key}={neutral!r} only)")
+    steps, shift = config.get("num_train_timesteps", 1000), config.get("shift", 1.0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidInput(f"{where}: num_train_timesteps must be a positive integer, got {steps!r}")
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 < shift < float("inf"):
+        raise InvalidInput(f"{where}: shift must be a finite number > 0, got {shift!r}")
+
+
+def flow_schedule_from_config(config: dict[str, Any], where: str) -> FlowMatchEulerDiscreteScheduler:
+    """A rectified-flow scheduler config (``scheduler_config.json`` of an SD3/FLUX-class folder or a
+    flash-wrap flow bundle) as a ``FlowMatchEulerDiscreteScheduler`` holding only what flash-wrap
+    reproduces: ``num_train_timesteps`` and :data:`FLOW_OPTIONS` (``shift``, or dynamic shifting with
+    base/max shift and base/max image sequence length). Anything else that changes the grid is
+    refused (:func:`check_flow_config`)."""
+    check_flow_config(config, where)
+    kwargs = {key: config[key] for key in ("num_train_timesteps", *FLOW_OPTIONS) if config.get(key) is not None}
+    try:
+        return FlowMatchEulerDiscreteScheduler(**kwargs)
+    except (NotImplementedError, RuntimeError, TypeError, ValueError) as err:
+        raise InvalidInput(f"{where}: not a usable flow-matching schedule ({err})") from None

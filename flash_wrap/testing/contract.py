@@ -16,7 +16,7 @@ Why these invariants (``plugins/README.md`` §5–7 states them for authors):
 
 * **NFE is the step count.** Users and the evaluation report the denoiser calls per sample as
   the cost; the whole point of Flash is that a sample started at grid index ``s`` costs ``s``.
-  That holds only if a step makes exactly one counted denoiser call (``state.predict_noise``)
+  That holds only if a step makes exactly one counted denoiser call (``state.predict``)
   and decodes only through the counted ``state.decode``.
 * **The runner owns the batch.** Samples join the loop at their own start; a step sees only the
   rows being stepped, its input is the previous step's output, and what it returns is what the
@@ -96,6 +96,8 @@ class SolverContract:
         batch_tolerance: absolute and relative tolerance of the float64 alone-vs-batched
             comparison (rounding there is ~1e-14; a real coupling between rows is far larger).
         autoencoder: the tiny model's autoencoder kind ("vq", "kl", "tiny", "taef2").
+        flow_shift: ``None`` (a VP tiny model), or the ``shift`` of a rectified-flow tiny model: the
+            whole suite then runs on the flow path (ALGORITHMS.md §12).
     """
 
     solver_class: ClassVar[type[Solver]]
@@ -106,6 +108,7 @@ class SolverContract:
     starts: ClassVar[tuple[int, ...]] = (2, 7, 4)
     batch_tolerance: ClassVar[float] = 1e-9
     autoencoder: ClassVar[str] = "vq"
+    flow_shift: ClassVar[float | None] = None
     image_size: ClassVar[int] = 32
     #: Highest start the adaptive-start tests aim for (cost, not correctness).
     max_adaptive_start: ClassVar[int] = 12
@@ -136,7 +139,7 @@ class SolverContract:
     def make_model(self, *tasks: str, scale: float = 1.0) -> LatentDiffusion:
         """A tiny random model with a :class:`ProgrammedSeverity` encoder (``v = scale·mean(y)``)
         for each of ``tasks`` (default: the first supported task)."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0)
+        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
         for task in tasks or (self.first_task,):
             model.add_severity_encoder(task, ProgrammedSeverity(model, scale))
         return model
@@ -177,11 +180,13 @@ class SolverContract:
         puts the bright sample at start ``k`` puts the dim one lower on the grid.
         """
         y, operator = self.problem(task, (0.1, 0.7))
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0)
+        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
         solver = self.make_solver(model)
         snr, c = solver.sampler.snr, float(solver.hyperparameters(task)["c"])
         means = operator.to_image(y.to(model.dtype)).flatten(1).mean(dim=1).clamp_min(0)
         for k in range(min(solver.sampler.num_steps - 1, self.max_adaptive_start), 0, -1):
+            if float(snr[k]) == 0:
+                continue  # σ = 1 at the top of a flow grid: only an infinite variance starts there
             target = 1.0 / float(snr[k])
             if c * target >= 0.9 * MAX_NOISE_FRACTION:
                 continue  # the correction would be capped: not the regime under test
@@ -210,7 +215,7 @@ class SolverContract:
     @staticmethod
     def count_network_calls(monkeypatch: pytest.MonkeyPatch, model: LatentDiffusion) -> dict[str, int]:
         """Count every denoiser forward pass and every decoded row, however they are reached
-        (``state.predict_noise`` and ``state.decode`` go through these too)."""
+        (``state.predict`` and ``state.decode`` go through these too)."""
         counts = {"denoiser": 0, "decoded_rows": 0}
         forward, decode = model.denoiser.forward, model.decode
 
@@ -260,9 +265,9 @@ class SolverContract:
         """``solver.grid`` is what :func:`flash_wrap.grid.grid_for` says for this request and
         ``solver.sampler`` runs exactly that grid: every entry point that asks for "N steps"
         must get the same sampler, and results record which one ran."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0)
+        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
         solver = self.make_solver(model)
-        expected = grid_for(self.solver_class, model.num_train_timesteps, steps=self.steps)
+        expected = grid_for(self.solver_class, model.num_train_timesteps, steps=self.steps, path=model.path)
         assert solver.grid == expected, f"solver.grid is {solver.grid}, the grid rule gives {expected}"
         sampler = solver.sampler
         assert (sampler.kind, sampler.num_steps) == (expected.kind, expected.steps), (
@@ -451,7 +456,7 @@ class SolverContract:
         assert not result.latents.requires_grad and result.latents.grad_fn is None, "the final latents carry a graph"
 
     def test_one_counted_denoiser_call_per_step(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Each step makes exactly one denoiser call, through ``state.predict_noise`` (so NFE =
+        """Each step makes exactly one denoiser call, through ``state.predict`` (so NFE =
         steps), and every decoder pass goes through ``state.decode`` (so ``decoder_calls`` is
         the real decoding cost); checked against the networks' own call counts."""
         y, operator = self.problem(self.first_task, (0.3, 0.5))
@@ -513,7 +518,7 @@ class SolverContract:
     def test_every_task_has_a_noise_correction_constant(self, contract_task: str) -> None:
         """The resolved hyper-parameters of every supported task (and the fallback) contain
         Flash's noise-correction constant ``c ≥ 0``: ``Flash`` reads it for every sample."""
-        solver = self.make_solver(tiny_model(self.autoencoder, image_size=self.image_size, seed=0))
+        solver = self.make_solver(tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift))
         for task in (contract_task, None):
             params = solver.hyperparameters(task)
             assert "c" in params, f"hyper-parameters for task {task!r} lack 'c': {params}"
@@ -533,7 +538,7 @@ class SolverContract:
         """A misspelt hyper-parameter raises ``TypeError`` naming it (a silently ignored keyword
         would run the defaults while the user believes otherwise); every declared name is
         accepted and lands in the resolved hyper-parameters."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0)
+        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
         with pytest.raises(TypeError, match="definitely_not_a_hyperparameter"):
             self.make_solver(model, definitely_not_a_hyperparameter=1.0)
         fallback = self.solver_class(model).hyperparameters(None)

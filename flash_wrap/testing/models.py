@@ -7,7 +7,14 @@ library proper uses them; they are public so a plugin's tests can use the same m
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel, UNet2DModel, VQModel
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderTiny,
+    FlowMatchEulerDiscreteScheduler,
+    UNet2DConditionModel,
+    UNet2DModel,
+    VQModel,
+)
 
 from ..models import LatentDiffusion, ldm_scheduler
 from ..models.autoencoders import AUTOENCODER_KINDS, Autoencoder, TAEF2Autoencoder, autoencoder_from_diffusers
@@ -80,12 +87,14 @@ def tiny_model(
     seed: int = 0,
     latent_channels: int | None = None,
     cross_attention: bool = False,
+    flow_shift: float | None = None,
 ) -> LatentDiffusion:
     """A tiny randomly initialised bundle (downsampling 4, ~50-100k parameters), identical for
     equal arguments, with :func:`~flash_wrap.models.ldm_scheduler`'s schedule, in eval mode with
     frozen parameters. ``kind`` is the autoencoder ("vq", "kl", "tiny", "taef2");
     ``latent_channels`` defaults to 3 for "vq" and 4 for the others. The global RNG is forked,
-    so its state is left untouched."""
+    so its state is left untouched. With ``flow_shift`` the bundle is a rectified-flow model instead
+    (path "flow"): a ``FlowMatchEulerDiscreteScheduler`` with that ``shift``, "sd3"-style σ grid."""
     if kind not in DEFAULT_LATENT_CHANNELS:
         raise ValueError(f"unknown autoencoder kind {kind!r}; choose one of {', '.join(DEFAULT_LATENT_CHANNELS)}")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % 8:
@@ -95,5 +104,6 @@ def tiny_model(
         torch.manual_seed(seed)
         autoencoder = tiny_autoencoder(kind, channels)
         denoiser = tiny_denoiser(channels, image_size // 4, cross_attention=cross_attention)
-    model = LatentDiffusion(autoencoder, denoiser, ldm_scheduler(), image_size=image_size)
+    scheduler = ldm_scheduler() if flow_shift is None else FlowMatchEulerDiscreteScheduler(shift=flow_shift)
+    model = LatentDiffusion(autoencoder, denoiser, scheduler, image_size=image_size)
     return model.requires_grad_(False).eval()

@@ -69,7 +69,7 @@ def tweedie_residual(solver: Solver, z: torch.Tensor, k: int, y: torch.Tensor, o
     sampler, model = solver.sampler, solver.model
     with torch.no_grad():
         index = torch.full((z.shape[0],), k, dtype=torch.long, device=z.device)
-        z0 = sampler.tweedie(z, model.predict_noise(z, sampler.timesteps[index]), index)
+        z0 = model.predict(z, sampler.timesteps[index]).z0
         return (operator(model.decode(z0)) - y.to(z0.dtype)).flatten(1).norm(dim=1)
 
 

@@ -25,7 +25,8 @@ step. At grid index ``k`` (the step from level ``t = g_k``):
    sample is no longer decoded or changed while its batch mates continue, so a batched sample
    follows exactly the updates it would follow alone.
 4. Stochastic resampling with ``ᾱ = ᾱ_t``, ``ᾱ⁻ = ᾱ_{t−1}`` (DDPM neighbours, ᾱ_{−1} := 1,
-   although DDIM steps by 2)::
+   although DDIM steps by 2; on a flow model, ALGORITHMS.md §12, ``t = σ·T`` and ``ᾱ⁻ = ᾱ(σ − 1/T)``
+   on the flow path)::
 
        σ_t² = γ·(1 − ᾱ⁻)/ᾱ·(1 − ᾱ/ᾱ⁻)
        z_{t−1} = [σ_t²·√ᾱ·ẑ0^c + (1 − ᾱ)·z'] / (σ_t² + 1 − ᾱ) + √(σ_t²(1 − ᾱ)/(σ_t² + 1 − ᾱ))·ξ
@@ -66,6 +67,12 @@ following Flash's re-implementation (flash_wrap/ALGORITHMS.md §5):
   noise σ = 0.01 vs 0.05 here.
 
 Flash's reported ReSample numbers are for this re-implementation.
+
+**Flow-matching models** (flash_wrap/ALGORITHMS.md §12): the same solver on the flow's σ grid (DDIM-500
+by default, i.e. 500 Euler steps with η = 1 noise), ε and ẑ0 from the denoiser's flow form. The stage
+boundaries stay on the model's timestep clock, ``t = σ·T``: pixel solves for 0.3 < σ ≤ 0.75, latent
+solves for σ ≤ 0.3 (an analogue, not a tuned choice). The top level σ = 1 (ᾱ = 0, where the
+resampling variance would divide by zero) is always above 0.75, so it is never resampled.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ from typing import ClassVar
 import torch
 
 from flash_wrap import Solver, StepState, hookimpl
+from flash_wrap.models.flow_path import flow_alpha_bar
 from flash_wrap.rng import randn, take
 from flash_wrap.samplers import Sampler
 
@@ -171,8 +179,8 @@ class ReSample(Solver):
         every_n = int(state.params["every_n"])
         stages = [self.stage(k, t, every_n) for k, t in zip(state.index.tolist(), state.t.tolist())]
         with torch.no_grad():
-            eps = state.predict_noise(state.z)
-            z0 = state.sampler.tweedie(state.z, eps, state.index)
+            prediction = state.predict(state.z)
+            eps, z0 = prediction.eps, prediction.z0
             z_prime = state.sampler.step(state.z, eps, z0, state.index, state.generator)
         corrected = [i for i, s in enumerate(stages) if s in ("pixel", "latent")]
         if not corrected:
@@ -284,6 +292,21 @@ class ReSample(Solver):
                 updates[i] += 1
         return x.detach(), updates
 
+    @staticmethod
+    def resampling_levels(state: StepState, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ᾱ, ᾱ⁻)`` ``(n,)`` float64 for the state's rows ``rows``: ᾱ at the current level from the
+        sampler's tables (``snr/(1 + snr)``), ᾱ⁻ one training timestep below (``t − 1``; 1 below 0).
+        On a flow model the timestep is ``σ·T``, so ᾱ⁻ = ᾱ(σ − 1/T) on the flow path (1 at σ ≤ 1/T)."""
+        snr = state.sampler.snr.double().cpu()[state.index[list(rows)].cpu()]
+        a = snr / (1 + snr)
+        below = state.t[list(rows)].double().cpu() - 1
+        if state.model.path == "flow":
+            a_prev = flow_alpha_bar((below / state.model.num_train_timesteps).clamp_min(0))
+        else:
+            a_bar = state.model.alphas_cumprod.detach().double().cpu()
+            a_prev = torch.where(below >= 0, a_bar[below.clamp_min(0).long()], torch.ones_like(below))
+        return a, a_prev
+
     def resample(
         self, state: StepState, z0c: torch.Tensor, z_prime: torch.Tensor, rows: Sequence[int]
     ) -> torch.Tensor:
@@ -291,10 +314,7 @@ class ReSample(Solver):
         the other rows keep ``z'``."""
         rows = list(rows)
         gamma = float(state.params["gamma"])
-        a_bar = state.model.alphas_cumprod.detach().double().cpu()
-        ts = [int(t) for t in state.t[rows].tolist()]
-        a = torch.tensor([float(a_bar[t]) for t in ts], dtype=torch.float64)
-        a_prev = torch.tensor([float(a_bar[t - 1]) if t > 0 else 1.0 for t in ts], dtype=torch.float64)
+        a, a_prev = self.resampling_levels(state, rows)
         var = gamma * (1 - a_prev) / a * (1 - a / a_prev)
         denom = var + 1 - a
         shape = (-1, *([1] * (z_prime.dim() - 1)))

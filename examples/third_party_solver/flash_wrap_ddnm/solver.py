@@ -153,8 +153,8 @@ class LatentDDNM(Solver):
 
     def step(self, state: StepState) -> torch.Tensor:
         with torch.no_grad():
-            eps = state.predict_noise(state.z)
-            z0 = state.sampler.tweedie(state.z, eps, state.index)
+            prediction = state.predict(state.z)
+            eps, z0 = prediction.eps, prediction.z0
             if float(state.params["lam"]) != 0.0:
                 x0 = state.decode(z0)
                 x_tilde = null_space_correction(state, x0)

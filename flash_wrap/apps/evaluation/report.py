@@ -122,6 +122,7 @@ def write_report(out: Path, config, model, solver, baseline_solver=None, *, budg
         "scheduler": solver.grid.kind,
         "ddim_eta": solver.grid.eta,
         "grid": solver.grid.label(),  # Flash's and the fixed starts' grid
+        "path": model.path,  # "vp" (DDPM schedule) or "flow" (rectified flow on its σ grid)
         "seed": config.seed,
         "batching": {"flash": config.batching, "slots": config.batch_size, "unit": config.unit},
         "n_images": len(records),

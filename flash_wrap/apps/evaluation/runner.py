@@ -358,6 +358,8 @@ class Evaluator:
         if self.severity_folder is not None:  # absent otherwise, so runs from before the option still resume
             identity["severity_from"] = str(self.config.severity_from)
             identity["severity_fingerprint"] = fingerprint_folder(self.severity_folder)
+        if self.model.path != "vp":  # absent for VP models, so runs from before flow models still resume
+            identity["path"] = self.model.path
         return identity
 
     def _prepare_resume(self, resume: bool) -> set[str]:
