@@ -28,9 +28,12 @@ TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution"
 
 
 def test_the_record_holds_the_quantiles_and_the_count():
-    record = sigma_hat_range(torch.arange(1001, dtype=torch.float32))
-    assert record["quantiles"] == [0.001, 0.999] and record["n"] == 1001
-    assert record["low"] == pytest.approx(1.0) and record["high"] == pytest.approx(999.0)
+    record = sigma_hat_range(torch.arange(1001, dtype=torch.float32) + 100)
+    assert record["quantiles"] == [0.001, 0.01, 0.99, 0.999] and record["n"] == 1001
+    assert record["quantile_values"] == pytest.approx([101.0, 110.0, 1090.0, 1099.0])
+    # one tail spacing beyond the extreme quantiles: 2·101 − 110 and 2·1099 − 1090
+    assert record["low"] == pytest.approx(92.0) and record["high"] == pytest.approx(1108.0)
+    assert sigma_hat_range(torch.arange(1001, dtype=torch.float32))["low"] == 0.0  # never below 0
     with pytest.raises(InvalidInput, match="finite values"):
         sigma_hat_range(torch.tensor([0.1, float("nan")]))
 
@@ -170,7 +173,8 @@ def demo_model() -> LatentDiffusion:
 @pytest.mark.parametrize("task", TASKS)
 def test_the_shipped_demo_encoders_record_their_range(demo_model, task):
     record = demo_model.severity_metadata[task][RANGE_KEY]
-    assert record["n"] >= 200 and record["quantiles"] == [0.001, 0.999] and 0 < record["low"] < record["high"]
+    assert record["n"] >= 1200 and record["quantiles"] == [0.001, 0.01, 0.99, 0.999] and 0 < record["low"] < record["high"]
+    assert record["degraded"].startswith("each image at a random training level and at both ends")
 
 
 def _demo_flags(model, y_image):

@@ -3,7 +3,7 @@
 For bundles whose encoder was written without the record of :mod:`flash_wrap.severity.range`
 (trained before it existed, or imported without ``--data``): the encoder runs on clean images
 degraded as ``train-severity`` degrades its validation images (a level drawn over the task's
-training range, and both ends of the range; the encoder's training noise level), and the 0.1 % / 99.9 % quantiles of its σ̂ are written
+training range, and both ends of the range; the encoder's training noise level), and the range of its σ̂ (:data:`~flash_wrap.severity.range.RANGE_RULE`) is written
 into the encoder's ``config.json``; its weights file is not rewritten. The bundle written follows
 :mod:`flash_wrap.apps.bundles` (in place, or ``--save-to`` for ``demo`` and pipeline folders).
 """

@@ -1,12 +1,19 @@
 """The range of σ̂ a severity encoder produced on its own training data, and the flag for values outside it.
 
-A σ̂ below the recorded 0.1 % quantile or above the 99.9 % one turns into a start step by
+A σ̂ outside the range the encoder gave on its training data turns into a start step by
 extrapolation: the image is unlike the encoder's training data (not a face for a face model, a
 flat or noise image) or its degradation lies beyond the training range. The record lives in the
 encoder's metadata under :data:`RANGE_KEY`::
 
-    {"low": q_0.001, "high": q_0.999, "quantiles": [0.001, 0.999], "n": number of σ̂ values,
-     "levels": [t_low, t_high]}
+    {"low": ..., "high": ..., "quantiles": [0.001, 0.01, 0.99, 0.999], "quantile_values": [...],
+     "n": number of σ̂ values, "levels": [t_low, t_high]}
+
+``low`` and ``high`` estimate where the training distribution's support ends, one tail spacing
+beyond its extreme quantiles: ``low = max(0, 2·q(0.001) − q(0.01))``, ``high = 2·q(0.999) − q(0.99)``
+(the order-statistics endpoint estimate ``2·X₍₁₎ − X₍₂₎``, taken on quantiles so that one odd
+training image does not move it). The extreme quantiles alone are sample extremes: a new image
+of the training kind falls a little beyond them about as often as the sample is small.
+Records written before this rule (``"quantiles": [0.001, 0.999]``) are read as they are.
 
 It is measured on training-like images degraded at random levels *and* at both ends of the
 training range (an encoder's σ̂ is often extreme at the ends, which random levels rarely reach).
@@ -30,19 +37,23 @@ from ..errors import InvalidInput
 
 #: the encoder-metadata key of the record
 RANGE_KEY = "sigma_hat_range"
-#: the quantiles recorded as the range's ends
-QUANTILES = (0.001, 0.999)
+#: the quantiles recorded: the extreme pair and the inner pair one tail spacing in
+QUANTILES = (0.001, 0.01, 0.99, 0.999)
+#: the rule of the range's ends, stored with every record
+RANGE_RULE = "low = max(0, 2 q(0.001) - q(0.01)), high = 2 q(0.999) - q(0.99)"
 
 
 def sigma_hat_range(values: torch.Tensor) -> dict[str, Any]:
-    """The record of ``values`` (σ̂ of ``n`` training-like samples, any shape, finite): its
-    :data:`QUANTILES` (linear interpolation) and ``n``."""
+    """The record of ``values`` (σ̂ of ``n`` training-like samples, any shape, finite): the ends
+    ``low``/``high`` by :data:`RANGE_RULE`, the :data:`QUANTILES` (linear interpolation) and ``n``."""
     flat = values.detach().reshape(-1).double().cpu()
     if flat.numel() == 0 or not bool(torch.isfinite(flat).all()):
         raise InvalidInput(f"a σ̂ range needs finite values from at least one sample, got {flat.numel()} values"
                            f"{'' if flat.numel() == 0 else ' with non-finite ones'}")
-    low, high = torch.quantile(flat, torch.tensor(QUANTILES, dtype=torch.float64)).tolist()
-    return {"low": low, "high": high, "quantiles": list(QUANTILES), "n": flat.numel()}
+    q_low, q_low_inner, q_high_inner, q_high = torch.quantile(flat, torch.tensor(QUANTILES, dtype=torch.float64)).tolist()
+    return {"low": max(0.0, 2 * q_low - q_low_inner), "high": 2 * q_high - q_high_inner, "rule": RANGE_RULE,
+            "quantiles": list(QUANTILES), "quantile_values": [q_low, q_low_inner, q_high_inner, q_high],
+            "n": flat.numel()}
 
 
 @torch.no_grad()
@@ -102,6 +113,6 @@ def warn_out_of_range(count: int, total: int, metadata: dict[str, Any], where: s
     trained = training_levels(metadata)
     levels = "" if trained is None else f" or degradation levels outside its training levels [{trained[0]:g}, {trained[1]:g}]"
     warnings.warn(f"{count} of {total} samples have σ̂ outside the range the {where} saw on its training data "
-                  f"[{low:.4g}, {high:.4g}] (0.1 %–99.9 % quantiles){levels}: their start steps are extrapolated "
+                  f"[{low:.4g}, {high:.4g}]{levels}: their start steps are extrapolated "
                   "(an image unlike the training data, or a degradation beyond its range)",
                   RuntimeWarning, stacklevel=stacklevel)

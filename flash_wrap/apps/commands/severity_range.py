@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     done = record_severity_range(args.model, args.task, args.data,
                                  **given(args, ("output", "limit", "seed", "batch_size")))
-    print(f"{args.task}: σ̂ in [{done['low']:.4g}, {done['high']:.4g}] (0.1 %–99.9 % quantiles of {done['n']} "
-          f"images from {done['data']}); written to {done['written_to']}")
+    print(f"{args.task}: σ̂ in [{done['low']:.4g}, {done['high']:.4g}] (the ends of the training σ̂ support, estimated "
+          f"from {done['n']} degraded images from {done['data']}); written to {done['written_to']}")
     return 0
