@@ -33,6 +33,9 @@ class ConvBN(nn.Module):
     """Convolution without bias, batch norm without scale (ε = 1e-3, running statistics), ReLU.
     ``padding=None`` keeps the size (``kernel // 2`` per axis)."""
 
+    mean: torch.Tensor
+    var: torch.Tensor
+
     def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1,
                  padding: int | tuple[int, int] | None = None) -> None:
         super().__init__()

@@ -9,6 +9,7 @@ per channel as the reference's scaling layer does, before the backbone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from .weights import lpips_weights_path
 __all__ = ["BACKBONES", "LPIPSNetwork", "load_lpips"]
 
 #: backbone name → its feature stack
-BACKBONES: dict[str, type[Backbone]] = {"alex": AlexNetFeatures, "vgg": VGG16Features}
+BACKBONES: dict[str, Callable[[], Backbone]] = {"alex": AlexNetFeatures, "vgg": VGG16Features}
 
 #: the reference scaling layer: ``(x − shift) / scale`` per RGB channel, on [−1, 1] images
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -33,6 +34,9 @@ _EPS = 1e-10
 class LPIPSNetwork(nn.Module):
     """A backbone and its five linear heads; call it on two ``(B, 3, H, W)`` batches in [0, 1]
     to get ``(B,)`` distances (0 for identical images, larger = more different)."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, net: str = "alex") -> None:
         super().__init__()
