@@ -72,3 +72,23 @@ def test_a_missing_fid_weight_file_stops_eval_before_any_work(setup):
     with pytest.raises(NotFound, match="FID Inception weight file .*nowhere.safetensors not found"):
         evaluate(_config(tmp_path, images, fid_weights=str(missing)), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def _results(task: str, solver: str, fid: dict | None) -> dict:
+    methods = {"flash": {"psnr": 25.0, "ssim": 0.8, "lpips": 0.2, "nfe_mean": 40.0},
+               "baseline": {"psnr": 24.0, "ssim": 0.7, "lpips": None, "nfe_mean": 1000.0}}
+    return {"task": task, "solver": solver, "methods": methods, "fid": fid}
+
+
+def test_paper_table_groups_tasks_and_refuses_two_runs_of_one_method_and_task():
+    from flash_wrap.apps.evaluation.compare import paper_table
+    from flash_wrap.errors import InvalidInput
+
+    fid = {"flash": {"fid": 56.04, "kid": 0.0123, "kid_std": 0.0045, "images": 200}}
+    text = paper_table([_results("gaussian-blur", "latent-dps", fid), _results("random-inpainting", "latent-dps", None)])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    assert rows["Flash(latent-dps)"] == ("| Flash(latent-dps) | 25.00 | 0.8000 | 0.2000 | 56.04 (n=200) | 12.30 ± 4.50 "
+                                          "(n=200) | 40.0 | 25.00 | 0.8000 | 0.2000 | – | – | 40.0 |")
+    assert rows["latent-dps"].startswith("| latent-dps | 24.00 | 0.7000 | – | – | – | 1000.0 |")
+    with pytest.raises(InvalidInput, match="two runs give Flash.latent-dps. on gaussian-blur"):
+        paper_table([_results("gaussian-blur", "latent-dps", None)] * 2)
