@@ -166,7 +166,7 @@ def test_a_plugin_exception_ends_in_one_line_naming_plugin_and_step(tmp_path, ca
 def test_a_bug_keeps_its_traceback_and_asks_for_a_report(capsys, monkeypatch):
     import flash_wrap.apps.evaluation.compare as compare_module
 
-    def buggy(results, layout="runs"):
+    def buggy(results):
         return {}["missing key"]
 
     monkeypatch.setattr(compare_module, "compare", buggy)

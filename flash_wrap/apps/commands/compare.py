@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.compare import compare
+    from ..evaluation.compare import compare, compare_paper
 
-    print(compare(args.results, layout=args.table))
+    print(compare_paper(args.results) if args.table == "paper" else compare(args.results))
     return 0

@@ -207,10 +207,8 @@ def paper_table(all_results: list[dict]) -> str:
 REQUIRED = ("task", "solver", "scheduler", "steps", "n_images", "model", "methods", "severity")
 
 
-def compare(folders: list[str | Path], layout: str = "runs") -> str:
-    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines; with more
-    than one folder, then ``summary``'s table of Flash against the bare solver. ``layout="paper"``:
-    :func:`paper_table` of them all instead."""
+def _load(folders: list[str | Path]) -> tuple[list[str], list[dict]]:
+    """Every ``RESULTS_DIR/results.json`` given, checked, and its :func:`table`."""
     parts, loaded = [], []
     for folder in folders:
         path = Path(folder) / "results.json"
@@ -228,7 +226,17 @@ def compare(folders: list[str | Path], layout: str = "runs") -> str:
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as err:
             raise InvalidInput(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
         loaded.append(results)
-    if layout == "paper":
-        return paper_table(loaded)
+    return parts, loaded
+
+
+def compare(folders: list[str | Path]) -> str:
+    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines; with more
+    than one folder, then ``summary``'s table of Flash against the bare solver."""
+    parts, loaded = _load(folders)
     overview = summary(loaded) if len(loaded) > 1 else None
     return "\n\n".join(parts + ([overview] if overview else []))
+
+
+def compare_paper(folders: list[str | Path]) -> str:
+    """:func:`paper_table` of every ``RESULTS_DIR/results.json`` given (``compare --table paper``)."""
+    return paper_table(_load(folders)[1])
