@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import torch
 
 from .errors import InvalidInput
+from .perceptual import LPIPSNetwork, load_lpips
 
 __all__ = ["LPIPS", "PSNR_CAP_DB", "ordering_accuracy", "psnr", "spearman", "ssim"]
 
@@ -70,34 +72,21 @@ def ssim(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class LPIPS:
-    """LPIPS-VGG (v0.1) through the optional ``lpips`` package, inputs mapped to [−1, 1].
-
-    :meth:`load` returns ``None`` (and warns once) when the package or its VGG weights are not
-    available locally: the metric is then reported as ``null``, never estimated.
+    """LPIPS (Zhang et al. 2018) of estimates against targets, both ``(B, 3, H, W)`` with side ≥ 32:
+    our plain-torch network (:mod:`flash_wrap.perceptual`), AlexNet backbone by default (its weights
+    ship with the package), ``estimate`` clipped to [0, 1] as for PSNR and SSIM, ``target`` in [0, 1].
     """
 
-    _warned = False
-
-    def __init__(self, net) -> None:
-        self.net = net
+    def __init__(self, network: LPIPSNetwork) -> None:
+        self.network = network
 
     @classmethod
-    def load(cls) -> LPIPS | None:
-        import warnings
+    def load(cls, net: str = "alex", path: str | Path | None = None) -> LPIPS:
+        """LPIPS-``net`` from ``path`` (default: the shipped AlexNet weights); a missing weight file
+        raises :class:`~flash_wrap.errors.NotFound` naming it and where to get it."""
+        return cls(load_lpips(net, path))
 
-        try:
-            import lpips  # optional extra: pip install flash-wrap[lpips]
-
-            net = lpips.LPIPS(net="vgg", version="0.1", verbose=False).eval()
-        except Exception as err:  # missing package, torchvision, or weights that would need a download
-            if not cls._warned:
-                warnings.warn(f"LPIPS is unavailable ({type(err).__name__}: {err}); it is reported as null",
-                              RuntimeWarning, stacklevel=2)
-                cls._warned = True
-            return None
-        return cls(net)
-
-    @torch.no_grad()
     def __call__(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        net = self.net.to(estimate.device)
-        return net(estimate.clamp(0, 1) * 2 - 1, target * 2 - 1).reshape(-1).float()
+        """``(B,)`` float32 distances, 0 for identical images."""
+        network = self.network.to(estimate.device)
+        return network(estimate.clamp(0, 1), target)

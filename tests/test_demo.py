@@ -150,11 +150,13 @@ def test_demo_md_shows_the_numbers_of_demo_json(demo_run, demo_setup):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == row["task"] and float(cells[1]) == pytest.approx(row["level"], abs=5e-4)
         shown = [float(c) for c in cells[3:]]
-        wanted = [row[k] for k in ("degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
-                                   "baseline_nfe", "flash_nfe")]
-        assert shown[:6] == pytest.approx(wanted, abs=0.051)
-        assert shown[6] == pytest.approx(row["sigma_hat"], rel=1e-3)
-        assert shown[7] == pytest.approx(row["latent_error"], rel=1e-3)
+        wanted = [row[k] for k in ("degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr")]
+        assert shown[:4] == pytest.approx(wanted, abs=0.051)
+        assert shown[4:6] == pytest.approx([row["baseline_lpips"], row["flash_lpips"]], abs=5e-5)
+        assert 0 < row["flash_lpips"] < 1 and 0 < row["baseline_lpips"] < 1
+        assert shown[6:8] == pytest.approx([row["baseline_nfe"], row["flash_nfe"]], abs=0.051)
+        assert shown[8] == pytest.approx(row["sigma_hat"], rel=1e-3)
+        assert shown[9] == pytest.approx(row["latent_error"], rel=1e-3)
     # each method's step size, as demo.json records it
     params = summary["hyperparameters"]
     assert set(params) == set(TASKS)

@@ -273,7 +273,7 @@ def test_two_process_launch_equals_one_process(setup, tmp_path):
                 assert same(ra[key], rb[key]), (key, ra[key], rb[key])
 
 
-def test_eval_and_demo_run_the_same_sampler_for_the_same_steps(setup, quiet_lpips):
+def test_eval_and_demo_run_the_same_sampler_for_the_same_steps(setup):
     # one grid rule: "--steps 6" is DDIM-6 with the solver's own η in both commands (the demo used
     # to pass η = 1 while eval used 0, so the same request ran two different samplers)
     tmp_path, images = setup

@@ -149,7 +149,7 @@ def test_the_core_does_not_import_the_applications():
 
 
 #: the public helpers: above the solvers and Flash, below the applications
-HELPERS = ("flash_wrap.metrics", "flash_wrap.images", "flash_wrap.figures", "flash_wrap.degradation")
+HELPERS = ("flash_wrap.metrics", "flash_wrap.perceptual", "flash_wrap.images", "flash_wrap.figures", "flash_wrap.degradation")
 
 #: layer -> modules it must not import (the layer table in this file's docstring)
 FORBIDDEN = {

@@ -19,7 +19,9 @@ from flash_wrap_plugins.latent_dps import LatentDPS
 ASSETS = Path(flash_wrap.__file__).resolve().parent / "assets"
 BUILT_IN_TASKS = ("gaussian-blur", "random-inpainting", "motion-blur", "super-resolution")
 DEMO = ASSETS / "demo"
-MAX_BYTES = 40 * 1024 * 1024
+# the demo bundle and faces (~33 MiB) plus the LPIPS-AlexNet weights (9.4 MiB, float32: float16 storage
+# would move LPIPS by up to 1.9e-4, past the 1e-4 agreement with the reference)
+MAX_BYTES = 45 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def demo_model() -> LatentDiffusion:
 def test_demo_bundle_is_small_and_safetensors_only() -> None:
     files = [p for p in ASSETS.rglob("*") if p.is_file()]
     total = sum(p.stat().st_size for p in files)
-    assert total <= MAX_BYTES, f"shipped assets are {total / 2**20:.1f} MiB, over the 40 MiB budget"
+    assert total <= MAX_BYTES, f"shipped assets are {total / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB budget"
     weights = [p for p in DEMO.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     # the MIT notice travels with the TAEF2 weights; the model card records how they were made

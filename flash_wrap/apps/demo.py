@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInput
 from ..flash import Flash
 from ..images import list_images, load_image
-from ..metrics import psnr
+from ..metrics import LPIPS, psnr
 from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import DEFAULT_NOISE_STD, SEED_BOUND
@@ -55,7 +55,7 @@ DEMO_FILES = ("demo.png", "demo.md", "demo.json")
 
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
-            "baseline_nfe", "flash_nfe", "sigma_hat", "latent_error")
+            "baseline_lpips", "flash_lpips", "baseline_nfe", "flash_nfe", "sigma_hat", "latent_error")
 
 
 def sample_seed(seed: int, task: str, level: float, face: str) -> int:
@@ -104,6 +104,8 @@ class TaskResult:
     autoencoder_psnr: torch.Tensor
     baseline_psnr: torch.Tensor
     flash_psnr: torch.Tensor
+    baseline_lpips: torch.Tensor
+    flash_lpips: torch.Tensor
     baseline_seconds: float
     flash_seconds: float
     params: dict[str, dict[str, float]]
@@ -146,9 +148,12 @@ class Progress:
 
 
 def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names: list[str], *, solver: str,
-             steps: int | None, seed: int, progress: Progress | None = None) -> TaskResult:
+             steps: int | None, seed: int, progress: Progress | None = None,
+             lpips: LPIPS | None = None) -> TaskResult:
     """Degrade each face at the task's demo levels; reconstruct with the bare solver and Flash;
-    decode Flash's ẑ for the autoencoder-only estimate."""
+    decode Flash's ẑ for the autoencoder-only estimate. ``lpips``: the metric to score with
+    (default: the shipped LPIPS-AlexNet)."""
+    lpips = lpips or LPIPS.load()
     progress = progress or Progress(False, 2)
     task = get_task(task_name)
     task_levels = task.demo_levels
@@ -183,7 +188,8 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
         autoencoder=autoencoder, baseline=base.images, flash=fast.images, baseline_nfe=base.nfe,
         flash_nfe=fast.nfe, sigma_hat=fast.sigma_hat, latent_error=latent_error, degraded_psnr=psnr(degraded, clean),
         autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean),
-        flash_psnr=psnr(fast.images, clean), baseline_seconds=baseline_seconds, flash_seconds=flash_seconds,
+        flash_psnr=psnr(fast.images, clean), baseline_lpips=lpips(base.images, clean),
+        flash_lpips=lpips(fast.images, clean), baseline_seconds=baseline_seconds, flash_seconds=flash_seconds,
         params={"flash": bare.hyperparameters(task_name), "baseline": bare.hyperparameters(task_name, baseline=True)},
     )
 
@@ -202,6 +208,7 @@ def summary_rows(results: list[TaskResult]) -> list[dict]:
                 "task": r.task, "level": float(level),
                 "degraded_psnr": _mean(r.degraded_psnr[s]), "autoencoder_psnr": _mean(r.autoencoder_psnr[s]),
                 "baseline_psnr": _mean(r.baseline_psnr[s]), "flash_psnr": _mean(r.flash_psnr[s]),
+                "baseline_lpips": _mean(r.baseline_lpips[s]), "flash_lpips": _mean(r.flash_lpips[s]),
                 "baseline_nfe": _mean(r.baseline_nfe[s]), "flash_nfe": _mean(r.flash_nfe[s]),
                 "sigma_hat": round(float(r.sigma_hat[s].double().mean()), 6),
                 "latent_error": float(f"{float(r.latent_error[s].mean()):.6g}"),
@@ -215,18 +222,19 @@ def _nfe(value: float) -> str:
 
 def format_table(results: list[TaskResult], rows: list[dict] | None = None) -> str:
     """Markdown table, one line per task and level: the degradation, the PSNR of the degraded
-    input, D(ẑ), baseline and Flash, both NFEs, σ̂ and the actual error variance σ̄² it predicts
+    input, D(ẑ), baseline and Flash, the LPIPS of baseline and Flash, both NFEs, σ̂ and the actual error variance σ̄² it predicts
     (means over the faces, as in ``demo.json``)."""
     rows = summary_rows(results) if rows is None else rows
     severity = [get_task(r.task).describe(float(r.severity[r.rows_of(k)][0]))
                 for r in results for k in range(len(r.task_levels))]
     lines = ["| task | level t | degradation | degraded PSNR | D(ẑ) PSNR | baseline PSNR | Flash PSNR "
-             "| baseline NFE | Flash NFE | σ̂ | actual σ̄² |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| baseline LPIPS | Flash LPIPS | baseline NFE | Flash NFE | σ̂ | actual σ̄² |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, what in zip(rows, severity):
         lines.append(
             f"| {row['task']} | {row['level']:.3f} | {what} | {row['degraded_psnr']:.2f} "
             f"| {row['autoencoder_psnr']:.2f} | {row['baseline_psnr']:.2f} | {row['flash_psnr']:.2f} "
+            f"| {row['baseline_lpips']:.4f} | {row['flash_lpips']:.4f} "
             f"| {_nfe(row['baseline_nfe'])} | {_nfe(row['flash_nfe'])} | {row['sigma_hat']:.4g} "
             f"| {row['latent_error']:.4g} |"
         )
@@ -321,9 +329,10 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     bar = Progress(progress, 2 * len(available))
     bar.say(f"{solver} {grid} bare vs Flash on {_count(len(names), 'face')} ({bundle.image_size}²), model {model}, "
             f"tasks {', '.join(available)}")
+    lpips = LPIPS.load()
     try:
-        results = [run_task(bundle, t, images, names, solver=solver, steps=steps, seed=seed, progress=bar)
-                   for t in available]
+        results = [run_task(bundle, t, images, names, solver=solver, steps=steps, seed=seed, progress=bar,
+                            lpips=lpips) for t in available]
     finally:
         bar.close()
     rows = summary_rows(results)

@@ -13,7 +13,7 @@ HELP = "Flash(solver) vs the bare solver and fixed starts on an image folder"
 #: EvalConfig fields the options set under the same name
 FIELDS = ("data", "task", "solver", "out", "model", "steps", "scheduler", "baseline", "fixed_start", "seed", "limit",
           "batch_size", "device", "channels_last", "skip_unreadable", "severity_from", "baseline_steps",
-          "baseline_scheduler", "nfe_budget", "batching", "window")
+          "baseline_scheduler", "nfe_budget", "batching", "window", "fid_weights")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=POSITIVE, metavar="N", default=keep,
                         help="with stream/buckets: images per unit of work (dealt to a process, resumed whole; "
                              "default 8 × --batch-size)")
+    parser.add_argument("--fid-weights", metavar="FILE", default=keep,
+                        help="FID InceptionV3 weights (safetensors, made by scripts/convert_inception_weights.py): "
+                             "FID and KID per method against the clean images, with their image count")
     add_device(parser, "cpu, cuda, cuda:1, ... (default: the GPU if there is one; one per process under a launcher)")
     parser.add_argument("--channels-last", action="store_true", default=keep,
                         help="NHWC convolutions: ~20%% faster on CPU, same results up to float rounding")

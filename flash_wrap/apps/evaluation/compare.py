@@ -175,13 +175,40 @@ def _values(values: dict) -> str:
     return ", ".join(f"{'η' if k == 'eta' else k}={v:g}" for k, v in sorted(values.items()))
 
 
+def paper_table(all_results: list[dict]) -> str:
+    """The layout of the paper's Table 1: one row per method, per task the PSNR, SSIM, LPIPS, FID and
+    KID (×10³, mean ± std over subsets) with the number of images they used (``–`` for a run without
+    ``--fid-weights``), and the mean NFE. Two runs with the same task and method label are refused."""
+    tasks = list(dict.fromkeys(r["task"] for r in all_results))
+    cells: dict[str, dict[str, str]] = {}
+    for results in all_results:
+        fid = results.get("fid") or {}
+        for name, m in results["methods"].items():
+            label = _label(name, results["solver"], own_baseline_grid(results))
+            row = cells.setdefault(label, {})
+            if results["task"] in row:
+                raise InvalidInput(f"two runs give {label} on {results['task']}: pass one results folder per "
+                                   "task and method")
+            f = fid.get(name)
+            fid_cell = "–" if f is None else f"{f['fid']:.2f} (n={f['images']})"
+            kid_cell = "–" if f is None else f"{1e3 * f['kid']:.2f} ± {1e3 * f['kid_std']:.2f} (n={f['images']})"
+            nfe = "–" if name == "autoencoder" else f"{m['nfe_mean']:.1f}"
+            row[results["task"]] = (f"{_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} | {_fmt(m['lpips'], 4)} | {fid_cell} "
+                                    f"| {kid_cell} | {nfe}")
+    group = "PSNR ↑ | SSIM ↑ | LPIPS ↓ | FID ↓ | KID×10³ ↓ | NFE"
+    lines = ["| method | " + " | ".join(f"{t}: {group}" for t in tasks) + " |",
+             "|---|" + "---|" * (6 * len(tasks))]
+    empty = " | ".join(["–"] * 6)
+    lines += [f"| {label} | " + " | ".join(row.get(t, empty) for t in tasks) + " |" for label, row in cells.items()]
+    return "\n".join(lines)
+
+
 #: Fields ``table`` reads from a ``results.json``.
 REQUIRED = ("task", "solver", "scheduler", "steps", "n_images", "model", "methods", "severity")
 
 
-def compare(folders: list[str | Path]) -> str:
-    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines; with more
-    than one folder, then ``summary``'s table of Flash against the bare solver."""
+def _load(folders: list[str | Path]) -> tuple[list[str], list[dict]]:
+    """Every ``RESULTS_DIR/results.json`` given, checked, and its :func:`table`."""
     parts, loaded = [], []
     for folder in folders:
         path = Path(folder) / "results.json"
@@ -199,5 +226,17 @@ def compare(folders: list[str | Path]) -> str:
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as err:
             raise InvalidInput(f"{path} is not a well-formed eval results file ({type(err).__name__}: {err})") from None
         loaded.append(results)
+    return parts, loaded
+
+
+def compare(folders: list[str | Path]) -> str:
+    """The tables of every ``RESULTS_DIR/results.json`` given, separated by blank lines; with more
+    than one folder, then ``summary``'s table of Flash against the bare solver."""
+    parts, loaded = _load(folders)
     overview = summary(loaded) if len(loaded) > 1 else None
     return "\n\n".join(parts + ([overview] if overview else []))
+
+
+def compare_paper(folders: list[str | Path]) -> str:
+    """:func:`paper_table` of every ``RESULTS_DIR/results.json`` given (``compare --table paper``)."""
+    return paper_table(_load(folders)[1])

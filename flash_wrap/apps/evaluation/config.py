@@ -63,6 +63,9 @@ class EvalConfig:
     #: images per unit of work with ``stream``/``buckets``: what a process is dealt, a stream runs
     #: through and ``--resume`` keeps whole (``None``: 8 × ``batch_size``); ``fixed``: one batch
     window: int | None = None
+    #: safetensors file of the FID InceptionV3 (``--fid-weights``): FID and KID per method against the
+    #: clean images over the run (:mod:`.features`); a path, so not part of a resumed run's identity
+    fid_weights: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self, {"steps": (1, None), "seed": (0, 2**63 - 1), "limit": (1, None), "batch_size": (1, None),
@@ -91,7 +94,7 @@ class EvalConfig:
         """The arguments a resumed run must share with the original one: not the speed-only ones,
         and not the paths of the model, the data and ``severity_from`` (compared by content, see ``run.json``)."""
         keep = asdict(self)
-        for name in ("out", "channels_last", "model", "data", "device", "severity_from"):
+        for name in ("out", "channels_last", "model", "data", "device", "severity_from", "fid_weights"):
             keep.pop(name)
         for name in ("baseline_steps", "baseline_scheduler", "nfe_budget", "window"):  # absent when unset: earlier runs still resume
             if keep[name] is None:

@@ -12,6 +12,7 @@ from typing import Any
 from ...metrics import spearman
 from ..figures import write_figures
 from .config import RECORDS
+from .features import fid_summary
 
 METRICS = ("psnr", "ssim", "lpips")
 
@@ -141,6 +142,8 @@ def write_report(out: Path, config, model, solver, baseline_solver=None, *, budg
         # σ̂ outside the range the severity encoder recorded on its training data (None: it records none)
         "out_of_range": None if not records or records[0].get("out_of_range") is None
         else sum(bool(r["out_of_range"]) for r in records),
+        # FID/KID per method with their image count (None without --fid-weights)
+        "fid": fid_summary(out, records),
         "images": records,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))

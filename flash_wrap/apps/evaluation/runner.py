@@ -43,6 +43,7 @@ from ...metrics import LPIPS, ordering_accuracy, psnr, ssim
 from ...models import LatentDiffusion
 from ...models.bundle_io import resolve as resolve_bundle
 from ...operators import Operator
+from ...perceptual import FIDInception, inception_weights_path, load_fid_inception
 from ...registry import get_registry, get_solver, get_task, task_names
 from ...solver import Solver
 from ..arguments import checked_level_range
@@ -50,6 +51,7 @@ from ..progress import plural, progress_mode
 from ..runs import check_output_folder, exclusive, fingerprint_folder, open_run, run_identity
 from .batching import BatchRun, in_batches, run_flash
 from .config import EXAMPLES, OA_LEVELS, OA_SEEDS, RECORDS, RUN_FILE, EvalConfig
+from .features import save_features
 
 #: images are fully decoded at this size when checked, before any work
 CHECK_SIZE = 16
@@ -117,6 +119,9 @@ class Evaluator:
         for k in config.fixed_start:
             if not 0 <= k < grid:
                 raise InvalidInput(f"--fixed-start {k} is outside the sampler's grid [0, {grid - 1}]")
+        if config.fid_weights is not None:
+            inception_weights_path(config.fid_weights)  # a missing file: one line, before any work
+        self.inception: FIDInception | None = None  # loaded when the run starts, with LPIPS
         self.lpips: LPIPS | None = None  # loaded when the run starts, after every check (its warning is not an error's preamble)
         self.lines = False  # one line per stage on stderr (set by run() when stderr is not a terminal)
         self._batch = ""  # the batch being run, as the lines name it ("batch 2/5")
@@ -207,6 +212,8 @@ class Evaluator:
         decoder_calls = {m: r.decoder_calls.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
         seconds["autoencoder"] = 0.0
         scores = {m: self._scores(img, x) for m, img in images.items()}
+        if self.inception is not None:
+            save_features(self.out, names, self.inception, x, images)
         oa, oa_sigma_hat = self._ordering(x, names)
         oa_levels = torch.linspace(*self.range, OA_LEVELS).tolist()  # the grid _ordering used
         records = []
@@ -303,6 +310,8 @@ class Evaluator:
         if state.num_processes > 1:
             broadcast_object_list(done)
         self.lpips = LPIPS.load()
+        if self.config.fid_weights is not None:
+            self.inception = load_fid_inception(self.config.fid_weights, self.model.device)
         if self.config.nfe_budget is not None:
             from .budget import dataset_snr_scale
 
