@@ -354,3 +354,34 @@ def test_sd3_without_t5_plans_with_zeros_and_flux_guidance_is_checked(sd3_no_t5,
         flux[2].denoiser.guidance = float("nan")
     with pytest.raises(ValueError, match="image_size must be a positive multiple of 4"):
         load_flow_pipeline(flux[0], image_size=18)
+
+
+# -- the command line on a flow pipeline folder -------------------------------------------------------
+def test_cli_trains_evaluates_samples_and_benchmarks_an_sd3_folder(sd3, tmp_path, capsys):
+    from flash_wrap.apps.cli import main
+    from flash_wrap.apps.runs import fingerprint_folder
+    from flash_wrap.testing import write_images
+
+    folder = _copy(sd3[0], tmp_path / "sd3")
+    before = fingerprint_folder(folder, documents=True)
+    write_images(tmp_path / "data", 10, 24, 20, seed=3)
+    train = ["train-severity", "--model", str(folder), "--task", "gaussian-blur", "--data", str(tmp_path / "data"),
+             "--steps", "2", "--batch-size", "2", "--val-images", "2", "--checkpoint-every", "1", "--device", "cpu",
+             "--save-to", str(tmp_path / "bundle")]
+    assert main(train) == 0
+    bundle = LatentDiffusion.from_pretrained(tmp_path / "bundle")
+    assert isinstance(bundle.denoiser, SD3Denoiser) and "gaussian-blur" in bundle.severity_encoders
+    assert (bundle.path, bundle.flow_grid, bundle.latent_shift) == ("flow", "sd3", 0.0609)
+    evaluate = ["eval", "--data", str(tmp_path / "data"), "--task", "gaussian-blur", "--steps", "4", "--limit", "2",
+                "--batch-size", "2", "--device", "cpu"]
+    assert main([*evaluate, "--model", str(tmp_path / "bundle"), "--out", str(tmp_path / "e1")]) == 0
+    # the pipeline folder itself with the encoder of the bundle written from it: the same results
+    assert main([*evaluate, "--model", str(folder), "--severity-from", str(tmp_path / "bundle"),
+                 "--out", str(tmp_path / "e2")]) == 0
+    e1, e2 = (json.loads((tmp_path / e / "results.json").read_text()) for e in ("e1", "e2"))
+    for key in ("sigma_hat", "start_step", "psnr", "nfe"):
+        assert [r[key] for r in e1["images"]] == [r[key] for r in e2["images"]], key
+    assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "3"]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["benchmark", "--model", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
+    assert fingerprint_folder(folder, documents=True) == before
