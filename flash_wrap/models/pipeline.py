@@ -83,7 +83,7 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
         if _component(index, name):
-            flow = (f" (a flow-matching pipeline: LatentDiffusion.from_pretrained loads it through plan_flow_pipeline)"
+            flow = (" (a flow-matching pipeline: LatentDiffusion.from_pretrained loads it through plan_flow_pipeline)"
                     if pipeline in FLOW_PIPELINES else "")
             raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet{flow}")
     unet_class = _component(index, "unet")
