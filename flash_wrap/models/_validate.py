@@ -11,6 +11,7 @@ from .._numbers import is_finite_number
 from ..errors import InvalidInput, WrongType
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
+from .flow_denoisers import FlowTransformerDenoiser
 from .prediction import check_prediction_type
 from .schedule_config import check_flow_config
 
@@ -28,11 +29,20 @@ def check_parts(
 ) -> None:
     """Arguments of ``LatentDiffusion(...)``: types, the schedule (DDPM with a known prediction type,
     or a flow-matching scheduler flash-wrap reproduces), image size vs. downsampling, matching latent
-    channels, a finite positive latent scale."""
+    channels, a finite positive latent scale.
+
+    A UNet :class:`Denoiser` goes with either schedule (a UNet trained on velocity is a flow prior,
+    e.g. demo-flow); a flow transformer (SD3, FLUX) predicts velocity only, so it needs the flow
+    scheduler."""
     if not isinstance(autoencoder, Autoencoder):
         raise WrongType(f"autoencoder must be an Autoencoder adapter, got {type(autoencoder).__name__}")
-    if not isinstance(denoiser, Denoiser):
-        raise WrongType(f"denoiser must be a Denoiser, got {type(denoiser).__name__}")
+    if not isinstance(denoiser, (Denoiser, FlowTransformerDenoiser)):
+        raise WrongType(f"denoiser must be a Denoiser or a FlowTransformerDenoiser (SD3, FLUX), got "
+                        f"{type(denoiser).__name__}")
+    if isinstance(denoiser, FlowTransformerDenoiser) and not isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+        raise InvalidInput(f"a {denoiser.kind} denoiser predicts rectified-flow velocity, so it needs a "
+                           f"FlowMatchEulerDiscreteScheduler, got {type(scheduler).__name__}; pass the pipeline "
+                           "folder's own scheduler (flow_schedule_from_config)")
     if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
         check_flow_config(dict(scheduler.config), "the scheduler")
     elif not isinstance(scheduler, DDPMScheduler):

@@ -25,6 +25,7 @@ from ._validate import check_parts, check_task_name
 from .autoencoders import Autoencoder, autoencoder_from_diffusers
 from .bundle_io import folder_kind, load_bundle, save_bundle, save_severity, save_tuned_values
 from .denoiser import Denoiser
+from .flow_denoisers import FlowTransformerDenoiser
 from .flow_grid import check_flow_grid_style, flow_sigmas
 from .flow_path import flow_state_scale, velocity_to_eps_z0
 from .latent_space import check_encoder_source
@@ -76,7 +77,9 @@ class LatentDiffusion(nn.Module):
 
     Args:
         autoencoder: an :class:`Autoencoder` adapter.
-        denoiser: :class:`Denoiser` whose channels equal the latent channels.
+        denoiser: :class:`Denoiser` (a UNet, any schedule) or a flow transformer
+            (:class:`~flash_wrap.models.flow_denoisers.FlowTransformerDenoiser`: SD3, FLUX; flow
+            scheduler only) whose channels equal the latent channels.
         scheduler: a diffusers ``DDPMScheduler``: the training schedule, and in its
             ``prediction_type`` what the denoiser predicts ("epsilon", "v_prediction" or "sample";
             :meth:`predict_noise` always returns ε); or a ``FlowMatchEulerDiscreteScheduler``: a
@@ -95,7 +98,7 @@ class LatentDiffusion(nn.Module):
     def __init__(
         self,
         autoencoder: Autoencoder,
-        denoiser: Denoiser,
+        denoiser: Denoiser | FlowTransformerDenoiser,
         scheduler: DDPMScheduler | FlowMatchEulerDiscreteScheduler,
         *,
         image_size: int,
@@ -279,17 +282,18 @@ class LatentDiffusion(nn.Module):
         if autocast not in (None, torch.float32, torch.float16, torch.bfloat16):
             raise InvalidInput(f"autocast dtype must be float16 or bfloat16, got {autocast}")
         self.autocast_dtype = None if autocast == torch.float32 else autocast
-        for module in (self.denoiser.unet, self.autoencoder):
+        network = self.denoiser.unet if isinstance(self.denoiser, Denoiser) else self.denoiser.transformer
+        for module in (network, self.autoencoder):
             for sub in module.modules():
                 if hasattr(sub, "gradient_checkpointing") and isinstance(sub.gradient_checkpointing, bool):
                     # diffusers blocks read ``_gradient_checkpointing_func``; TAEF2 reads only the flag
                     sub._gradient_checkpointing_func = _checkpoint
                     sub.gradient_checkpointing = gradient_checkpointing
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for module in (self.denoiser.unet, self.autoencoder):
+        for module in (network, self.autoencoder):
             module.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         if compile:
-            self.denoiser.unet.compile()
+            network.compile()
             self.autoencoder.compile()
         return self
 
@@ -443,6 +447,7 @@ class LatentDiffusion(nn.Module):
         cls, path: str | Path, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
         image_size: int | None = None, prompt: str | None = None, conditioning: torch.Tensor | None = None,
         variant: str | None = None, latent_scale: float | None = None, latent_shift: float | None = None,
+        guidance: float | None = None,
     ) -> LatentDiffusion:
         """Load a model from a local folder (never the network): a flash-wrap bundle, ``"demo"`` (the
         demo bundle shipped in the package), or a diffusers pipeline folder (``LDMPipeline``,
@@ -451,8 +456,9 @@ class LatentDiffusion(nn.Module):
 
         Args:
             device, dtype: where and in which precision the model is returned.
-            image_size, prompt, conditioning, variant, latent_scale, latent_shift: pipeline folders
-                only (see :func:`flash_wrap.models.pipeline.load_pipeline`); a bundle records its own.
+            image_size, prompt, conditioning, variant, latent_scale, latent_shift, guidance: pipeline
+                folders only (see :func:`flash_wrap.models.pipeline.load_pipeline`; SD3/FLUX folders take
+                image_size, prompt, variant and, FLUX, guidance); a bundle records its own.
 
         Raises ``FileNotFoundError`` for a missing folder or file, ``ValueError`` for a corrupt
         safetensors file, an unsupported model family, or a severity encoder that does not fit."""
@@ -460,11 +466,12 @@ class LatentDiffusion(nn.Module):
             from .pipeline import load_pipeline
 
             model = load_pipeline(cls, path, image_size=image_size, prompt=prompt, conditioning=conditioning,
-                                  variant=variant, latent_scale=latent_scale, latent_shift=latent_shift)
+                                  variant=variant, latent_scale=latent_scale, latent_shift=latent_shift,
+                                  guidance=guidance)
         else:
             given = [n for n, v in (("image_size", image_size), ("prompt", prompt), ("conditioning", conditioning),
                                     ("variant", variant), ("latent_scale", latent_scale),
-                                    ("latent_shift", latent_shift)) if v is not None]
+                                    ("latent_shift", latent_shift), ("guidance", guidance)) if v is not None]
             if given:
                 raise InvalidInput(f"{', '.join(given)}: only for diffusers pipeline folders; the bundle {path} "
                                  "records its own (re-create it from its pipeline folder to change them)")

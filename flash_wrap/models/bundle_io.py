@@ -4,7 +4,9 @@ Layout (safetensors + JSON only)::
 
     model_index.json                     our own config (see ``_index``)
     autoencoder/                         adapter's save_pretrained
-    unet/                                diffusers UNet (+ empty_conditioning.safetensors)
+    unet/                                diffusers UNet (+ empty_conditioning.safetensors), or
+    transformer/                         a flow transformer (SD3, FLUX: index "denoiser" names its kind;
+                                         diffusers weights + flow_conditioning.safetensors)
     scheduler/scheduler_config.json      diffusers DDPMScheduler, or FlowMatchEulerDiscreteScheduler
                                          (a flow model: index entry "flow_grid": {"style": "sd3" | "flux"})
     severity_encoders/<task>/            model.safetensors + config.json {task, latent_channels, metadata}
@@ -24,6 +26,7 @@ from ._io import load_strict, load_tensors, read_json, save_tensors, write_json
 from ._validate import check_schedule, check_task_name
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser
+from .flow_denoisers import FLOW_DENOISER_KINDS, FlowTransformerDenoiser
 from .flow_grid import check_flow_grid_style
 from .prediction import check_prediction_type
 from .schedule_config import flow_schedule_from_config
@@ -104,10 +107,16 @@ def replace_folder(new: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def denoiser_folder(kind: object) -> str:
+    """The bundle subfolder of a denoiser of ``kind``: ``"transformer"`` for the flow transformers
+    (:data:`~flash_wrap.models.flow_denoisers.FLOW_DENOISER_KINDS`), ``"unet"`` otherwise."""
+    return "transformer" if kind in FLOW_DENOISER_KINDS else "unet"
+
+
 def save_bundle(model: LatentDiffusion, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     model.autoencoder.save_pretrained(path / "autoencoder")
-    model.denoiser.save_pretrained(path / "unet")
+    model.denoiser.save_pretrained(path / denoiser_folder(model.denoiser.kind))
     model.scheduler.save_pretrained(str(path / "scheduler"))
     for task in model.severity_encoders:
         _write_severity(model, path, task)
@@ -118,7 +127,8 @@ def save_bundle(model: LatentDiffusion, path: Path) -> None:
 def _drop_source_paths(path: Path) -> None:
     """diffusers records the folder a part was loaded from (``_name_or_path``) in the configs it
     saves; a bundle does not carry the writer's file paths (a shipped bundle named our home folder)."""
-    for config in (path / "autoencoder" / "config.json", path / "unet" / "config.json"):
+    for config in (path / "autoencoder" / "config.json", path / "unet" / "config.json",
+                   path / "transformer" / "config.json"):
         if config.is_file():
             data = read_json(config)
             if data.pop("_name_or_path", None) is not None:
@@ -206,7 +216,8 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         raise InvalidInput(f"{path / 'model_index.json'} has format_version {version} but holds {name}, which "
                          f"need format {TUNED_ENTRIES[name]} (a version-{version} reader would ignore them); set "
                          f"format_version to {TUNED_ENTRIES[name]}")
-    for sub in ("autoencoder", "unet", "scheduler"):
+    network = denoiser_folder(index.get("denoiser"))
+    for sub in ("autoencoder", network, "scheduler"):
         if not (path / sub).is_dir():
             raise NotFound(f"model folder {path} has no {sub}/ subfolder")
     autoencoder = Autoencoder.from_pretrained(path / "autoencoder")
@@ -214,7 +225,14 @@ def load_bundle(cls: type[LatentDiffusion], path: str | Path) -> LatentDiffusion
         raise InvalidInput(
             f"{path / 'model_index.json'} says autoencoder {index.get('autoencoder')!r}, found {autoencoder.kind!r}"
         )
-    denoiser = Denoiser.from_pretrained(path / "unet")
+    denoiser: Denoiser | FlowTransformerDenoiser
+    if network == "transformer":
+        denoiser = FlowTransformerDenoiser.from_pretrained(path / network)
+        if denoiser.kind != index["denoiser"]:
+            raise InvalidInput(f"{path / 'model_index.json'} says denoiser {index['denoiser']!r}, "
+                               f"{path / network} holds a {denoiser.kind}; the bundle is inconsistent")
+    else:
+        denoiser = Denoiser.from_pretrained(path / network)
     scheduler_file = path / "scheduler" / "scheduler_config.json"
     missing = [key for key in ("image_size", "autoencoder", "denoiser") if key not in index]
     if missing:
@@ -264,7 +282,7 @@ def _flow_scheduler(path: Path, index: dict[str, Any], config: dict[str, Any]) -
 
 
 def _finish(cls: type[LatentDiffusion], path: Path, index: dict[str, Any], autoencoder: Autoencoder,
-            denoiser: Denoiser, scheduler: Any, flow_grid: str | None = None) -> LatentDiffusion:
+            denoiser: Denoiser | FlowTransformerDenoiser, scheduler: Any, flow_grid: str | None = None) -> LatentDiffusion:
     """The bundle from its parts (``flow_grid``: the σ grid style of a flow model), with its tuned
     values and severity encoders."""
     flow = {} if flow_grid is None else {"flow_grid": flow_grid}

@@ -21,13 +21,14 @@ from ..errors import InvalidInput
 from ._io import read_json
 from .autoencoders import Autoencoder
 from .denoiser import Denoiser, check_unet_config
-from .schedule_config import ddpm_schedule_from_config
+from .schedule_config import ddpm_schedule_from_config, flow_schedule_from_config
 from .text_conditioning import check_text_components, encode_prompt
 
 if TYPE_CHECKING:
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
     from .bundle import LatentDiffusion
+    from .flow_denoisers import FlowTransformerDenoiser
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def plan_pipeline(folder: str | Path, *, prompt: str | None = None,
     pipeline = index["_class_name"]
     for name in ("transformer", "prior", "decoder"):
         if _component(index, name):
-            flow = (f" (a flow-matching pipeline: load_flow_pipeline reads {pipeline} folders into FlowPipelineParts)"
+            flow = (" (a flow-matching pipeline: LatentDiffusion.from_pretrained loads it through plan_flow_pipeline)"
                     if pipeline in FLOW_PIPELINES else "")
             raise _unsupported(folder, pipeline, f"its denoiser is a {_component(index, name)} ({name}), not a UNet{flow}")
     unet_class = _component(index, "unet")
@@ -170,8 +171,9 @@ def _warn_unknown_convention(plan: PipelinePlan) -> None:
 def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size: int | None = None,
                   prompt: str | None = None, conditioning: torch.Tensor | None = None,
                   variant: str | None = None, latent_scale: float | None = None,
-                  latent_shift: float | None = None) -> LatentDiffusion:
-    """Build ``cls`` from a diffusers pipeline folder, on the CPU in float32.
+                  latent_shift: float | None = None, guidance: float | None = None) -> LatentDiffusion:
+    """Build ``cls`` from a diffusers pipeline folder, on the CPU in float32; SD3-class and FLUX-class
+    folders (:func:`is_flow_pipeline`) become flow models through :func:`load_flow_pipeline`.
 
     Args:
         image_size: images' side; default the UNet's ``sample_size`` × the autoencoder's
@@ -182,8 +184,23 @@ def load_pipeline(cls: type[LatentDiffusion], folder: str | Path, *, image_size:
         variant: diffusers weights variant, e.g. ``"fp16"`` (default: the plain weights, or the only
             variant the folder has).
         latent_scale, latent_shift: override the pipeline's latent convention (needed only for a
-            pipeline class other than LDMPipeline / StableDiffusion*, which warns).
+            pipeline class other than LDMPipeline / StableDiffusion*, which warns); not for flow
+            pipelines, whose VAE config states it.
+        guidance: FLUX guidance-distilled models only: the distilled guidance value (default 3.5).
     """
+    if is_flow_pipeline(folder):
+        given = [n for n, v in (("conditioning", conditioning), ("latent_scale", latent_scale),
+                                ("latent_shift", latent_shift)) if v is not None]
+        if given:
+            raise InvalidInput(f"{', '.join(given)}: not for the flow-matching pipeline folder {folder} (its text "
+                               "encoders give the conditioning and its VAE config the latent scale and shift); "
+                               "pass prompt= instead of conditioning=")
+        parts = load_flow_pipeline(folder, image_size=image_size, prompt=prompt or "", guidance=guidance,
+                                   variant=variant)
+        return cls(parts.autoencoder, parts.denoiser, parts.scheduler, image_size=parts.image_size,
+                   latent_scale=parts.latent_scale, latent_shift=parts.latent_shift, flow_grid=parts.flow_grid)
+    if guidance is not None:
+        raise InvalidInput(f"guidance= is for guidance-distilled FLUX pipeline folders, not {folder}")
     plan = plan_pipeline(folder, prompt=prompt, conditioning=conditioning)
     if plan.sample_size == 0 and image_size is None:
         raise InvalidInput(f"{plan.folder / 'unet' / 'config.json'} has no sample_size, so the image size the model was "
@@ -225,8 +242,9 @@ class FlowPipelinePlan:
 
     folder: Path
     pipeline: str
-    scheduler_config: dict
-    flow_grid: dict
+    scheduler: FlowMatchEulerDiscreteScheduler
+    flow_grid: str  # the σ grid style, "sd3" or "flux" (flash_wrap.models.flow_grid)
+    patch: int  # latent pixels per image token side
     latent_scale: float
     latent_shift: float
     sample_size: int  # latent side of the pipeline's default image size
@@ -236,16 +254,16 @@ class FlowPipelinePlan:
 
 @dataclass(frozen=True)
 class FlowPipelineParts:
-    """The parts of a flow-matching pipeline folder, for ``LatentDiffusion`` once it runs flow priors.
+    """The parts of a flow-matching pipeline folder, as :func:`load_pipeline` hands them to ``LatentDiffusion``.
 
     Attributes:
         autoencoder: the 16-channel KL adapter (raw latents; scale and shift below).
         denoiser: :class:`~flash_wrap.models.flow_denoisers.SD3Denoiser` or ``FluxDenoiser``, which
             returns the velocity ``u`` for unpacked latents and σ·1000.
-        scheduler_config: the full ``FlowMatchEulerDiscreteScheduler`` config (defaults filled in).
-        flow_grid: how the pipeline asks for its σ grid (:func:`~flash_wrap.models.flow_schedule.flow_grid_rule`:
-            ``{"style": "sd3"|"flux", "patch": int, "mu": None | {...}}``); the grid itself for N
-            steps is :func:`~flash_wrap.models.flow_schedule.pipeline_sigmas`.
+        scheduler: the folder's ``FlowMatchEulerDiscreteScheduler`` as flash-wrap reproduces it
+            (:func:`~flash_wrap.models.schedule_config.flow_schedule_from_config`).
+        flow_grid: how the pipeline asks for its σ grid, ``"sd3"`` or ``"flux"``; the grid for N steps
+            is :func:`~flash_wrap.models.flow_grid.flow_sigmas` with the denoiser's ``image_seq_len``.
         image_size: images' side in pixels.
         latent_scale, latent_shift: ``z = (raw − shift) · scale`` (the VAE config's
             ``scaling_factor`` and ``shift_factor``).
@@ -253,9 +271,9 @@ class FlowPipelineParts:
     """
 
     autoencoder: Autoencoder
-    denoiser: torch.nn.Module
-    scheduler_config: dict
-    flow_grid: dict
+    denoiser: FlowTransformerDenoiser
+    scheduler: FlowMatchEulerDiscreteScheduler
+    flow_grid: str
     image_size: int
     latent_scale: float
     latent_shift: float
@@ -291,7 +309,6 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
     reproducible ``FlowMatchEulerDiscreteScheduler``, timestep-distilled few-step models (a
     ``FluxPipeline`` whose transformer has no guidance embedding and whose scheduler does not
     shift dynamically: FLUX.1-schnell's configs), and folders whose prompt cannot be encoded."""
-    from .flow_schedule import check_flow_scheduler, flow_grid_rule
     from .flow_text_conditioning import plan_text_parts, read_encoder_width
 
     folder = Path(folder)
@@ -308,9 +325,15 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
         raise _flow_unsupported(folder, pipeline, f"its transformer is {named!r} ({transformer_config.get('_class_name')!r} in "
                                              f"its config), the {pipeline} needs a {transformer_class}")
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
-    scheduler_config = check_flow_scheduler(read_json(scheduler_file), str(scheduler_file))
-    if style == "flux" and not transformer_config.get("guidance_embeds") and not scheduler_config.get(
-            "use_dynamic_shifting"):
+    scheduler_config = read_json(scheduler_file)
+    scheduler = flow_schedule_from_config(scheduler_config, str(scheduler_file))
+    # a FluxPipeline whose scheduler config sets use_flow_sigmas calls set_timesteps(N, mu=mu), the "sd3" grid
+    grid = "sd3" if style == "flux" and scheduler_config.get("use_flow_sigmas") else style
+    if style == "flux" and scheduler.config.num_train_timesteps != 1000:
+        raise _flow_unsupported(folder, pipeline, f"{scheduler_file} has num_train_timesteps="
+                                f"{scheduler.config.num_train_timesteps}; FluxPipeline feeds the transformer σ·T/1000, "
+                                "so only T = 1000 reproduces it")
+    if style == "flux" and not transformer_config.get("guidance_embeds") and not scheduler.config.use_dynamic_shifting:
         raise _flow_unsupported(folder, pipeline, "it looks timestep-distilled (FLUX.1-schnell-like: no guidance embedding "
                                              "and no dynamic shifting), a few-step model whose σ grid Flash cannot "
                                              "shorten or restart")
@@ -343,8 +366,7 @@ def plan_flow_pipeline(folder: str | Path) -> FlowPipelinePlan:
     if all(isinstance(w, int) for w in widths) and sum(w for w in widths if isinstance(w, int)) != pooled:
         raise InvalidInput(f"{folder}: the CLIP encoders' pooled widths {widths} do not add up to the transformer's "
                            f"pooled_projection_dim {pooled}; the folder's components do not belong together")
-    rule = flow_grid_rule(style, scheduler_config, patch)
-    return FlowPipelinePlan(folder, pipeline, scheduler_config, rule, scale, shift, int(side), tuple(parts), joint)
+    return FlowPipelinePlan(folder, pipeline, scheduler, grid, patch, scale, shift, int(side), tuple(parts), joint)
 
 
 def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, prompt: str = "",
@@ -365,7 +387,7 @@ def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, pro
     from .flow_text_conditioning import DEFAULT_MAX_SEQUENCE_LENGTH, flux_conditioning, sd3_conditioning
 
     plan = plan_flow_pipeline(folder)
-    style = plan.flow_grid["style"]
+    style = FLOW_PIPELINES[plan.pipeline][1]
     if guidance is not None and style != "flux":
         raise InvalidInput(f"{plan.folder}: guidance= is for guidance-distilled FLUX transformers, not a {plan.pipeline}")
     length = DEFAULT_MAX_SEQUENCE_LENGTH[plan.pipeline] if max_sequence_length is None else max_sequence_length
@@ -373,10 +395,10 @@ def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, pro
     factor = autoencoder.downsample_factor
     native = plan.sample_size * factor
     image_size = native if image_size is None else image_size
-    step = factor * plan.flow_grid["patch"]
+    step = factor * plan.patch
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % step:
         raise InvalidInput(f"image_size must be a positive multiple of {step} (VAE factor {factor} × patch "
-                           f"{plan.flow_grid['patch']}) for {plan.folder}, got {image_size!r}")
+                           f"{plan.patch}) for {plan.folder}, got {image_size!r}")
     parts = list(plan.text_parts)
     if style == "sd3":
         hidden, pooled = sd3_conditioning(plan.folder, parts, plan.joint_attention_dim, prompt=prompt,
@@ -389,7 +411,7 @@ def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, pro
 
     from ._io import build_from_folder
 
-    denoiser: torch.nn.Module
+    denoiser: FlowTransformerDenoiser
     if style == "sd3":
         transformer = build_from_folder(SD3Transformer2DModel, plan.folder / "transformer", variant=variant)
         denoiser = SD3Denoiser(transformer, hidden, pooled, conditioning_source=source)
@@ -398,5 +420,5 @@ def load_flow_pipeline(folder: str | Path, *, image_size: int | None = None, pro
         denoiser = FluxDenoiser(transformer, hidden, pooled, guidance=guidance, conditioning_source=source)
     log.info("loaded %s from %s: %d² images, z = (E(x) − %.6g) × %.6g, flow grid %s", plan.pipeline, plan.folder,
              image_size, plan.latent_shift, plan.latent_scale, plan.flow_grid)
-    return FlowPipelineParts(autoencoder, denoiser.requires_grad_(False).eval(), plan.scheduler_config, plan.flow_grid,
+    return FlowPipelineParts(autoencoder, denoiser.requires_grad_(False).eval(), plan.scheduler, plan.flow_grid,
                              image_size, plan.latent_scale, plan.latent_shift, source)

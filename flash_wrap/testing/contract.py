@@ -136,10 +136,16 @@ class SolverContract:
         """The task of the single-task tests: the first supported one."""
         return self.supported_tasks[0]
 
+    def make_prior(self) -> LatentDiffusion:
+        """A fresh tiny prior without severity encoders, the same one at every call: by default
+        :func:`tiny_model` of :attr:`autoencoder`, :attr:`image_size` and :attr:`flow_shift`;
+        override it to run the suite on another prior (e.g. tiny SD3/FLUX pipeline stand-ins)."""
+        return tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
+
     def make_model(self, *tasks: str, scale: float = 1.0) -> LatentDiffusion:
         """A tiny random model with a :class:`ProgrammedSeverity` encoder (``v = scale·mean(y)``)
         for each of ``tasks`` (default: the first supported task)."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
+        model = self.make_prior()
         for task in tasks or (self.first_task,):
             model.add_severity_encoder(task, ProgrammedSeverity(model, scale))
         return model
@@ -180,7 +186,7 @@ class SolverContract:
         puts the bright sample at start ``k`` puts the dim one lower on the grid.
         """
         y, operator = self.problem(task, (0.1, 0.7))
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
+        model = self.make_prior()
         solver = self.make_solver(model)
         snr, c = solver.sampler.snr, float(solver.hyperparameters(task)["c"])
         means = operator.to_image(y.to(model.dtype)).flatten(1).mean(dim=1).clamp_min(0)
@@ -265,7 +271,7 @@ class SolverContract:
         """``solver.grid`` is what :func:`flash_wrap.grid.grid_for` says for this request and
         ``solver.sampler`` runs exactly that grid: every entry point that asks for "N steps"
         must get the same sampler, and results record which one ran."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
+        model = self.make_prior()
         solver = self.make_solver(model)
         expected = grid_for(self.solver_class, model.num_train_timesteps, steps=self.steps, path=model.path)
         assert solver.grid == expected, f"solver.grid is {solver.grid}, the grid rule gives {expected}"
@@ -518,7 +524,7 @@ class SolverContract:
     def test_every_task_has_a_noise_correction_constant(self, contract_task: str) -> None:
         """The resolved hyper-parameters of every supported task (and the fallback) contain
         Flash's noise-correction constant ``c ≥ 0``: ``Flash`` reads it for every sample."""
-        solver = self.make_solver(tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift))
+        solver = self.make_solver(self.make_prior())
         for task in (contract_task, None):
             params = solver.hyperparameters(task)
             assert "c" in params, f"hyper-parameters for task {task!r} lack 'c': {params}"
@@ -538,7 +544,7 @@ class SolverContract:
         """A misspelt hyper-parameter raises ``TypeError`` naming it (a silently ignored keyword
         would run the defaults while the user believes otherwise); every declared name is
         accepted and lands in the resolved hyper-parameters."""
-        model = tiny_model(self.autoencoder, image_size=self.image_size, seed=0, flow_shift=self.flow_shift)
+        model = self.make_prior()
         with pytest.raises(TypeError, match="definitely_not_a_hyperparameter"):
             self.make_solver(model, definitely_not_a_hyperparameter=1.0)
         fallback = self.solver_class(model).hyperparameters(None)

@@ -202,6 +202,9 @@ def _load_parent(config: PriorTrainingConfig, autoencoder: Autoencoder) -> Laten
 
 def _copy_unet_weights(parent: LatentDiffusion, unet: UNet2DModel, config: PriorTrainingConfig) -> None:
     """Load the parent's UNet weights into the freshly built ``unet`` (names and shapes must match)."""
+    if not isinstance(parent.denoiser, Denoiser):
+        raise InvalidInput(f"--init-from {config.init_from}: its denoiser is a {parent.denoiser.kind} (a flow "
+                           "transformer), not a UNet; train-prior starts from UNet bundles only")
     try:
         unet.load_state_dict(parent.denoiser.unet.state_dict())
     except RuntimeError as err:  # torch's strict check: missing/unexpected keys or shape mismatches
