@@ -376,7 +376,7 @@ def test_import_with_data_records_the_sigma_hat_range(official, bundle, ckpt, tm
     images = write_images(tmp_path / "images", 6, SIZE, SIZE)
     assert main(["import-encoder", str(ckpt), "--model", str(bundle), "--task", TASK, "--data", str(images)]) == 0
     record = LatentDiffusion.from_pretrained(bundle).severity_metadata[TASK]["sigma_hat_range"]
-    assert record["n"] == 6 and 0 <= record["low"] <= record["high"] and record["data"] == "images"
+    assert record["n"] == 3 * 6 and 0 <= record["low"] <= record["high"] and record["data"] == "images"
 
 
 def test_an_existing_encoder_is_replaced_only_with_force(official, bundle, ckpt, tmp_path, capsys):

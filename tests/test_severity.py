@@ -133,7 +133,7 @@ def test_training_writes_the_encoder_into_the_bundle(bundle, image_folder, tmp_p
     assert meta["training"]["steps"] == 6 and meta["training"]["best_step"] in (3, 6)
     # the σ̂ range of the written encoder on its 4 validation images (the out-of-range flag's reference)
     record = meta["sigma_hat_range"]
-    assert record["n"] == 4 and 0 <= record["low"] <= record["high"] and record["levels"] == [0.0, 1.0]
+    assert record["n"] == 3 * 4 and 0 <= record["low"] <= record["high"] and record["levels"] == [0.0, 1.0]
     best = load_file(tmp_path / "ckpt" / "best.safetensors")
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(value, best[key])
