@@ -86,6 +86,11 @@ class LPIPS:
         raises :class:`~flash_wrap.errors.NotFound` naming it and where to get it."""
         return cls(load_lpips(net, path))
 
+    @property
+    def min_side(self) -> int:
+        """The smallest image side the backbone takes (pixels)."""
+        return int(self.network.backbone.min_side)
+
     def __call__(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``(B,)`` float32 distances, 0 for identical images."""
         network = self.network.to(estimate.device)

@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -310,6 +311,10 @@ class Evaluator:
         if state.num_processes > 1:
             broadcast_object_list(done)
         self.lpips = LPIPS.load()
+        if self.model.image_size < self.lpips.min_side:
+            warnings.warn(f"LPIPS needs images of side >= {self.lpips.min_side}; this model's are "
+                          f"{self.model.image_size}², so the LPIPS column is null", UserWarning, stacklevel=2)
+            self.lpips = None
         if self.config.fid_weights is not None:
             self.inception = load_fid_inception(self.config.fid_weights, self.model.device)
         if self.config.nfe_budget is not None:
