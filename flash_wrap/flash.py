@@ -147,7 +147,7 @@ class Flash:
         metadata = model.severity_metadata.get(operator.task, {})
         _check_estimate(z_hat, variance, operator.task, metadata)
         flags = out_of_range(variance, metadata, f"{operator.task!r} severity encoder",
-                             _levels(operator, image.shape[-1]))
+                             _levels(operator, image.shape[-1]), z_hat, operator.noise_std)
         scale = self.snr_scale or (1.0 if self.nfe_budget is None else calibrate_budget(variance, sampler.snr,
                                                                                         self.nfe_budget))
         matched = scaled_variance(variance, scale)  # start and correction both follow v/λ

@@ -18,7 +18,14 @@ from flash_wrap.apps.cli import main
 from flash_wrap.images import load_images
 from flash_wrap.operators import GaussianBlur, NonlinearMotionBlur, RandomInpainting, SuperResolution
 from flash_wrap.registry import get_task
-from flash_wrap.severity.range import RANGE_KEY, out_of_range, sigma_hat_range, warn_out_of_range
+from flash_wrap.severity.range import (
+    RANGE_KEY,
+    SPREAD_KEY,
+    latent_spread,
+    out_of_range,
+    sigma_hat_range,
+    warn_out_of_range,
+)
 from flash_wrap.testing import ProgrammedSeverity, generators, smooth_images, tiny_model, write_images
 from flash_wrap_plugins.latent_dps import LatentDPS
 
@@ -50,6 +57,28 @@ def test_values_outside_the_range_are_flagged_and_reported_in_one_warning():
     with pytest.warns(RuntimeWarning, match=r"2 of 4 samples have σ̂ outside .* \[0\.1, 0\.5\]") as caught:
         warn_out_of_range(2, 4, metadata, "test encoder")
     assert len(caught) == 1
+
+
+def test_a_latent_estimate_of_unusual_spread_is_flagged_even_with_sigma_hat_inside():
+    spreads = torch.linspace(0.7, 0.9, 1001)
+    record = sigma_hat_range(torch.full((1001,), 0.2) + torch.linspace(0, 0.1, 1001), spreads)
+    assert record[SPREAD_KEY]["n"] == 1001 and 0.68 < record[SPREAD_KEY]["low"] < 0.7
+    z_hat = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    z_hat = z_hat / latent_spread(z_hat).view(-1, 1, 1, 1).float() * torch.tensor([0.8, 0.4, 1.2]).view(-1, 1, 1, 1)
+    assert latent_spread(z_hat).tolist() == pytest.approx([0.8, 0.4, 1.2], rel=1e-5)
+    metadata = {RANGE_KEY: record}
+    assert out_of_range(torch.full((3,), 0.25), metadata, "e", z_hat=z_hat).tolist() == [False, True, True]
+    assert not out_of_range(torch.full((3,), 0.25), metadata, "e").any()  # without ẑ: σ̂ alone
+    with pytest.raises(InvalidInput, match="one per σ̂"):
+        sigma_hat_range(torch.ones(3), torch.ones(2))
+
+
+def test_measurements_noisier_than_the_encoders_training_noise_are_flagged():
+    metadata = {RANGE_KEY: {"low": 0.1, "high": 0.5, "noise_std": 0.05}}
+    variance = torch.tensor([0.2, 0.3])
+    assert not out_of_range(variance, metadata, "e", noise_std=0.05).any()
+    assert not out_of_range(variance, metadata, "e", noise_std=0.01).any()
+    assert out_of_range(variance, metadata, "e", noise_std=0.3).all()
 
 
 def test_levels_outside_the_training_levels_are_flagged_even_with_sigma_hat_inside():
@@ -174,15 +203,17 @@ def demo_model() -> LatentDiffusion:
 def test_the_shipped_demo_encoders_record_their_range(demo_model, task):
     record = demo_model.severity_metadata[task][RANGE_KEY]
     assert record["n"] >= 1200 and record["quantiles"] == [0.001, 0.01, 0.99, 0.999] and 0 < record["low"] < record["high"]
+    assert record[SPREAD_KEY]["n"] == record["n"] and 0 < record[SPREAD_KEY]["low"] < record[SPREAD_KEY]["high"]
     assert record["degraded"].startswith("each image at a random training level and at both ends")
 
 
-def _demo_flags(model, y_image):
+def _demo_flags(model, y_image, noise_std=None):
     encoder = model.severity_encoder("gaussian-blur")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        variance = encoder(y_image)[1]
-    return out_of_range(variance, model.severity_metadata["gaussian-blur"], "demo").tolist()
+        z_hat, variance = encoder(y_image)
+    return out_of_range(variance, model.severity_metadata["gaussian-blur"], "demo", z_hat=z_hat,
+                        noise_std=noise_std).tolist()
 
 
 def test_dev_faces_at_the_training_range_are_in_range_and_unlike_images_are_not(demo_model):
@@ -199,7 +230,8 @@ def test_dev_faces_at_the_training_range_are_in_range_and_unlike_images_are_not(
     assert _demo_flags(demo_model, noise) == [True]
     # the largest training blur with 6x the training noise (0.05): beyond the training degradations
     beyond = GaussianBlur(sigma=torch.full((2,), 3.0 * size / 256), noise_std=0.3)
-    assert _demo_flags(demo_model, beyond.measure(faces, generator=torch.Generator().manual_seed(0))) == [True, True]
+    y = beyond.measure(faces, generator=torch.Generator().manual_seed(0))
+    assert _demo_flags(demo_model, y, noise_std=0.3) == [True, True]
 
 
 @pytest.mark.parametrize("task", TASKS)

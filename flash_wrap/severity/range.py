@@ -15,6 +15,12 @@ training image does not move it). The extreme quantiles alone are sample extreme
 of the training kind falls a little beyond them about as often as the sample is small.
 Records written before this rule (``"quantiles": [0.001, 0.999]``) are read as they are.
 
+σ̂ is not always enough to tell an image unlike the training data: a flat grey image under the
+demo's Gaussian-blur encoder gets σ̂ 0.089, within the faces' range. Its latent estimate ẑ is
+unlike a face's, though: the record also holds the range of the spread of ẑ (:func:`latent_spread`,
+the standard deviation of its entries; 0.69–0.93 for blurred faces, 0.38–0.53 for grey, black and
+noise images) under :data:`SPREAD_KEY`, by the same rule.
+
 It is measured on training-like images degraded at random levels *and* at both ends of the
 training range (an encoder's σ̂ is often extreme at the ends, which random levels rarely reach).
 
@@ -39,17 +45,39 @@ from ..errors import InvalidInput
 RANGE_KEY = "sigma_hat_range"
 #: the quantiles recorded: the extreme pair and the inner pair one tail spacing in
 QUANTILES = (0.001, 0.01, 0.99, 0.999)
+#: the record's key of the ẑ-spread range (:func:`latent_spread`), beside σ̂'s ends
+SPREAD_KEY = "z_hat_spread"
 #: the rule of the range's ends, stored with every record
 RANGE_RULE = "low = max(0, 2 q(0.001) - q(0.01)), high = 2 q(0.999) - q(0.99)"
 
 
-def sigma_hat_range(values: torch.Tensor) -> dict[str, Any]:
+def sigma_hat_range(values: torch.Tensor, z_hat_spread: torch.Tensor | None = None) -> dict[str, Any]:
     """The record of ``values`` (σ̂ of ``n`` training-like samples, any shape, finite): the ends
-    ``low``/``high`` by :data:`RANGE_RULE`, the :data:`QUANTILES` (linear interpolation) and ``n``."""
+    ``low``/``high`` by :data:`RANGE_RULE`, the :data:`QUANTILES` (linear interpolation) and ``n``;
+    with ``z_hat_spread`` (:func:`latent_spread` of the same samples' ẑ) its own such record under
+    :data:`SPREAD_KEY`."""
     flat = values.detach().reshape(-1).double().cpu()
     if flat.numel() == 0 or not bool(torch.isfinite(flat).all()):
         raise InvalidInput(f"a σ̂ range needs finite values from at least one sample, got {flat.numel()} values"
                            f"{'' if flat.numel() == 0 else ' with non-finite ones'}")
+    record = _ends(flat)
+    if z_hat_spread is not None:
+        spread = z_hat_spread.detach().reshape(-1).double().cpu()
+        if spread.numel() != flat.numel() or not bool(torch.isfinite(spread).all()):
+            raise InvalidInput(f"the ẑ spreads must be finite, one per σ̂ ({flat.numel()}), got {spread.numel()}")
+        record[SPREAD_KEY] = _ends(spread)
+    return record
+
+
+def latent_spread(z_hat: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` standard deviation of each sample's latent estimate ẑ ``(B, C, h, w)`` over its
+    entries: an image unlike the training data (flat, noise) gives a ẑ of another spread, even
+    where its σ̂ looks ordinary."""
+    return z_hat.detach().flatten(1).double().std(dim=1)
+
+
+def _ends(flat: torch.Tensor) -> dict[str, Any]:
+    """``low``/``high`` of finite ``flat`` values by :data:`RANGE_RULE`, with the quantiles they come from."""
     q_low, q_low_inner, q_high_inner, q_high = torch.quantile(flat, torch.tensor(QUANTILES, dtype=torch.float64)).tolist()
     return {"low": max(0.0, 2 * q_low - q_low_inner), "high": 2 * q_high - q_high_inner, "rule": RANGE_RULE,
             "quantiles": list(QUANTILES), "quantile_values": [q_low, q_low_inner, q_high_inner, q_high],
@@ -58,10 +86,15 @@ def sigma_hat_range(values: torch.Tensor) -> dict[str, Any]:
 
 @torch.no_grad()
 def measure_range(encoder: torch.nn.Module, images: Iterable[torch.Tensor]) -> dict[str, Any]:
-    """The record of the σ̂ that ``encoder`` (a :class:`~flash_wrap.severity.SeverityEncoder`) gives
-    on ``images``: batches ``(b, 3, H, W)`` of degraded training-like images on the image grid."""
+    """The record of the σ̂ (and ẑ spreads) that ``encoder`` (a :class:`~flash_wrap.severity.SeverityEncoder`)
+    gives on ``images``: batches ``(b, 3, H, W)`` of degraded training-like images on the image grid."""
     device = next(encoder.parameters()).device
-    return sigma_hat_range(torch.cat([encoder(y.to(device))[1].cpu() for y in images]))
+    variances, spreads = [], []
+    for y in images:
+        z_hat, variance = encoder(y.to(device))
+        variances.append(variance.cpu())
+        spreads.append(latent_spread(z_hat).cpu())
+    return sigma_hat_range(torch.cat(variances), torch.cat(spreads))
 
 
 def check_range(record: object, where: str) -> tuple[float, float]:
@@ -88,15 +121,26 @@ def training_levels(metadata: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def out_of_range(variance: torch.Tensor, metadata: dict[str, Any], where: str,
-                 levels: torch.Tensor | None = None) -> torch.Tensor | None:
+                 levels: torch.Tensor | None = None, z_hat: torch.Tensor | None = None,
+                 noise_std: float | None = None) -> torch.Tensor | None:
     """Per sample, whether σ̂ (``variance``, ``(B,)``) lies outside the range recorded in the
-    encoder's ``metadata``, or its degradation level (``levels`` ``(B,)``, when known) outside the
-    record's training levels: ``(B,)`` bool on ``variance``'s device, or ``None`` when no range is
-    recorded. Warns nothing: callers report flagged samples once (:func:`warn_out_of_range`)."""
+    encoder's ``metadata``, the spread of its ẑ (``z_hat`` ``(B, C, h, w)``, when the record has
+    one) outside the recorded spreads, its degradation level (``levels`` ``(B,)``, when known)
+    outside the record's training levels, or the measurement noise ``noise_std`` above the
+    record's (the encoder never saw noisier measurements): ``(B,)`` bool on ``variance``'s device, or ``None`` when
+    no range is recorded. Warns nothing: callers report flagged samples once (:func:`warn_out_of_range`)."""
     if RANGE_KEY not in metadata:
         return None
     low, high = check_range(metadata[RANGE_KEY], where)
     flags = (variance < low) | (variance > high)
+    spread_record = metadata[RANGE_KEY].get(SPREAD_KEY)
+    if z_hat is not None and spread_record is not None:
+        s_low, s_high = check_range(spread_record, f"{where} ({SPREAD_KEY})")
+        spread = latent_spread(z_hat).to(variance.device)
+        flags = flags | (spread < s_low) | (spread > s_high)
+    trained_noise = metadata[RANGE_KEY].get("noise_std")
+    if noise_std is not None and isinstance(trained_noise, (int, float)) and noise_std > trained_noise * (1 + 1e-6):
+        flags = torch.ones_like(flags)
     trained = training_levels(metadata)
     if levels is not None and trained is not None:
         t = levels.to(variance.device, torch.float64).reshape(-1)
@@ -111,8 +155,9 @@ def warn_out_of_range(count: int, total: int, metadata: dict[str, Any], where: s
         return
     low, high = check_range(metadata[RANGE_KEY], where)
     trained = training_levels(metadata)
+    spread = " (or a ẑ unlike its training latents, or noisier measurements)" if SPREAD_KEY in metadata[RANGE_KEY] else ""
     levels = "" if trained is None else f" or degradation levels outside its training levels [{trained[0]:g}, {trained[1]:g}]"
     warnings.warn(f"{count} of {total} samples have σ̂ outside the range the {where} saw on its training data "
-                  f"[{low:.4g}, {high:.4g}]{levels}: their start steps are extrapolated "
+                  f"[{low:.4g}, {high:.4g}]{spread}{levels}: their start steps are extrapolated "
                   "(an image unlike the training data, or a degradation beyond its range)",
                   RuntimeWarning, stacklevel=stacklevel)
