@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
 from ..errors import InvalidInput, NotFound
-from ._io import check_safetensors, read_json, weights_files
+from ._io import read_json, weights_files
+from .text_conditioning import load_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -113,29 +114,6 @@ def _load_tokenizer(folder: Path, class_name: str) -> Any:
         raise InvalidInput(f"{folder}: cannot load the {class_name} ({first})") from None
 
 
-def _load_encoder(folder: Path, class_name: str, variant: str | None) -> Any:
-    """A transformers text encoder from local safetensors, every weight filled, float32, eval mode."""
-    import transformers
-
-    files, variant = weights_files(folder, stem="model", variant=variant)
-    for file in files:
-        check_safetensors(file)
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()  # one bar per load would flood logs; the state is restored
-    try:
-        # with output_loading_info=True, from_pretrained returns (model, info)
-        encoder, info = cast(tuple[Any, dict[str, Any]], getattr(transformers, class_name).from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True, variant=variant, output_loading_info=True))
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
-    bad = [*info.get("missing_keys", []), *[str(m) for m in info.get("mismatched_keys", [])]]
-    if bad:
-        raise InvalidInput(f"{', '.join(map(str, files))}: the text encoder's weights do not match its config "
-                           f"({len(bad)} missing or misshapen, e.g. {bad[0]!r})")
-    return encoder.float().eval()
-
-
 def _tokens(tokenizer: Any, prompt: str, length: int) -> torch.Tensor:
     return tokenizer(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
 
@@ -166,7 +144,7 @@ def sd3_conditioning(folder: Path, parts: list[TextPart], joint_attention_dim: i
     clip_length = tokenizers[0].model_max_length  # the pipeline pads both CLIP prompts to the first one's length
     hidden, pooled = [], []
     for part, tokenizer in zip(clip, tokenizers):
-        encoder = _load_encoder(folder / part.encoder, part.encoder_class, variant)
+        encoder = load_text_encoder(folder / part.encoder, part.encoder_class, variant)
         positions = encoder.config.max_position_embeddings
         if not isinstance(clip_length, int) or not 0 < clip_length <= positions:
             raise InvalidInput(f"{folder / clip[0].tokenizer}: model_max_length={clip_length!r} does not fit the "
@@ -194,7 +172,7 @@ def sd3_conditioning(folder: Path, parts: list[TextPart], joint_attention_dim: i
 
 def _t5_hidden(folder: Path, part: TextPart, prompt: str, length: int, variant: str | None) -> torch.Tensor:
     tokenizer = _load_tokenizer(folder / part.tokenizer, part.tokenizer_class)
-    encoder = _load_encoder(folder / part.encoder, part.encoder_class, variant)
+    encoder = load_text_encoder(folder / part.encoder, part.encoder_class, variant)
     vocab = encoder.config.vocab_size
     if len(tokenizer) > vocab:
         raise InvalidInput(f"{folder / part.tokenizer}: {len(tokenizer)} tokens, more than the {part.encoder}'s "
@@ -211,7 +189,7 @@ def flux_conditioning(folder: Path, parts: list[TextPart], *, prompt: str = "", 
     clip = next(p for p in parts if p.encoder_class == "CLIPTextModel")
     t5 = next(p for p in parts if p.encoder_class == "T5EncoderModel")
     tokenizer = _load_tokenizer(folder / clip.tokenizer, clip.tokenizer_class)
-    encoder = _load_encoder(folder / clip.encoder, clip.encoder_class, variant)
+    encoder = load_text_encoder(folder / clip.encoder, clip.encoder_class, variant)
     clip_length = tokenizer.model_max_length
     if not isinstance(clip_length, int) or not 0 < clip_length <= encoder.config.max_position_embeddings:
         raise InvalidInput(f"{folder / clip.tokenizer}: model_max_length={clip_length!r} does not fit the CLIP "

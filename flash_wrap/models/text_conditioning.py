@@ -69,34 +69,41 @@ def _load_tokenizer(folder: Path, tokenizer_class: str, encoder_config: dict):
     return tokenizer
 
 
-def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, variant: str | None = None) -> torch.Tensor:
-    """The conditioning ``(1, L, D)`` (float32) for ``prompt`` with the pipeline folder's own
-    ``tokenizer/`` and ``text_encoder/`` (local files, safetensors only)."""
+def load_text_encoder(folder: Path, class_name: str, variant: str | None) -> Any:
+    """The transformers text encoder ``class_name`` of ``folder`` from local safetensors only, every
+    weight filled (missing or misshapen weights are an error), float32, eval mode."""
     import transformers
 
-    if not isinstance(prompt, str):
-        raise WrongType(f"prompt must be a string, got {type(prompt).__name__}")
-    encoder_folder = folder / "text_encoder"
-    files, variant = weights_files(encoder_folder, stem="model", variant=variant)
+    files, variant = weights_files(folder, stem="model", variant=variant)
     for file in files:
         check_safetensors(file)
-    config = read_json(encoder_folder / "config.json")
-    tokenizer = _load_tokenizer(folder / "tokenizer", tokenizer_class, config)
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # a bar per load would flood logs; the state is restored
     try:
         # with output_loading_info=True, from_pretrained returns (model, info); its annotation gives the model alone
-        encoder, info = cast(tuple[Any, dict[str, Any]], transformers.CLIPTextModel.from_pretrained(
-            str(encoder_folder), local_files_only=True, use_safetensors=True, variant=variant, output_loading_info=True
-        ))
+        encoder, info = cast(tuple[Any, dict[str, Any]], getattr(transformers, class_name).from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, variant=variant, output_loading_info=True))
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
     bad = [*info.get("missing_keys", []), *[str(m) for m in info.get("mismatched_keys", [])]]
     if bad:
         raise InvalidInput(f"{', '.join(map(str, files))}: the text encoder's weights do not match its config "
-                         f"({len(bad)} missing or misshapen, e.g. {bad[0]!r})")
-    encoder = encoder.float().eval()
+                           f"({len(bad)} missing or misshapen, e.g. {bad[0]!r})")
+    return encoder.float().eval()
+
+
+def encode_prompt(folder: Path, tokenizer_class: str, prompt: str = "", *, variant: str | None = None) -> torch.Tensor:
+    """The conditioning ``(1, L, D)`` (float32) for ``prompt`` with the pipeline folder's own
+    ``tokenizer/`` and ``text_encoder/`` (local files, safetensors only)."""
+
+    if not isinstance(prompt, str):
+        raise WrongType(f"prompt must be a string, got {type(prompt).__name__}")
+    encoder_folder = folder / "text_encoder"
+    weights_files(encoder_folder, stem="model", variant=variant)  # no weights: refused before the tokenizer loads
+    config = read_json(encoder_folder / "config.json")
+    tokenizer = _load_tokenizer(folder / "tokenizer", tokenizer_class, config)
+    encoder = load_text_encoder(encoder_folder, "CLIPTextModel", variant)
     tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                        return_tensors="pt")
     mask = tokens.attention_mask if getattr(encoder.config, "use_attention_mask", False) else None
