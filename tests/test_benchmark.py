@@ -125,6 +125,9 @@ def test_benchmark_cli_images_options(tiny_bundle, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
     out = tmp_path / "b.json"
     assert main(["benchmark", "--model", str(tiny_bundle), "--steps", "6", "--starts", "1", "4", "--images", "4",
-                 "--slots", "2", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["mixed"]["modes"]["flash_stream"]["nfe_mean"] == 2.5
+                 "--slots", "2", "--bare-images", "1", "--out", str(out)]) == 0
+    modes = json.loads(out.read_text())["mixed"]["modes"]
+    assert modes["flash_stream"]["nfe_mean"] == 2.5
+    # one bare image runs in a batch of one: its slot use is that batch's, not that of 2 slots
+    assert (modes["bare"]["images"], modes["bare"]["slot_use"], modes["bare"]["denoiser_batches"]) == (1, 1.0, 6)
     assert "| Flash, start-step buckets |" in capsys.readouterr().out

@@ -94,8 +94,9 @@ def run_modes(solver: Solver, data: MixedSet, slots: int, device: torch.device,
         return [order[i : i + slots] for i in range(0, len(order), slots)]
 
     def fixed(run: Callable[[list[int]], Callable], rows_of: Callable[[], list[list[int]]]) -> tuple[list[int], SlotStats]:
-        stats, nfe = SlotStats(slots), [0] * n
         taken = rows_of()
+        # a set smaller than the slots (e.g. --bare-images) runs in one batch of its own size
+        stats, nfe = SlotStats(min(slots, max(len(rows) for rows in taken))), [0] * n
         for rows in taken:
             out = run(rows)(data.y[rows], data.operator.select(rows), generator=generators([data.seeds[r] for r in rows]),
                             progress=False, callback=stats)
