@@ -54,7 +54,7 @@ def test_values_outside_the_range_are_flagged_and_reported_in_one_warning():
         assert out_of_range(torch.tensor([9.0]), {}, "test encoder") is None  # no record: no flag
         warn_out_of_range(0, 4, metadata, "test encoder")
     assert flags.tolist() == [True, False, False, True]
-    with pytest.warns(RuntimeWarning, match=r"2 of 4 samples have σ̂ outside .* \[0\.1, 0\.5\]") as caught:
+    with pytest.warns(RuntimeWarning, match=r"2 of 4 samples lie outside what the test encoder saw .*\(σ̂ outside \[0\.1, 0\.5\]\)") as caught:
         warn_out_of_range(2, 4, metadata, "test encoder")
     assert len(caught) == 1
 
@@ -89,7 +89,7 @@ def test_levels_outside_the_training_levels_are_flagged_even_with_sigma_hat_insi
     assert out_of_range(variance, metadata, "test encoder", torch.tensor([3.0])).all()  # one shared operator
     # a record without training levels judges σ̂ alone
     assert not out_of_range(variance, {RANGE_KEY: {"low": 0.1, "high": 0.5}}, "e", torch.tensor([3.0])).any()
-    with pytest.warns(RuntimeWarning, match=r"or degradation levels outside its training levels \[0, 1\]"):
+    with pytest.warns(RuntimeWarning, match=r"\(σ̂ outside \[0\.1, 0\.5\] or a degradation level outside \[0, 1\]\)"):
         warn_out_of_range(2, 4, metadata, "test encoder")
 
 
@@ -148,7 +148,7 @@ def test_a_stream_reports_its_flagged_samples_in_one_warning():
     samples = [(y[i : i + 1], op.select([i]), torch.Generator().manual_seed(i)) for i in range(4)]
     with pytest.warns(RuntimeWarning) as caught:
         results = list(Flash(LatentDPS(model, steps=20)).stream(samples, slots=2, progress=False))
-    assert [str(w.message)[:24] for w in caught if "σ̂" in str(w.message)] == ["2 of 4 samples have σ̂ o"]
+    assert [str(w.message)[:24] for w in caught if "σ̂" in str(w.message)] == ["2 of 4 samples lie outsi"]
     assert {r.index: bool(r.reconstruction.out_of_range[0]) for r in results} == {0: True, 1: False, 2: True, 3: False}
 
 

@@ -153,11 +153,19 @@ def warn_out_of_range(count: int, total: int, metadata: dict[str, Any], where: s
     """One :class:`RuntimeWarning` line for ``count`` flagged samples of ``total`` (none when 0)."""
     if not count:
         return
-    low, high = check_range(metadata[RANGE_KEY], where)
+    record = metadata[RANGE_KEY]
+    low, high = check_range(record, where)
+    reasons = [f"σ̂ outside [{low:.4g}, {high:.4g}]"]
+    if isinstance(record.get(SPREAD_KEY), dict):
+        s_low, s_high = check_range(record[SPREAD_KEY], f"{where} ({SPREAD_KEY})")
+        reasons.append(f"a ẑ spread outside [{s_low:.3g}, {s_high:.3g}]")
+    if isinstance(record.get("noise_std"), (int, float)):
+        reasons.append(f"measurement noise above σ_y = {record['noise_std']:g}")
     trained = training_levels(metadata)
-    spread = " (or a ẑ unlike its training latents, or noisier measurements)" if SPREAD_KEY in metadata[RANGE_KEY] else ""
-    levels = "" if trained is None else f" or degradation levels outside its training levels [{trained[0]:g}, {trained[1]:g}]"
-    warnings.warn(f"{count} of {total} samples have σ̂ outside the range the {where} saw on its training data "
-                  f"[{low:.4g}, {high:.4g}]{spread}{levels}: their start steps are extrapolated "
-                  "(an image unlike the training data, or a degradation beyond its range)",
+    if trained is not None:
+        reasons.append(f"a degradation level outside [{trained[0]:g}, {trained[1]:g}]")
+    listed = ", ".join(reasons[:-1]) + (" or " if len(reasons) > 1 else "") + reasons[-1]
+    warnings.warn(f"{count} of {total} samples lie outside what the {where} saw on its training data ({listed}): "
+                  "their start steps are extrapolated (an image unlike the training data, or a degradation beyond "
+                  "its range)",
                   RuntimeWarning, stacklevel=stacklevel)

@@ -311,7 +311,7 @@ class Evaluator:
         if state.num_processes > 1:
             broadcast_object_list(done)
         self.lpips = LPIPS.load()
-        if self.model.image_size < self.lpips.min_side:
+        if self.lpips is not None and self.model.image_size < self.lpips.min_side:
             warnings.warn(f"LPIPS needs images of side >= {self.lpips.min_side}; this model's are "
                           f"{self.model.image_size}², so the LPIPS column is null", UserWarning, stacklevel=2)
             self.lpips = None
