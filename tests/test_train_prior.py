@@ -137,16 +137,28 @@ def test_prior_fine_tuning_rejects_a_mismatched_parent_before_training(tmp_path,
 
 
 def test_velocity_training_writes_a_flow_bundle_that_samples(tmp_path, faces, autoencoder_dir, capsys):
-    """The velocity objective ends in a flow bundle (sd3-style grid, shift 1) that reloads, samples and
-    runs the four solvers' shared loop (ALGORITHMS.md §12)."""
+    """The velocity objective ends in a flow bundle (sd3-style grid, the sampling shift asked for) that
+    reloads, samples and runs the four solvers' shared loop (ALGORITHMS.md §12)."""
     assert main(["train-prior", "--save-to", str(tmp_path / "flow"), "--data", str(faces), "--autoencoder",
                  str(autoencoder_dir), "--image-size", "32", "--unet", "tiny", "--steps", "2", "--batch-size", "4",
-                 "--device", "cpu", "--objective", "velocity"]) == 0
+                 "--device", "cpu", "--objective", "velocity", "--flow-shift", "1"]) == 0
     assert "model bundle written to" in capsys.readouterr().out
     model = LatentDiffusion.from_pretrained(tmp_path / "flow")
     assert model.path == "flow" and model.flow_grid == "sd3" and model.scheduler.config.shift == 1.0
     assert model.prediction_type == "velocity" and not model.scheduler.config.use_dynamic_shifting
     assert model.flow_sigmas(4).tolist() == pytest.approx([1.0, 0.667, 0.334, 0.001], abs=1e-7)  # linspace(1, 1/T)
+    # the default shift, 3, is written on resume too (it is not a training setting); the grid is
+    # diffusers': shift(linspace(1, shift(1/T), N)) with shift(σ) = 3σ / (1 + 2σ)
+    assert main(["train-prior", "--save-to", str(tmp_path / "flow"), "--data", str(faces), "--autoencoder",
+                 str(autoencoder_dir), "--image-size", "32", "--unet", "tiny", "--steps", "2", "--batch-size", "4",
+                 "--device", "cpu", "--objective", "velocity", "--force"]) == 0
+    shifted = LatentDiffusion.from_pretrained(tmp_path / "flow")
+    assert shifted.scheduler.config.shift == 3.0
+    def shift(s):
+        return 3 * s / (1 + 2 * s)
+    low = shift(0.001)
+    assert shifted.flow_sigmas(4).tolist() == pytest.approx(
+        [shift(1 - k * (1 - low) / 3) for k in range(4)], abs=1e-6)
     grid = tmp_path / "grid.png"
     assert main(["sample", "--model", str(tmp_path / "flow"), "--out", str(grid), "-n", "4", "--steps", "5"]) == 0
     assert grid.is_file()

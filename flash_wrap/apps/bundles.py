@@ -40,7 +40,7 @@ def bundle_target(model: str | Path, output: str | Path | None, *, command: str,
     source = resolve_bundle(model) if kind != "pipeline" else Path(model)
     if output is None:
         if kind == "demo":
-            raise RunFolderError(f"{command} writes a bundle and --model demo is the one installed inside the package; "
+            raise RunFolderError(f"{command} writes a bundle and --model {model} is installed inside the package; "
                                  "pass --save-to NEW_FOLDER to write a copy with the result")
         if kind == "pipeline":
             raise RunFolderError(f"{command} writes a flash-wrap bundle and {model} is a diffusers pipeline folder, "

@@ -56,11 +56,11 @@ def check_input_folder(path: str, option: str) -> None:
 def check_model_path(model: str) -> None:
     """``--model`` is ``demo``, a random full-size preset name, or an existing folder (a name with
     no path separator that is not a folder is left to the full check, which lists the choices)."""
-    if model == "demo" or ("/" not in model and not Path(model).exists()):
+    if model in ("demo", "demo-flow") or ("/" not in model and not Path(model).exists()):
         return
     if not Path(model).expanduser().exists():
         raise NotFound(f"--model {model} does not exist; give a model bundle folder, a diffusers pipeline folder "
-                       "or 'demo'")
+                       "or 'demo' / 'demo-flow'")
 
 
 def check_unused_results(out: str, records: str, *, resume: bool) -> None:

@@ -63,6 +63,9 @@ def _tuned_entries(tuned: dict[str, Any], where: str) -> dict[str, Any]:
 
 #: Where ``from_pretrained("demo")`` looks: the demo bundle shipped inside the package.
 DEMO_PATH = Path(__file__).resolve().parents[1] / "assets" / "demo"
+#: The bundles shipped inside the package, by the name ``from_pretrained`` and ``--model`` accept:
+#: the DDPM demo prior and the rectified-flow demo prior (the same autoencoder and severity encoders).
+SHIPPED_BUNDLES = {"demo": DEMO_PATH, "demo-flow": DEMO_PATH.with_name("demo-flow")}
 
 
 def _index(model: LatentDiffusion) -> dict[str, Any]:
@@ -167,10 +170,10 @@ def save_tuned_values(path: Path, tuned: dict[str, Any]) -> None:
 
 
 def folder_kind(path: str | Path) -> str:
-    """``"demo"`` (the bundle installed in the package), ``"bundle"`` (a flash-wrap bundle folder)
-    or ``"pipeline"`` (a diffusers pipeline folder: its ``model_index.json`` names another class).
-    A missing folder or index is ``FileNotFoundError``."""
-    if str(path) == "demo":
+    """``"demo"`` (a bundle installed in the package, :data:`SHIPPED_BUNDLES`), ``"bundle"`` (a
+    flash-wrap bundle folder) or ``"pipeline"`` (a diffusers pipeline folder: its ``model_index.json``
+    names another class). A missing folder or index is ``FileNotFoundError``."""
+    if str(path) in SHIPPED_BUNDLES:
         return "demo"
     folder = Path(path)
     if not folder.is_dir():
@@ -179,21 +182,22 @@ def folder_kind(path: str | Path) -> str:
     if not index_file.is_file():
         raise NotFound(f"{folder} is neither a flash-wrap bundle nor a diffusers pipeline folder: it has "
                                 "no model_index.json")
-    if folder.resolve() == DEMO_PATH.resolve():
+    if any(folder.resolve() == shipped.resolve() for shipped in SHIPPED_BUNDLES.values()):
         return "demo"
     return "bundle" if read_json(index_file).get("_class_name") == "LatentDiffusion" else "pipeline"
 
 
 def resolve(path: str | Path) -> Path:
-    """The model folder for ``path`` (a bundle or a diffusers pipeline folder); ``"demo"`` means
-    :data:`DEMO_PATH`."""
-    if str(path) == "demo":
-        if not (DEMO_PATH / "model_index.json").is_file():
+    """The model folder for ``path`` (a bundle or a diffusers pipeline folder); ``"demo"`` and
+    ``"demo-flow"`` mean the bundles shipped inside the package (:data:`SHIPPED_BUNDLES`)."""
+    if str(path) in SHIPPED_BUNDLES:
+        folder = SHIPPED_BUNDLES[str(path)]
+        if not (folder / "model_index.json").is_file():
             raise NotFound(
-                f"the demo bundle is not installed (expected it at {DEMO_PATH}); "
+                f"the {path} bundle is not installed (expected it at {folder}); "
                 "reinstall flash-wrap or pass the path of a saved model folder"
             )
-        return DEMO_PATH
+        return folder
     folder_kind(path)  # a folder with a model_index.json: a bundle or a diffusers pipeline
     return Path(path)
 

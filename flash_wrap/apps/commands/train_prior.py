@@ -12,7 +12,8 @@ NAME = "train-prior"
 HELP = "train a latent DDPM prior on an image folder and save a model bundle"
 #: PriorTrainingConfig fields the options set under the same name (``--save-to`` sets ``output``)
 FIELDS = ("output", "data", "autoencoder", "image_size", "unet", "steps", "batch_size", "lr", "warmup_steps",
-          "ema_decay", "mirror", "seed", "checkpoint_every", "limit", "resume", "init_from", "force", "objective")
+          "ema_decay", "mirror", "seed", "checkpoint_every", "limit", "resume", "init_from", "force", "objective",
+          "flow_shift")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", choices=["epsilon", "velocity"], default=keep,
                         help="epsilon (the default): a DDPM noise predictor on the LDM schedule; velocity: a "
                              "rectified-flow prior (ALGORITHMS.md §12)")
+    parser.add_argument("--flow-shift", type=float, default=keep,
+                        help="the flow prior's sampling shift written into its scheduler (default 3, as SD3's: more "
+                             "of an N-step grid at high noise); training is the same whatever it is")
 
 
 def check(args: argparse.Namespace) -> None:

@@ -103,7 +103,9 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 
 
 #: Settings that may differ on resume without changing what is being trained.
-RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "cpu", "workers", "resume", "force", "output"})
+#: ``flow_shift`` only sets the written bundle's sampling grid, not what is trained.
+RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "cpu", "workers", "resume", "force", "output",
+                         "flow_shift"})
 
 
 def check_resume(saved: dict[str, Any], current: dict[str, Any], checkpoint: Path, *, paths: tuple[str, ...] = ()) -> None:

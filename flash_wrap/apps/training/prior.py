@@ -85,12 +85,15 @@ class PriorTrainingConfig:
     force: bool = False
     #: "epsilon": a DDPM ε-predictor on the LDM schedule; "velocity": a rectified-flow velocity predictor
     objective: str = "epsilon"
+    #: the written flow prior's sampling shift s (σ ↦ s·σ / (1 + (s − 1)·σ), as SD3's scheduler): more
+    #: steps at high noise, fewer near the data; training draws σ uniformly whatever s is
+    flow_shift: float = 3.0
 
     def __post_init__(self) -> None:
         check_settings(self, {"image_size": (1, None), "steps": (1, None), "batch_size": (1, None),
                               "lr": (1e-12, None), "warmup_steps": (0, None), "ema_decay": (0, 1),
                               "seed": (0, 2**63 - 1), "checkpoint_every": (1, None), "keep_checkpoints": (1, None),
-                              "limit": (1, None)})
+                              "limit": (1, None), "flow_shift": (1e-3, None)})
         if self.objective not in OBJECTIVES:
             raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
 
@@ -149,9 +152,10 @@ def _cached_latents(config: PriorTrainingConfig, autoencoder: Autoencoder, files
     return latents
 
 
-def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
-    """The flow prior's scheduler: rectified flow, 1000 training timesteps, no shift (σ grid uniform)."""
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=FLOW_TRAIN_TIMESTEPS, shift=1.0)
+def flow_scheduler(shift: float = 1.0) -> FlowMatchEulerDiscreteScheduler:
+    """The flow prior's scheduler: rectified flow, 1000 training timesteps, sampling shift ``shift``
+    (1: a uniform σ grid)."""
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=FLOW_TRAIN_TIMESTEPS, shift=shift)
 
 
 def build_unet(preset: str, latent_channels: int, latent_size: int) -> UNet2DModel:
@@ -257,7 +261,7 @@ def _train_prior(config: PriorTrainingConfig, *, progress: bool | None) -> dict:
     if parent_scale is not None:
         log.info("fine-tuning from %s: latent scale %.5f kept (latent std on this data %.4f)",
                  config.init_from, scale, float(latents.std()))
-    scheduler = flow_scheduler() if config.objective == "velocity" else ldm_scheduler()
+    scheduler = flow_scheduler(config.flow_shift) if config.objective == "velocity" else ldm_scheduler()
     alphas_cumprod = ldm_scheduler().alphas_cumprod.float()
 
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
