@@ -99,6 +99,32 @@ def test_cli_export_writes_a_half_precision_copy(tmp_path):
     torch.testing.assert_close(loaded.encode(x), model.encode(x), atol=2e-2, rtol=2e-2)
 
 
+def test_cli_export_adds_the_severity_encoders_of_another_bundle_on_the_same_latents(tmp_path, capsys):
+    """``export --severity-from``: a flow prior on a VP bundle's latents ships with that bundle's
+    encoders as they are (how the flow demo prior gets the demo's four); another autoencoder is refused."""
+    donor = tiny_model("taef2", image_size=32)
+    donor.add_severity_encoder("gaussian-blur", donor.make_severity_encoder())
+    donor.save_pretrained(tmp_path / "donor")
+    flow = tiny_model("taef2", image_size=32, flow_shift=3.0)
+    flow.autoencoder.load_state_dict(donor.autoencoder.state_dict())
+    flow.save_pretrained(tmp_path / "flow")
+    assert main(["export", "--model", str(tmp_path / "flow"), "--out", str(tmp_path / "shipped"), "--dtype", "float32",
+                 "--severity-from", str(tmp_path / "donor")]) == 0
+    shipped = LatentDiffusion.from_pretrained(tmp_path / "shipped")
+    assert shipped.path == "flow" and sorted(shipped.severity_encoders) == ["gaussian-blur"]
+    assert shipped.severity_metadata["gaussian-blur"]["adopted_from"] == str(tmp_path / "donor")
+    for name, value in donor.severity_encoder("gaussian-blur").state_dict().items():
+        assert torch.equal(shipped.severity_encoder("gaussian-blur").state_dict()[name], value), name
+    for name, value in flow.denoiser.state_dict().items():
+        assert torch.equal(shipped.denoiser.state_dict()[name], value), name
+    capsys.readouterr()
+    tiny_model("taef2", image_size=32, seed=1, flow_shift=3.0).save_pretrained(tmp_path / "other")
+    assert main(["export", "--model", str(tmp_path / "other"), "--out", str(tmp_path / "refused"),
+                 "--severity-from", str(tmp_path / "donor")]) != 0
+    assert "autoencoder" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_prior_fine_tunes_from_a_parent_at_a_new_resolution(tmp_path, faces, autoencoder_dir):
     """``init_from``: the run starts from the parent's UNet weights and keeps its latent units."""
     train_prior(_config(tmp_path / "parent", faces, autoencoder_dir, 2), progress=False)

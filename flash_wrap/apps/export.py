@@ -20,8 +20,14 @@ from .runs import RunFolderError
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16", force: bool = False) -> Path:
+def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16", force: bool = False,
+                  severity_from: str | Path | None = None) -> Path:
     """Write ``model``'s bundle to the new folder ``out`` with weights stored in ``dtype``.
+
+    ``severity_from`` (a bundle, or ``"demo"``) adds that bundle's severity encoders, as they are, for
+    every task it has: an encoder of an autoencoder serves every prior on those latents (refused
+    unless both share the latent space, autoencoder weights included; the copy records where
+    each came from). They replace ``model``'s own encoders for the same tasks.
 
     Refused before loading anything: ``out`` equal to or inside ``model`` (it would rewrite the
     source), ``out`` a file, ``out`` a non-empty folder that is not a bundle (``force`` or not: its
@@ -53,7 +59,13 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        cast = LatentDiffusion.from_pretrained(model).to(DTYPES[dtype])
+        loaded = LatentDiffusion.from_pretrained(model)
+        if severity_from is not None:
+            donor = LatentDiffusion.from_pretrained(severity_from)
+            if not donor.severity_encoders:
+                raise InvalidInput(f"--severity-from {severity_from} has no severity encoders to add")
+            loaded.adopt_severity_encoders(donor, sorted(donor.severity_encoders), origin=str(severity_from))
+        cast = loaded.to(DTYPES[dtype])
         bad = [name for name, t in cast.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
         if bad:
             raise InvalidInput(f"{model} has weights that {dtype} cannot hold (e.g. {bad[0]!r} overflows to inf); "
