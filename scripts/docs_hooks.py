@@ -15,9 +15,11 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mkdocs.config.defaults import MkDocsConfig
-from mkdocs.structure.files import File, Files
+if TYPE_CHECKING:  # mkdocs is imported only when the site is built, so the tests read the tables without it
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import Files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +74,8 @@ def rewrite_links(text: str, source: str, page: str) -> str:
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Add the included documents and images to the site's files."""
+    from mkdocs.structure.files import File
+
     for page, source in INCLUDED_PAGES.items():
         text = (ROOT / source).read_text(encoding="utf-8")
         files.append(File.generated(config, page, content=rewrite_links(text, source, page)))
