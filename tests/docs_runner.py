@@ -20,7 +20,7 @@ import traceback
 
 def run_job(job: dict) -> dict:
     out = io.StringIO()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     argv = sys.argv
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -36,7 +36,8 @@ def run_job(job: dict) -> dict:
         ok, error = False, traceback.format_exc()
     finally:
         sys.argv = argv
-    return {"ok": ok, "error": error, "output": out.getvalue(), "seconds": round(time.perf_counter() - start, 2)}
+    return {"ok": ok, "error": error, "output": out.getvalue(), "seconds": round(time.perf_counter() - start, 2),
+            "cpu_seconds": round(time.process_time() - cpu, 2)}
 
 
 def main(jobs_file: str, results_file: str) -> None:
