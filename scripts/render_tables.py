@@ -80,7 +80,7 @@ def demo_table(path: str) -> str:
         lines.append(
             f"| {row['task']} | {_degradation(row['task'], row['level'], demo['image_size'])} "
             f"| {row['degraded_psnr']:.2f} | {row['autoencoder_psnr']:.2f} | {row['baseline_psnr']:.2f} "
-            f"| **{row['flash_psnr']:.2f}** | {row['baseline_lpips']:.3f} / {row['flash_lpips']:.3f} "
+            f"| {row['flash_psnr']:.2f} | {row['baseline_lpips']:.3f} / {row['flash_lpips']:.3f} "
             f"| {_nfe(row['baseline_nfe'])} / {_nfe(row['flash_nfe'])} |")
     steps = [f"{task} {values['flash'].get('eta', '–'):g} / {values['baseline'].get('eta', '–'):g}"
              for task, values in demo.get("hyperparameters", {}).items() if "eta" in values.get("flash", {})]
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rendered = render_document(text, str(path))
             if rendered != text:
                 path.write_text(rendered, encoding="utf-8")
-                print(f"rendered {path.relative_to(ROOT)}")
+                print(f"rendered {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
         return 0
     except RegionError as err:
         print(f"render_tables: error: {err}", file=sys.stderr)
