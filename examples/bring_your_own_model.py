@@ -2,7 +2,7 @@
 
 A whole diffusers *pipeline* folder (LDMPipeline, Stable Diffusion 1.x/2.x) needs none of this:
 ``LatentDiffusion.from_pretrained(PIPELINE_DIR)`` or any command's ``--model PIPELINE_DIR`` reads
-it in one call (README, "Use your own LDM or Stable Diffusion"). This example is for separate
+it in one call (docs: "Your own model"). This example is for separate
 component folders: an autoencoder and a latent ε-prediction UNet, each saved with diffusers'
 ``save_pretrained`` (safetensors), e.g. a ``VQModel`` or ``AutoencoderKL`` folder and a
 ``UNet2DModel`` folder. It

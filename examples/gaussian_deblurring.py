@@ -8,7 +8,7 @@ noise level matches: the more severe the blur, the earlier the start and the mor
     python examples/gaussian_deblurring.py              # 6 blur levels on the shipped faces, ~4 min on 1 CPU thread
     python examples/gaussian_deblurring.py --quick      # 2 images, DDIM 10 steps: seconds
 
-The blur σ spans the `gaussian-blur` task (README, "Operators and tasks"): σ = (0.3 + 2.7 t)·H/256
+The blur σ spans the `gaussian-blur` task (docs: "Solvers and tasks"): σ = (0.3 + 2.7 t)·H/256
 pixels for t ∈ [0, 1], i.e. 0.15 to 1.5 px on the 128×128 demo model, with measurement noise
 σ_y = 0.05. Much of the error is the noise's and the autoencoder's, so on the demo model σ̂ rises
 from about 0.11 to 0.20 over the range and the start moves from 6 to 9 steps of the 100-step grid

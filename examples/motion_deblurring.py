@@ -11,7 +11,7 @@ gml-dps only need gradients through A.
     python examples/motion_deblurring.py               # 6 path lengths on the shipped faces, ~4 min on 1 CPU thread
     python examples/motion_deblurring.py --quick       # 2 images, DDIM 10 steps: seconds
 
-Path lengths span the `motion-blur` task (README, "Operators and tasks"): length = (2 + 30 t)·H/256
+Path lengths span the `motion-blur` task (docs: "Solvers and tasks"): length = (2 + 30 t)·H/256
 px, turning 1.5 + 2 t rad, t ∈ [0, 1] (1 to 16 px on the 128×128 demo model), σ_y = 0.05.
 Baseline: the bare solver over a DDIM grid of --steps (100) steps, as in `flash-wrap demo`, so the
 example fits in under two minutes on a CPU; Flash runs on the same grid. (The solver's own sampler,

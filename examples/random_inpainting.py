@@ -9,7 +9,7 @@ and starts those images earlier (more denoiser calls, NFE).
     python examples/random_inpainting.py               # 2 faces × 3 ratios, ~4 min on 1 CPU thread
     python examples/random_inpainting.py --quick       # 1 face × 2 ratios, DDIM 10 steps: seconds
 
-The ratios are the `random-inpainting` task's evaluation range (README, "Operators and tasks").
+The ratios are the `random-inpainting` task's evaluation range (docs: "Solvers and tasks").
 Baseline: the bare solver over a DDIM grid of --steps (100) steps, as in `flash-wrap demo`, so the
 example fits in under two minutes on a CPU; Flash runs on the same grid. (The solver's own sampler,
 DDPM over 1000 steps, is --steps 0 and about 10x slower.)

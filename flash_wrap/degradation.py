@@ -23,9 +23,11 @@ from .operators import Operator, Task
 
 __all__ = ["LEVEL_STREAM", "NOISE_STREAM", "SEED_RULE", "degrade", "image_generators", "image_seed", "task_operator"]
 
-#: stream offsets (see :func:`image_generators`) of an image's severity level and measurement noise;
-#: the commands number the solvers' streams after these
-LEVEL_STREAM, NOISE_STREAM = 0, 1
+#: stream offset (see :func:`image_generators`) of an image's severity level; the commands number
+#: the solvers' streams after this one and :data:`NOISE_STREAM`
+LEVEL_STREAM = 0
+#: stream offset of an image's measurement noise
+NOISE_STREAM = 1
 
 
 #: The per-image seed rule of :func:`image_seed`, recorded in ``run.json``: a resume continues only a
