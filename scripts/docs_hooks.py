@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INCLUDED_PAGES: dict[str, str] = {
     "algorithms.md": "flash_wrap/ALGORITHMS.md",
     "model-cards/demo.md": "flash_wrap/assets/demo/README.md",
+    "model-cards/demo-flow.md": "flash_wrap/assets/demo-flow/README.md",
     "plugin-guide.md": "plugins/README.md",
     "third-party-solver.md": "examples/third_party_solver/README.md",
     "third-party-task.md": "examples/third_party_task/README.md",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the documents whose regions are rendered by default
-DOCUMENTS = ("README.md", "docs")
+DOCUMENTS = ("README.md", "docs", "flash_wrap/assets")
 #: a region: both markers each on a line of its own (a marker quoted inside a line is not one)
 REGION = re.compile(r"^(<!-- generated:(?P<spec>[^>]*?) -->\n)(?P<body>.*?)^(<!-- /generated -->)$", re.S | re.M)
 OPENING = re.compile(r"^<!-- generated:", re.M)
