@@ -1,13 +1,14 @@
 """The runnable examples in ``examples/``: each runs end to end with ``--quick`` (demo model or tiny
-random diffusers models, DDIM 10 steps) and writes its figure. Each takes a few seconds, most of
-it importing torch/diffusers and loading the model."""
+random diffusers models, DDIM 10 steps) and writes its figure. Each runs as ``__main__`` in the
+test process, as ``python examples/SCRIPT --quick`` runs it (the script's folder first on
+``sys.path``, its arguments in ``sys.argv``, the working directory a fresh one): a subprocess would
+spend most of its time importing torch/diffusers again."""
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -47,13 +48,23 @@ def test_examples_use_only_the_public_api():
     assert {name: mods for name, mods in offenders.items() if mods} == {}
 
 
-def _run(script: str, tmp_path: Path, *extra: str) -> tuple[str, Path]:
+def _run(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+         *extra: str) -> tuple[str, Path]:
+    """Run ``examples/SCRIPT --quick --out tmp_path/figure.png EXTRA`` as ``__main__``; its stdout."""
+    import torch
+
     out = tmp_path / "figure.png"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out", str(out), *extra],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout, out
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / script), "--quick", "--out", str(out), *extra])
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.delitem(sys.modules, "_common", raising=False)  # imported afresh from the script's folder
+    capsys.readouterr()
+    with torch.random.fork_rng(devices=[]):  # a script may seed the global RNG; the tests after it see none of it
+        try:
+            runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+        except SystemExit as stop:  # argparse's exit on bad arguments
+            pytest.fail(f"{script} exited with {stop.code}:\n{capsys.readouterr().err}")
+    return capsys.readouterr().out, out
 
 
 def _check_png(path: Path) -> None:
@@ -78,8 +89,8 @@ def _nfe(stdout: str) -> tuple[float, float]:
     ("motion_deblurring.py", 2),
     ("super_resolution.py", 1),
 ])
-def test_inverse_problem_example(script: str, rows: int, tmp_path: Path) -> None:
-    stdout, figure = _run(script, tmp_path)
+def test_inverse_problem_example(script: str, rows: int, tmp_path: Path, monkeypatch, capsys) -> None:
+    stdout, figure = _run(script, tmp_path, monkeypatch, capsys)
     _check_png(figure)
     table = [line for line in stdout.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(table) == rows, stdout
@@ -90,9 +101,9 @@ def test_inverse_problem_example(script: str, rows: int, tmp_path: Path) -> None
         assert "PSLD on this operator" in stdout and "not linear" in stdout
 
 
-def test_bring_your_own_model_example(tmp_path: Path) -> None:
+def test_bring_your_own_model_example(tmp_path: Path, monkeypatch, capsys) -> None:
     bundle = tmp_path / "bundle"
-    stdout, figure = _run("bring_your_own_model.py", tmp_path, "--bundle", str(bundle))
+    stdout, figure = _run("bring_your_own_model.py", tmp_path, monkeypatch, capsys, "--bundle", str(bundle))
     _check_png(figure)
     assert "saved tiny random diffusers models" in stdout
     assert "flash-wrap train-severity --model" in stdout

@@ -3,7 +3,8 @@
 Each stand-in is a real pipeline folder (random weights, local tokenizers) loaded with
 ``LatentDiffusion.from_pretrained``: 16-channel KL latents with the VAE's shift and scale, the SD3
 transformer (σ·1000 as is) or the FLUX transformer (2×2 packing, ids, distilled guidance, dynamic
-shifting); images 32² (latents 16 × 16 × 16). Grids are short to keep the suite fast.
+shifting); images 16² (latents 16 × 8 × 8: the contract holds at any size, and the transformers
+cost per token). Grids are short to keep the suite fast.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class _PipelineStandIn(SolverContract):
 
     family: ClassVar[str]
     steps = 16
+    image_size = 16
 
     def make_prior(self) -> LatentDiffusion:
         return copy.deepcopy(_stand_in(self.family, self.image_size))

@@ -84,12 +84,14 @@ def test_shipped_faces_match_their_attribution() -> None:
 
 
 def test_demo_model_reconstructs_a_shipped_face(demo_model: LatentDiffusion) -> None:
-    """A few Flash steps on a real face: the severity encoder alone already beats the blurry input."""
+    """A few Flash steps on a real face: the severity encoder alone already beats the blurry input.
+    On the demo's grid (DDIM over 100 steps; the solver's own DDPM-1000 starts at step 76 here and
+    costs ten times as much for the same check)."""
     x = load_images(FACES_DIR, demo_model.image_size, limit=1)
     op = get_task("gaussian-blur").operator(torch.tensor([1.0]), demo_model.image_size)
     y = op.measure(x, generator=torch.Generator().manual_seed(0))
-    out = Flash(LatentDPS(demo_model)).reconstruct(y, op, generator=torch.Generator().manual_seed(0))
+    out = Flash(LatentDPS(demo_model, steps=100)).reconstruct(y, op, generator=torch.Generator().manual_seed(0))
     assert out.images.shape == (1, 3, 128, 128)
-    assert 0 < int(out.start_step) < 200 and int(out.nfe) == int(out.start_step)
+    assert 0 < int(out.start_step) < 20 and int(out.nfe) == int(out.start_step)  # the lowest fifth of the grid
     error = (out.images - x).pow(2).mean()
     assert error < (op.to_image(y) - x).pow(2).mean()
