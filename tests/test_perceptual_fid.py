@@ -34,6 +34,20 @@ def test_fid_equals_the_closed_form_and_scipy_sqrtm():
     assert frechet_distance(x, y).value == pytest.approx(expected, rel=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore:FID from")
+def test_fid_of_sets_smaller_than_the_feature_dimension_equals_the_dense_form():
+    """Fewer vectors than dimensions take the nuclear-norm path (tr √(Σx^½ Σy Σx^½) = ‖ABᵀ‖*); it
+    equals the closed form with scipy's sqrtm on the full covariances."""
+    from scipy.linalg import sqrtm
+
+    x, y = _features(12, 64, 3), _features(9, 64, 4) + 0.2
+    a, b = x.double().numpy(), y.double().numpy()
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * sqrtm(ca @ cb).real)
+    assert frechet_distance(x, y).value == pytest.approx(expected, rel=1e-7)
+    assert abs(frechet_distance(x, x).value) < 1e-9
+
+
 def _kid_direct(x: np.ndarray, y: np.ndarray) -> float:
     m, d = x.shape
     k = lambda a, b: (float(a @ b) / d + 1) ** 3

@@ -63,6 +63,18 @@ def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
+def _trace_root(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """tr √(Σx^½ Σy Σx^½) for Σx = AᵀA, Σy = BᵀB (A: (N₁, D), B: (N₂, D)). Its eigenvalues are the
+    nonzero eigenvalues of AᵀA·BᵀB, which are those of (ABᵀ)(ABᵀ)ᵀ: the trace is the nuclear norm of the
+    N₁×N₂ matrix ABᵀ, exact and far cheaper than two D×D eigendecompositions while the sets are
+    smaller than the feature dimension (2048 for Inception)."""
+    if min(a.shape[0], b.shape[0]) < a.shape[1]:
+        return torch.linalg.svdvals(a @ b.T).sum()
+    root_x = _sqrt_psd(a.T @ a)
+    middle = root_x @ (b.T @ b) @ root_x
+    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+
+
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> FIDResult:
     """FID between feature sets ``(N₁, D)`` and ``(N₂, D)`` (N ≥ 2 each); warns below
     :data:`FID_MIN_IMAGES` images per set."""
@@ -72,11 +84,9 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> FIDResult:
                       "upwards; compare it only with FIDs from equally many images, or use KID", RuntimeWarning,
                       stacklevel=2)
     mu_x, mu_y = x.mean(0), y.mean(0)
-    cov_x, cov_y = torch.cov(x.T).reshape(x.shape[1], -1), torch.cov(y.T).reshape(y.shape[1], -1)
-    root_x = _sqrt_psd(cov_x)
-    middle = root_x @ cov_y @ root_x
-    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    value = (mu_x - mu_y).square().sum() + cov_x.trace() + cov_y.trace() - 2 * trace_root
+    # Σx = AᵀA and Σy = BᵀB with A, B the centred features over √(N − 1)
+    a, b = (x - mu_x) / (x.shape[0] - 1) ** 0.5, (y - mu_y) / (y.shape[0] - 1) ** 0.5
+    value = (mu_x - mu_y).square().sum() + a.square().sum() + b.square().sum() - 2 * _trace_root(a, b)
     return FIDResult(float(value), x.shape[0], y.shape[0])
 
 
