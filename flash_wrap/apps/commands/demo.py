@@ -15,7 +15,7 @@ HELP = ("degraded input, autoencoder-only D(z), baseline and Flash on the shippe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=argparse.SUPPRESS, help="model bundle folder, or 'demo' (shipped, the default)")
-    parser.add_argument("--out", default=argparse.SUPPRESS, help="output folder for demo.png, demo.md and demo.json")
+    parser.add_argument("--out", default=argparse.SUPPRESS, help="output folder for demo.png, demo_full.png, demo.md and demo.json")
     parser.add_argument("--solver", default=argparse.SUPPRESS)
     parser.add_argument("--steps", type=NON_NEGATIVE, default=argparse.SUPPRESS,
                         help="DDIM steps for both baseline and Flash (default: the demo's own, named in its table "
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "demo.json)")
     parser.add_argument("--seed", type=SEED, default=argparse.SUPPRESS)
     parser.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
-                        help="overwrite the demo.png, demo.md and demo.json of --out")
+                        help="overwrite the demo.png, demo_full.png, demo.md and demo.json of --out")
 
 
 def check(args: argparse.Namespace) -> None:
