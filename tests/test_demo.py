@@ -19,6 +19,7 @@ from PIL import Image
 from flash_wrap.apps import demo as demo_module
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import (
+    DEFAULT_BASELINE_FACES,
     DEFAULT_FACES,
     DEFAULT_STEPS,
     NOISE_STREAM,
@@ -114,9 +115,11 @@ def test_demo_numbers_are_the_means_of_the_per_face_results(demo_run):
     rows = iter(summary["rows"])
     for result in out["results"]:
         n = result.n_faces
-        assert n == 2 and result.baseline_nfe.tolist() == [STEPS] * n * len(result.task_levels)
+        assert n == 2 and result.baseline_nfe.tolist() == [STEPS] * len(result.task_levels)  # the first face
+        assert result.baseline_index.tolist() == [k * n for k in range(len(result.task_levels))]
         for k in range(len(result.task_levels)):
             row, s = next(rows), slice(k * n, (k + 1) * n)
+            assert row["baseline_psnr"] == pytest.approx(result.baseline_psnr[k].item(), abs=1e-4)
             assert row["flash_nfe"] == pytest.approx(result.flash_nfe[s].double().mean().item(), abs=1e-4)
             assert row["flash_psnr"] == pytest.approx(result.flash_psnr[s].double().mean().item(), abs=1e-4)
             assert row["sigma_hat"] == pytest.approx(result.sigma_hat[s].double().mean().item(), abs=1e-6)
@@ -194,13 +197,33 @@ def test_figure_rows_are_the_first_face_of_each_task_and_level_with_psnr_and_nfe
     assert row.label(with_face=False).startswith("gaussian-blur\nt = 1\nσ ")
     captions = [caption for _, caption in row.tiles()]
     i = row.index
+    assert (i, row.result.baseline_row(i)) == (2, 1)  # the bare solver's second row: face 1 at the hard level
     assert captions[1] == f"{float(row.result.degraded_psnr[i]):.1f} dB"
     assert captions[2].endswith("· NFE 0")
-    assert captions[3] == f"{float(row.result.baseline_psnr[i]):.1f} dB · NFE {STEPS}"
+    assert captions[3] == f"{float(row.result.baseline_psnr[1]):.1f} dB · NFE {STEPS}"
     assert captions[4] == f"{float(row.result.flash_psnr[i]):.1f} dB · NFE {int(row.result.flash_nfe[i])}"
-    assert all(torch.equal(image, getattr(row.result, name)[i]) for (image, _), name in
-               zip(row.tiles(), ("clean", "degraded", "autoencoder", "baseline", "flash")))
+    images = [image for image, _ in row.tiles()]
+    assert torch.equal(images[3], row.result.baseline[1])
+    assert all(torch.equal(image, getattr(row.result, name)[i]) for image, name in
+               zip(images[:3] + images[4:], ("clean", "degraded", "autoencoder", "flash")))
     assert full[1].label(with_face=True).endswith("face 2") and len(COLUMNS) == 5
+    assert full[1].tiles()[3] == (None, "not run on this face")
+
+
+def test_bare_rows_do_not_depend_on_which_faces_ran_beside_them(demo_setup, demo_run):
+    tmp, model, faces = demo_setup
+    _, _, summary = demo_run
+    assert summary["baseline_faces"] == 1 and "(the bare solver's: the first 1 face)" in demo_run[0]["table"]
+    every = run_demo(model=str(model), out=tmp / "every", faces=faces, n_faces=2, baseline_faces=None, steps=STEPS,
+                     seed=3, tasks=("motion-blur",), progress=False)
+    result = every["results"][0]
+    assert result.baseline_faces == 2 and result.baseline_nfe.tolist() == [STEPS] * 4
+    first = next(r for r in demo_run[0]["results"] if r.task == "motion-blur")
+    # face 1 at both levels, alone or beside face 2 (the batch's size only changes the rounding)
+    assert torch.allclose(result.baseline[[0, 2]], first.baseline, atol=1e-4)
+    assert every["rows"][0]["baseline_psnr"] == pytest.approx(float(result.baseline_psnr[:2].double().mean()),
+                                                              abs=1e-4)
+    assert "bare solver's" not in every["table"]
 
 
 def test_progress_without_a_terminal_is_one_line_per_stage(demo_run):
@@ -274,6 +297,7 @@ def test_two_runs_write_the_same_rows_and_the_seed_matters(demo_setup, demo_run)
 def test_demo_defaults_are_the_module_constants(demo_setup):
     params = inspect.signature(run_demo).parameters
     assert params["steps"].default == DEFAULT_STEPS and params["n_faces"].default == DEFAULT_FACES
+    assert params["baseline_faces"].default == DEFAULT_BASELINE_FACES
 
 
 def test_demo_cli_passes_only_the_options_given(monkeypatch, capsys, tmp_path):
@@ -288,6 +312,10 @@ def test_demo_cli_passes_only_the_options_given(monkeypatch, capsys, tmp_path):
     assert "steps" not in calls[-1] and "n_faces" not in calls[-1]  # run_demo's defaults apply
     assert main(["demo", "--out", str(tmp_path / "a"), "--steps", "0", "--n-faces", "2", "--seed", "5"]) == 0
     assert (calls[-1]["steps"], calls[-1]["n_faces"], calls[-1]["seed"]) == (None, 2, 5)  # 0: the solver's sampler
+    assert main(["demo", "--out", str(tmp_path / "a"), "--baseline-faces", "0"]) == 0
+    assert calls[-1]["baseline_faces"] is None  # 0: every face
+    assert main(["demo", "--out", str(tmp_path / "a"), "--baseline-faces", "2"]) == 0
+    assert calls[-1]["baseline_faces"] == 2
     assert "figure:" in capsys.readouterr().out
 
 

@@ -50,6 +50,9 @@ FACES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faces"
 DEFAULT_STEPS = 100
 #: How many faces (the first ones of the sorted folder) the demo uses by default.
 DEFAULT_FACES = 2
+#: How many of them (the first) the bare solver runs on by default, at every level: its 100 steps
+#: per image are most of the demo's time, and it fails the same way on every face.
+DEFAULT_BASELINE_FACES = 1
 
 #: A sample's random streams: generator ``sample_seed · STREAMS + stream`` (its motion-blur
 #: kernel uses ``sample_seed`` itself).
@@ -94,6 +97,10 @@ class TaskResult:
     ``latent_error`` the variance σ̄² of its actual error ``ẑ − E(x)`` over the latent entries,
     the quantity σ̂ is trained to predict [P eq. 3]; ``params`` the hyper-parameters each method
     ran with (``{"flash": {...}, "baseline": {...}}``).
+
+    The bare solver runs on the first ``baseline_faces`` faces of each level only: its images and
+    numbers (``baseline*``) have ``levels × baseline_faces`` rows, level-major, and
+    ``baseline_index`` ``(levels × baseline_faces,)`` holds their sample indices.
     """
 
     task: str
@@ -118,6 +125,8 @@ class TaskResult:
     baseline_seconds: float
     flash_seconds: float
     params: dict[str, dict[str, float]]
+    baseline_faces: int
+    baseline_index: torch.Tensor
 
     @property
     def n_faces(self) -> int:
@@ -126,6 +135,15 @@ class TaskResult:
     def rows_of(self, k: int) -> slice:
         """The samples at the ``k``-th level."""
         return slice(k * self.n_faces, (k + 1) * self.n_faces)
+
+    def baseline_rows_of(self, k: int) -> slice:
+        """The bare solver's rows (of ``baseline*``) at the ``k``-th level."""
+        return slice(k * self.baseline_faces, (k + 1) * self.baseline_faces)
+
+    def baseline_row(self, sample: int) -> int | None:
+        """Where sample ``sample`` sits in ``baseline*``, ``None`` if the bare solver did not run on it."""
+        hits = (self.baseline_index == sample).nonzero().flatten().tolist()
+        return hits[0] if hits else None
 
 
 class Progress:
@@ -180,15 +198,19 @@ class Progress:
 
 def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names: list[str], *, solver: str,
              steps: int | None, seed: int, progress: Progress | None = None,
-             lpips: LPIPS | None = None) -> TaskResult:
-    """Degrade each face at the task's demo levels; reconstruct with the bare solver and Flash;
-    decode Flash's ẑ for the autoencoder-only estimate. ``lpips``: the metric to score with
-    (default: the shipped LPIPS-AlexNet)."""
+             lpips: LPIPS | None = None, baseline_faces: int | None = None) -> TaskResult:
+    """Degrade each face at the task's demo levels; reconstruct with Flash and, on the first
+    ``baseline_faces`` faces of each level (``None``: all), the bare solver; decode Flash's ẑ for
+    the autoencoder-only estimate. Every sample draws from its own generators, so a bare image
+    does not depend on which others ran beside it. ``lpips``: the metric to score with (default:
+    the shipped LPIPS-AlexNet)."""
     lpips = lpips or LPIPS.load()
     progress = progress or Progress(False, 2)
     task = get_task(task_name)
     task_levels = task.demo_levels
     n = faces.shape[0]
+    n_bare = n if baseline_faces is None else min(baseline_faces, n)
+    bare_index = torch.tensor([k * n + f for k in range(len(task_levels)) for f in range(n_bare)])
     levels = torch.tensor(task_levels).repeat_interleave(n)
     clean = faces.repeat(len(task_levels), 1, 1, 1).to(model.device)
     seeds = [sample_seed(seed, task_name, t, name) for t in task_levels for name in names]
@@ -201,10 +223,12 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
     bars = progress.bars
 
     started = progress.start(f"{label}: baseline")
-    base = bare.reconstruct(y, operator, generator=stream_generators(seeds, BASELINE_STREAM), progress=bars,
+    bare_seeds = [seeds[i] for i in bare_index.tolist()]
+    base = bare.reconstruct(y[bare_index], operator.select(bare_index),
+                            generator=stream_generators(bare_seeds, BASELINE_STREAM), progress=bars,
                             callback=progress.steps(f"{label}: baseline {grid}", started))
-    baseline_seconds = progress.done(f"{label}: baseline {grid}",
-                                     f"{_count(len(seeds), 'image')}, mean NFE {base.nfe.float().mean():.1f}", started)
+    baseline_seconds = progress.done(f"{label}: baseline {grid}", f"{_count(len(bare_seeds), 'image')}, "
+                                     f"mean NFE {base.nfe.float().mean():.1f}", started)
     started = progress.start(f"{label}: flash")
     fast = Flash(bare).reconstruct(y, operator, generator=stream_generators(seeds, FLASH_STREAM), progress=bars,
                                    callback=progress.steps(f"{label}: flash {grid}", started))
@@ -220,10 +244,11 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
         severity=operator.severity.expand(len(seeds)).clone(), clean=clean, degraded=degraded,
         autoencoder=autoencoder, baseline=base.images, flash=fast.images, baseline_nfe=base.nfe,
         flash_nfe=fast.nfe, sigma_hat=fast.sigma_hat, latent_error=latent_error, degraded_psnr=psnr(degraded, clean),
-        autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean),
-        flash_psnr=psnr(fast.images, clean), baseline_lpips=lpips(base.images, clean),
+        autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean[bare_index]),
+        flash_psnr=psnr(fast.images, clean), baseline_lpips=lpips(base.images, clean[bare_index]),
         flash_lpips=lpips(fast.images, clean), baseline_seconds=baseline_seconds, flash_seconds=flash_seconds,
         params={"flash": bare.hyperparameters(task_name), "baseline": bare.hyperparameters(task_name, baseline=True)},
+        baseline_faces=n_bare, baseline_index=bare_index,
     )
 
 
@@ -236,13 +261,13 @@ def summary_rows(results: list[TaskResult]) -> list[dict]:
     rows = []
     for r in results:
         for k, level in enumerate(r.task_levels):
-            s = r.rows_of(k)
+            s, b = r.rows_of(k), r.baseline_rows_of(k)
             rows.append({
                 "task": r.task, "level": float(level),
                 "degraded_psnr": _mean(r.degraded_psnr[s]), "autoencoder_psnr": _mean(r.autoencoder_psnr[s]),
-                "baseline_psnr": _mean(r.baseline_psnr[s]), "flash_psnr": _mean(r.flash_psnr[s]),
-                "baseline_lpips": _mean(r.baseline_lpips[s]), "flash_lpips": _mean(r.flash_lpips[s]),
-                "baseline_nfe": _mean(r.baseline_nfe[s]), "flash_nfe": _mean(r.flash_nfe[s]),
+                "baseline_psnr": _mean(r.baseline_psnr[b]), "flash_psnr": _mean(r.flash_psnr[s]),
+                "baseline_lpips": _mean(r.baseline_lpips[b]), "flash_lpips": _mean(r.flash_lpips[s]),
+                "baseline_nfe": _mean(r.baseline_nfe[b]), "flash_nfe": _mean(r.flash_nfe[s]),
                 "sigma_hat": round(float(r.sigma_hat[s].double().mean()), 6),
                 "latent_error": float(f"{float(r.latent_error[s].mean()):.6g}"),
             })
@@ -278,17 +303,28 @@ def format_table(results: list[TaskResult], rows: list[dict] | None = None) -> s
     return "\n".join(lines)
 
 
+def _bare_note(baseline_faces: int, n_faces: int) -> str:
+    """The table header's note on the bare solver's faces (none when it ran on all)."""
+    if baseline_faces == n_faces:
+        return ""
+    return f" (the bare solver's: the first {_count(baseline_faces, 'face')})"
+
+
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = DEFAULT_STEPS, faces: str | Path | None = None,
-             n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] | None = None, seed: int = 0,
-             progress: bool | None = None, force: bool = False) -> dict:
+             n_faces: int | None = DEFAULT_FACES, baseline_faces: int | None = DEFAULT_BASELINE_FACES,
+             tasks: tuple[str, ...] | None = None, seed: int = 0, progress: bool | None = None,
+             force: bool = False) -> dict:
     """Run the demo and write ``demo.png``, ``demo_full.png``, ``demo.md`` and ``demo.json`` into ``out``; a folder that
     holds any of them already is refused unless ``force`` (then they are overwritten).
 
     ``tasks``: registered task names, each at its ``demo_levels``; ``None`` is every registered
     task the model has a severity encoder for (a named task without one is a warning).
     ``steps=None`` uses the solver's own sampler; any ``steps`` goes through the one grid rule
-    (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder.
+    (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder;
+    ``baseline_faces`` how many of them (the first) the bare solver also runs on, at every level
+    (``None``: all): it takes every grid step, most of the demo's time, and the same rows
+    whichever faces ran beside it.
     ``progress``: ``None`` bars on a terminal and a line per stage otherwise, True bars, False
     nothing. Returns the paths, the table, the rows, the per-task results and the grid label.
     """
@@ -322,7 +358,7 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     lpips = LPIPS.load()
     try:
         results = [run_task(bundle, t, images, names, solver=solver, steps=steps, seed=seed, progress=bar,
-                            lpips=lpips) for t in available]
+                            lpips=lpips, baseline_faces=baseline_faces) for t in available]
     finally:
         bar.close()
     rows = summary_rows(results)
@@ -331,14 +367,16 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
         results, out, f"{solver}, {grid}: bare solver vs Flash, {bundle.image_size}² faces, σ_y = {noise:g}\n"
         "under each tile: PSNR against clean (dB) · NFE = denoiser calls")
     table = (f"{solver}, {grid}, bare vs Flash; {_count(len(names), 'face')} ({bundle.image_size}²), σ_y = {noise:g}, "
-             f"means over the faces; D(ẑ): the severity encoder's estimate, decoded (no solver step); "
+             f"means over the faces{_bare_note(results[0].baseline_faces, len(names))}; D(ẑ): the severity "
+             "encoder's estimate, decoded (no solver step); "
              f"actual σ̄²: the variance of ẑ − E(x), which σ̂ predicts\n\n"
              + format_table(results, rows))
     (out / "demo.md").write_text(table + "\n")
     seconds = time.perf_counter() - began
     summary = {
         "model": str(model), "solver": solver, "grid": grid, "steps": steps, "image_size": bundle.image_size,
-        "n_faces": len(names), "faces": names, "seed": seed, "noise_std": noise,
+        "n_faces": len(names), "faces": names, "baseline_faces": results[0].baseline_faces, "seed": seed,
+        "noise_std": noise,
         "seconds": round(seconds, 1),
         "stage_seconds": {r.task: {"baseline": round(r.baseline_seconds, 2), "flash": round(r.flash_seconds, 2)}
                           for r in results},

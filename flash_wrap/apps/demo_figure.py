@@ -29,7 +29,7 @@ DPI = 100
 TILE_SCALE = 2
 #: Inches beside and around the tiles: the row labels on the left, a caption under each tile,
 #: the column titles and the figure title on top.
-LABEL_IN, CAPTION_IN, HEADER_IN = 2.1, 0.5, 1.0
+LABEL_IN, CAPTION_IN, HEADER_IN, GAP_IN = 2.1, 0.5, 1.0, 0.06
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,18 @@ class FigureRow:
         face = f"\nface {i % r.n_faces + 1}" if with_face else ""
         return f"{r.task}\nt = {float(r.levels[i]):.3g}\n{what}{face}"
 
-    def tiles(self) -> list[tuple[torch.Tensor, str]]:
-        """The five ``(3, H, W)`` images in [0, 1] and their captions (PSNR against clean, NFE)."""
+    def tiles(self) -> list[tuple[torch.Tensor | None, str]]:
+        """The five ``(3, H, W)`` images in [0, 1] and their captions (PSNR against clean, NFE);
+        the bare solver's image is ``None`` for a face it did not run on."""
         r, i = self.result, self.index
+        b = r.baseline_row(i)
+        bare = ((None, "not run on this face") if b is None else
+                (r.baseline[b], f"{float(r.baseline_psnr[b]):.1f} dB · NFE {int(r.baseline_nfe[b])}"))
         return [
             (r.clean[i], "reference"),
             (r.degraded[i], f"{float(r.degraded_psnr[i]):.1f} dB"),
             (r.autoencoder[i], f"{float(r.autoencoder_psnr[i]):.1f} dB · NFE 0"),
-            (r.baseline[i], f"{float(r.baseline_psnr[i]):.1f} dB · NFE {int(r.baseline_nfe[i])}"),
+            bare,
             (r.flash[i], f"{float(r.flash_psnr[i]):.1f} dB · NFE {int(r.flash_nfe[i])}"),
         ]
 
@@ -69,7 +73,7 @@ def figure_rows(results: Sequence[TaskResult], all_faces: bool) -> list[FigureRo
 
 def grid_figure(rows: Sequence[FigureRow], path: Path, title: str, *, with_face: bool) -> Path:
     """Draw ``rows`` (five tiles each, :data:`COLUMNS`) into a PNG at ``path`` and return it; a tile is
-    ``TILE_SCALE × H`` pixels, so a 128² model gives a 1490 px wide figure."""
+    ``TILE_SCALE × H`` pixels, so a 128² model gives a 1540 px wide figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,21 +81,25 @@ def grid_figure(rows: Sequence[FigureRow], path: Path, title: str, *, with_face:
 
     size = rows[0].result.clean.shape[-1]
     tile = TILE_SCALE * size / DPI  # inches
-    width = LABEL_IN + len(COLUMNS) * tile + 0.2
+    pitch = tile + GAP_IN
+    width = LABEL_IN + len(COLUMNS) * pitch + 0.2
     height = HEADER_IN + len(rows) * (tile + CAPTION_IN)
     fig = plt.figure(figsize=(width, height), dpi=DPI)
     fig.suptitle(title, fontsize=12, y=1 - 0.2 / height, va="top")
     for j, head in enumerate(COLUMNS):
-        fig.text((LABEL_IN + (j + 0.5) * tile) / width, 1 - (HEADER_IN - 0.15) / height, head,
+        fig.text((LABEL_IN + j * pitch + tile / 2) / width, 1 - (HEADER_IN - 0.15) / height, head,
                  ha="center", va="bottom", fontsize=14, fontweight="bold")
     for i, row in enumerate(rows):
         top = HEADER_IN + i * (tile + CAPTION_IN)
         fig.text(0.1 / width, 1 - (top + tile / 2) / height, row.label(with_face), ha="left", va="center",
                  fontsize=12)
         for j, (image, caption) in enumerate(row.tiles()):
-            ax = fig.add_axes(((LABEL_IN + j * tile) / width, 1 - (top + tile) / height, tile / width,
+            ax = fig.add_axes(((LABEL_IN + j * pitch) / width, 1 - (top + tile) / height, tile / width,
                                tile / height))
-            ax.imshow(image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+            if image is None:
+                ax.set_facecolor("0.9")
+            else:
+                ax.imshow(image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel(caption, fontsize=12, labelpad=3)
