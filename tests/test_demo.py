@@ -8,6 +8,8 @@ import inspect
 import io
 import json
 import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,14 +19,17 @@ from PIL import Image
 from flash_wrap.apps import demo as demo_module
 from flash_wrap.apps.cli import main
 from flash_wrap.apps.demo import (
+    DEFAULT_BASELINE_FACES,
     DEFAULT_FACES,
     DEFAULT_STEPS,
     NOISE_STREAM,
     ROW_KEYS,
     STREAMS,
+    Progress,
     run_demo,
     sample_seed,
 )
+from flash_wrap.apps.demo_figure import CAPTION_IN, COLUMNS, DPI, HEADER_IN, MAX_WIDTH_PX, TILE_SCALE, figure_rows
 from flash_wrap.images import list_images, load_image
 from flash_wrap.models import LatentDiffusion
 from flash_wrap.registry import get_task
@@ -110,9 +115,11 @@ def test_demo_numbers_are_the_means_of_the_per_face_results(demo_run):
     rows = iter(summary["rows"])
     for result in out["results"]:
         n = result.n_faces
-        assert n == 2 and result.baseline_nfe.tolist() == [STEPS] * n * len(result.task_levels)
+        assert n == 2 and result.baseline_nfe.tolist() == [STEPS] * len(result.task_levels)  # the first face
+        assert result.baseline_index.tolist() == [k * n for k in range(len(result.task_levels))]
         for k in range(len(result.task_levels)):
             row, s = next(rows), slice(k * n, (k + 1) * n)
+            assert row["baseline_psnr"] == pytest.approx(result.baseline_psnr[k].item(), abs=1e-4)
             assert row["flash_nfe"] == pytest.approx(result.flash_nfe[s].double().mean().item(), abs=1e-4)
             assert row["flash_psnr"] == pytest.approx(result.flash_psnr[s].double().mean().item(), abs=1e-4)
             assert row["sigma_hat"] == pytest.approx(result.sigma_hat[s].double().mean().item(), abs=1e-6)
@@ -164,12 +171,59 @@ def test_demo_md_shows_the_numbers_of_demo_json(demo_run, demo_setup):
         assert f"{task} Flash η={p['flash']['eta']:g}, bare η={p['baseline']['eta']:g}" in md
 
 
-def test_demo_figure_is_a_png_with_five_columns_per_task(demo_run):
-    out, _, _ = demo_run
+def test_demo_figures_are_pngs_one_row_per_task_and_level_the_full_one_per_face(demo_run):
+    out, _, summary = demo_run
     with open(out["figure"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with Image.open(out["figure"]) as img:
-        assert img.format == "PNG" and img.width > img.height > 300
+    assert out["figure"].name == "demo.png" and out["full_figure"] == out["figure"].with_name("demo_full.png")
+    rows = len(summary["rows"])  # 7: one per task and level
+    with Image.open(out["figure"]) as compact, Image.open(out["full_figure"]) as full:
+        assert compact.format == full.format == "PNG"
+        assert compact.width == full.width <= MAX_WIDTH_PX
+        # the same layout: a header, then one band of equal height per row (2 faces: twice the rows)
+        band = (full.height - compact.height) / rows
+        assert compact.height == pytest.approx(HEADER_IN * DPI + rows * band, abs=2)
+        assert band == pytest.approx((TILE_SCALE * 32 / DPI + CAPTION_IN) * DPI, abs=1)
+
+
+def test_figure_rows_are_the_first_face_of_each_task_and_level_with_psnr_and_nfe(demo_run):
+    out, _, _ = demo_run
+    results = out["results"]
+    compact, full = figure_rows(results, all_faces=False), figure_rows(results, all_faces=True)
+    assert [(r.result.task, r.index) for r in compact] == [
+        (res.task, k * res.n_faces) for res in results for k in range(len(res.task_levels))]
+    assert len(full) == sum(res.clean.shape[0] for res in results)
+    row = compact[1]  # gaussian-blur at its hard level
+    assert row.label(with_face=False).startswith("gaussian-blur\nt = 1\nσ ")
+    captions = [caption for _, caption in row.tiles()]
+    i = row.index
+    assert (i, row.result.baseline_row(i)) == (2, 1)  # the bare solver's second row: face 1 at the hard level
+    assert captions[1] == f"{float(row.result.degraded_psnr[i]):.1f} dB"
+    assert captions[2].endswith("· NFE 0")
+    assert captions[3] == f"{float(row.result.baseline_psnr[1]):.1f} dB · NFE {STEPS}"
+    assert captions[4] == f"{float(row.result.flash_psnr[i]):.1f} dB · NFE {int(row.result.flash_nfe[i])}"
+    images = [image for image, _ in row.tiles()]
+    assert torch.equal(images[3], row.result.baseline[1])
+    assert all(torch.equal(image, getattr(row.result, name)[i]) for image, name in
+               zip(images[:3] + images[4:], ("clean", "degraded", "autoencoder", "flash")))
+    assert full[1].label(with_face=True).endswith("face 2") and len(COLUMNS) == 5
+    assert full[1].tiles()[3] == (None, "not run on this face")
+
+
+def test_bare_rows_do_not_depend_on_which_faces_ran_beside_them(demo_setup, demo_run):
+    tmp, model, faces = demo_setup
+    _, _, summary = demo_run
+    assert summary["baseline_faces"] == 1 and "(the bare solver's: the first 1 face)" in demo_run[0]["table"]
+    every = run_demo(model=str(model), out=tmp / "every", faces=faces, n_faces=2, baseline_faces=None, steps=STEPS,
+                     seed=3, tasks=("motion-blur",), progress=False)
+    result = every["results"][0]
+    assert result.baseline_faces == 2 and result.baseline_nfe.tolist() == [STEPS] * 4
+    first = next(r for r in demo_run[0]["results"] if r.task == "motion-blur")
+    # face 1 at both levels, alone or beside face 2 (the batch's size only changes the rounding)
+    assert torch.allclose(result.baseline[[0, 2]], first.baseline, atol=1e-4)
+    assert every["rows"][0]["baseline_psnr"] == pytest.approx(float(result.baseline_psnr[:2].double().mean()),
+                                                              abs=1e-4)
+    assert "bare solver's" not in every["table"]
 
 
 def test_progress_without_a_terminal_is_one_line_per_stage(demo_run):
@@ -184,6 +238,40 @@ def test_progress_without_a_terminal_is_one_line_per_stage(demo_run):
             assert sum(line.startswith(f"demo: {task} t=") and f": {method} ddim-{STEPS}" in line
                        and line.endswith(" s") for line in stages) == 1
     assert "demo: gaussian-blur t=0.00/1.00: baseline" in err and "demo: super-resolution t=0.00: flash" in err
+
+
+def test_progress_lines_inside_a_stage_follow_the_clock():
+    now = [0.0]
+    progress = Progress(None, 1, interval=30.0, clock=lambda: now[0])
+    assert progress.lines  # stderr is not a terminal under pytest's capture
+    started = progress.start("inpainting: baseline")
+    report = progress.steps("inpainting: baseline", started)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        for k in range(99, -1, -1):  # a 100-step grid counts down, 1 s a step
+            now[0] += 1.0
+            report(SimpleNamespace(index=torch.tensor([k, k])), torch.zeros(2))
+    assert err.getvalue().splitlines() == [
+        "demo: inpainting: baseline: 30 steps done, 70 to go, 30 s",
+        "demo: inpainting: baseline: 60 steps done, 40 to go, 60 s",
+        "demo: inpainting: baseline: 90 steps done, 10 to go, 90 s",
+    ]
+    assert Progress(False, 1).steps("x", 0.0) is None  # silent: no callback at all
+
+
+def test_progress_without_a_terminal_reports_inside_long_stages(demo_setup, monkeypatch):
+    tmp, model, faces = demo_setup
+    monkeypatch.setattr(demo_module, "PROGRESS_INTERVAL_S", 0.0)  # every step is "30 s later"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        run_demo(model=str(model), out=tmp / "chatty", faces=faces, n_faces=1, steps=3, tasks=("motion-blur",))
+    inside = [line for line in err.getvalue().splitlines() if "steps done" in line]
+    pattern = re.compile(r"demo: motion-blur t=0\.00/1\.00: (baseline|flash) ddim-3 \(η=0\): (\d) steps done, "
+                         r"(\d) to go, \d+ s")
+    matches = [pattern.fullmatch(line) for line in inside]
+    assert all(matches)
+    baseline = [(int(m[2]), int(m[3])) for m in matches if m[1] == "baseline"]
+    assert baseline == [(1, 2), (2, 1), (3, 0)]  # every step of the 3-step grid, counting down
 
 
 def test_progress_on_a_terminal_is_tqdm_bars(demo_setup, monkeypatch):
@@ -209,6 +297,7 @@ def test_two_runs_write_the_same_rows_and_the_seed_matters(demo_setup, demo_run)
 def test_demo_defaults_are_the_module_constants(demo_setup):
     params = inspect.signature(run_demo).parameters
     assert params["steps"].default == DEFAULT_STEPS and params["n_faces"].default == DEFAULT_FACES
+    assert params["baseline_faces"].default == DEFAULT_BASELINE_FACES
 
 
 def test_demo_cli_passes_only_the_options_given(monkeypatch, capsys, tmp_path):
@@ -223,6 +312,10 @@ def test_demo_cli_passes_only_the_options_given(monkeypatch, capsys, tmp_path):
     assert "steps" not in calls[-1] and "n_faces" not in calls[-1]  # run_demo's defaults apply
     assert main(["demo", "--out", str(tmp_path / "a"), "--steps", "0", "--n-faces", "2", "--seed", "5"]) == 0
     assert (calls[-1]["steps"], calls[-1]["n_faces"], calls[-1]["seed"]) == (None, 2, 5)  # 0: the solver's sampler
+    assert main(["demo", "--out", str(tmp_path / "a"), "--baseline-faces", "0"]) == 0
+    assert calls[-1]["baseline_faces"] is None  # 0: every face
+    assert main(["demo", "--out", str(tmp_path / "a"), "--baseline-faces", "2"]) == 0
+    assert calls[-1]["baseline_faces"] == 2
     assert "figure:" in capsys.readouterr().out
 
 

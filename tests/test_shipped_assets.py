@@ -56,11 +56,12 @@ def test_demo_bundle_loads_with_every_task_and_tuned_step_sizes(demo_model: Late
 def test_demo_bundle_gives_each_method_its_own_step_sizes_per_grid(demo_model: LatentDiffusion) -> None:
     """Each baseline_defaults entry is read by a bare run on its grid and only there (the demo's
     DDIM-100 baseline diverges at Flash's η); Flash reads solver_defaults, and flash_defaults on
-    their grid only (super-resolution's DDIM-100 η)."""
+    their grid only (super-resolution's and inpainting's DDIM-100 η)."""
     index = json.loads((DEMO / "model_index.json").read_text())
     assert index["format_version"] == 2  # it holds flash_defaults, which a version-1 reader would ignore
     tuned, per_grid = index["solver_defaults"]["latent-dps"], index["flash_defaults"]["latent-dps"]
-    assert per_grid == {"super-resolution": {"ddim-100 (η=0)": {"eta": 1.5}}}
+    assert per_grid == {"super-resolution": {"ddim-100 (η=0)": {"eta": 1.5}},
+                        "random-inpainting": {"ddim-100 (η=0)": {"eta": 0.5}}}
     entries = [(task, label, values) for task, grids in index["baseline_defaults"]["latent-dps"].items()
                for label, values in grids.items()]
     assert ("motion-blur", "ddpm-1000") in {(t, g) for t, g, _ in entries}
@@ -73,6 +74,9 @@ def test_demo_bundle_gives_each_method_its_own_step_sizes_per_grid(demo_model: L
         assert solver.hyperparameters(task) == flash
     assert LatentDPS(demo_model, steps=100).hyperparameters("super-resolution") == {"c": 0.05, "eta": 1.5}
     assert LatentDPS(demo_model).hyperparameters("super-resolution") == {"c": 0.05, "eta": 1.0}
+    # inpainting: a few DDIM steps from ẑ at every severity want a smaller step than DDPM-1000
+    assert LatentDPS(demo_model, steps=100).hyperparameters("random-inpainting") == {"c": 0.1, "eta": 0.5}
+    assert LatentDPS(demo_model).hyperparameters("random-inpainting") == {"c": 0.1, "eta": 1.0}
 
 
 def test_shipped_faces_match_their_attribution() -> None:

@@ -206,8 +206,9 @@ DEMO_EXPECTED = {
     ("latent-dps", None, "super-resolution"): ({"c": 0.05, "eta": 1.0}, {"eta": 1.0}),
     # flash_defaults["latent-dps"]["super-resolution"]["ddim-100 (η=0)"]; baseline_defaults[...]["ddim-100 (η=0)"]
     ("latent-dps", 100, "super-resolution"): ({"c": 0.05, "eta": 1.5}, {"eta": 0.4}),
-    # solver_defaults["latent-dps"]["random-inpainting"]; baseline_defaults[...]["ddim-100 (η=0)"]
-    ("latent-dps", 100, "random-inpainting"): ({"c": 0.1, "eta": 1.0}, {"eta": 0.2}),
+    # flash_defaults["latent-dps"]["random-inpainting"]["ddim-100 (η=0)"] over solver_defaults' c;
+    # baseline_defaults[...]["ddim-100 (η=0)"]
+    ("latent-dps", 100, "random-inpainting"): ({"c": 0.1, "eta": 0.5}, {"eta": 0.2}),
     # no entry for DDIM-50: solver_defaults["latent-dps"]["random-inpainting"] for both
     ("latent-dps", 50, "random-inpainting"): ({"c": 0.1, "eta": 1.0}, {"eta": 1.0}),
     # baseline_defaults["latent-dps"]["motion-blur"]["ddpm-1000"]

@@ -1,8 +1,9 @@
 """``flash-wrap demo``: every task at an easy and a hard severity on the shipped faces: the
 degraded input, the autoencoder-only estimate D(ẑ), the bare solver and Flash.
 
-Writes ``demo.png`` (per task: clean | degraded | D(ẑ) | baseline | Flash, with PSNR, NFE and σ̂
-under each image), ``demo.md`` (the table it prints) and ``demo.json`` (the same numbers: means
+Writes ``demo.png`` (one row per task and level, the first face: clean | degraded | D(ẑ) | bare |
+Flash, with PSNR and NFE under each image; :mod:`.demo_figure`), ``demo_full.png`` (the same with
+every face), ``demo.md`` (the table it prints) and ``demo.json`` (the same numbers: means
 over the faces, one row per task and level, plus the run's settings and time).
 
 Every sample's randomness (its motion-blur kernel, its measurement noise, the bare solver's and
@@ -10,7 +11,8 @@ Flash's noise) comes from its own seed, made from ``--seed``, the task, the leve
 file name (:func:`sample_seed`), so two runs write the same rows.
 
 Progress follows ``flash-wrap tune``'s rule: tqdm bars when stderr is a terminal, otherwise one
-line per stage on stderr (a stage = one task's baseline or Flash run), so a log file stays short.
+line per stage on stderr (a stage = one task's baseline or Flash run) and, inside a stage, one every
+:data:`PROGRESS_INTERVAL_S` seconds, so a log file stays short but never silent for minutes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,9 @@ from ..models import LatentDiffusion
 from ..models.bundle_io import resolve as resolve_bundle
 from ..operators import DEFAULT_NOISE_STD, SEED_BOUND
 from ..registry import get_registry, get_solver, get_task
+from ..runner import StepCallback
+from ..state import StepState
+from .demo_figure import demo_figures
 from .progress import progress_mode
 from .runs import RunFolderError, check_output_folder
 
@@ -44,14 +50,20 @@ FACES_DIR = Path(__file__).resolve().parents[1] / "assets" / "faces"
 DEFAULT_STEPS = 100
 #: How many faces (the first ones of the sorted folder) the demo uses by default.
 DEFAULT_FACES = 2
+#: How many of them (the first) the bare solver runs on by default, at every level: its 100 steps
+#: per image are most of the demo's time, and it fails the same way on every face.
+DEFAULT_BASELINE_FACES = 1
 
 #: A sample's random streams: generator ``sample_seed · STREAMS + stream`` (its motion-blur
 #: kernel uses ``sample_seed`` itself).
 NOISE_STREAM, BASELINE_STREAM, FLASH_STREAM = 0, 1, 2
 STREAMS = 4
 
+#: Seconds between two progress lines inside a stage when stderr is not a terminal.
+PROGRESS_INTERVAL_S = 30.0
+
 #: What a demo writes into its ``--out`` folder.
-DEMO_FILES = ("demo.png", "demo.md", "demo.json")
+DEMO_FILES = ("demo.png", "demo_full.png", "demo.md", "demo.json")
 
 #: The keys of every ``demo.json`` row, in order.
 ROW_KEYS = ("task", "level", "degraded_psnr", "autoencoder_psnr", "baseline_psnr", "flash_psnr",
@@ -85,6 +97,10 @@ class TaskResult:
     ``latent_error`` the variance σ̄² of its actual error ``ẑ − E(x)`` over the latent entries,
     the quantity σ̂ is trained to predict [P eq. 3]; ``params`` the hyper-parameters each method
     ran with (``{"flash": {...}, "baseline": {...}}``).
+
+    The bare solver runs on the first ``baseline_faces`` faces of each level only: its images and
+    numbers (``baseline*``) have ``levels × baseline_faces`` rows, level-major, and
+    ``baseline_index`` ``(levels × baseline_faces,)`` holds their sample indices.
     """
 
     task: str
@@ -109,6 +125,8 @@ class TaskResult:
     baseline_seconds: float
     flash_seconds: float
     params: dict[str, dict[str, float]]
+    baseline_faces: int
+    baseline_index: torch.Tensor
 
     @property
     def n_faces(self) -> int:
@@ -118,22 +136,53 @@ class TaskResult:
         """The samples at the ``k``-th level."""
         return slice(k * self.n_faces, (k + 1) * self.n_faces)
 
+    def baseline_rows_of(self, k: int) -> slice:
+        """The bare solver's rows (of ``baseline*``) at the ``k``-th level."""
+        return slice(k * self.baseline_faces, (k + 1) * self.baseline_faces)
+
+    def baseline_row(self, sample: int) -> int | None:
+        """Where sample ``sample`` sits in ``baseline*``, ``None`` if the bare solver did not run on it."""
+        hits = (self.baseline_index == sample).nonzero().flatten().tolist()
+        return hits[0] if hits else None
+
 
 class Progress:
     """The demo's progress: a tqdm bar over the stages (and the solver's step bars) when stderr is
-    a terminal, otherwise one line per stage on stderr; ``progress`` True forces bars, False is
-    silent (``flash-wrap tune``'s rule)."""
+    a terminal, otherwise one line per stage on stderr and, inside a stage, a line every
+    ``interval`` seconds (by ``clock``) saying how many steps are done and left; ``progress`` True
+    forces bars, False is silent (``flash-wrap tune``'s rule). ``interval`` defaults to
+    :data:`PROGRESS_INTERVAL_S`; ``clock`` returns seconds."""
 
-    def __init__(self, progress: bool | None, stages: int) -> None:
+    def __init__(self, progress: bool | None, stages: int, *, interval: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.bars, self.lines = progress_mode(progress)
         self.bar = tqdm(total=stages, desc="demo", unit="stage", disable=not self.bars)
+        self.interval = PROGRESS_INTERVAL_S if interval is None else interval
+        self.clock = clock
 
     def start(self, label: str) -> float:
         self.bar.set_description(f"demo: {label}")
-        return time.perf_counter()
+        return self.clock()
+
+    def steps(self, label: str, started: float) -> StepCallback | None:
+        """A step callback for a solver run begun at ``started``: in line mode, every ``interval``
+        seconds a line ``label: N steps done, K to go, S s`` (``None`` otherwise)."""
+        if not self.lines:
+            return None
+        done, last = 0, started
+
+        def report(state: StepState, output: torch.Tensor) -> None:
+            nonlocal done, last
+            done += 1
+            now = self.clock()
+            if now - last >= self.interval:
+                last = now
+                self.say(f"{label}: {done} steps done, {int(state.index.max())} to go, {now - started:.0f} s")
+
+        return report
 
     def done(self, label: str, note: str, started: float) -> float:
-        seconds = time.perf_counter() - started
+        seconds = self.clock() - started
         self.bar.update(1)
         if self.lines:
             self.say(f"{label}: {note}, {seconds:.1f} s")
@@ -149,15 +198,19 @@ class Progress:
 
 def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names: list[str], *, solver: str,
              steps: int | None, seed: int, progress: Progress | None = None,
-             lpips: LPIPS | None = None) -> TaskResult:
-    """Degrade each face at the task's demo levels; reconstruct with the bare solver and Flash;
-    decode Flash's ẑ for the autoencoder-only estimate. ``lpips``: the metric to score with
-    (default: the shipped LPIPS-AlexNet)."""
+             lpips: LPIPS | None = None, baseline_faces: int | None = None) -> TaskResult:
+    """Degrade each face at the task's demo levels; reconstruct with Flash and, on the first
+    ``baseline_faces`` faces of each level (``None``: all), the bare solver; decode Flash's ẑ for
+    the autoencoder-only estimate. Every sample draws from its own generators, so a bare image
+    does not depend on which others ran beside it. ``lpips``: the metric to score with (default:
+    the shipped LPIPS-AlexNet)."""
     lpips = lpips or LPIPS.load()
     progress = progress or Progress(False, 2)
     task = get_task(task_name)
     task_levels = task.demo_levels
     n = faces.shape[0]
+    n_bare = n if baseline_faces is None else min(baseline_faces, n)
+    bare_index = torch.tensor([k * n + f for k in range(len(task_levels)) for f in range(n_bare)])
     levels = torch.tensor(task_levels).repeat_interleave(n)
     clean = faces.repeat(len(task_levels), 1, 1, 1).to(model.device)
     seeds = [sample_seed(seed, task_name, t, name) for t in task_levels for name in names]
@@ -170,11 +223,15 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
     bars = progress.bars
 
     started = progress.start(f"{label}: baseline")
-    base = bare.reconstruct(y, operator, generator=stream_generators(seeds, BASELINE_STREAM), progress=bars)
-    baseline_seconds = progress.done(f"{label}: baseline {grid}",
-                                     f"{_count(len(seeds), 'image')}, mean NFE {base.nfe.float().mean():.1f}", started)
+    bare_seeds = [seeds[i] for i in bare_index.tolist()]
+    base = bare.reconstruct(y[bare_index], operator.select(bare_index),
+                            generator=stream_generators(bare_seeds, BASELINE_STREAM), progress=bars,
+                            callback=progress.steps(f"{label}: baseline {grid}", started))
+    baseline_seconds = progress.done(f"{label}: baseline {grid}", f"{_count(len(bare_seeds), 'image')}, "
+                                     f"mean NFE {base.nfe.float().mean():.1f}", started)
     started = progress.start(f"{label}: flash")
-    fast = Flash(bare).reconstruct(y, operator, generator=stream_generators(seeds, FLASH_STREAM), progress=bars)
+    fast = Flash(bare).reconstruct(y, operator, generator=stream_generators(seeds, FLASH_STREAM), progress=bars,
+                                   callback=progress.steps(f"{label}: flash {grid}", started))
     assert fast.z_hat is not None and fast.sigma_hat is not None  # Flash always estimates
     with torch.no_grad():
         autoencoder = model.decode(fast.z_hat).clamp(0, 1)  # D(ẑ): the encoder's estimate, no solver step
@@ -187,10 +244,11 @@ def run_task(model: LatentDiffusion, task_name: str, faces: torch.Tensor, names:
         severity=operator.severity.expand(len(seeds)).clone(), clean=clean, degraded=degraded,
         autoencoder=autoencoder, baseline=base.images, flash=fast.images, baseline_nfe=base.nfe,
         flash_nfe=fast.nfe, sigma_hat=fast.sigma_hat, latent_error=latent_error, degraded_psnr=psnr(degraded, clean),
-        autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean),
-        flash_psnr=psnr(fast.images, clean), baseline_lpips=lpips(base.images, clean),
+        autoencoder_psnr=psnr(autoencoder, clean), baseline_psnr=psnr(base.images, clean[bare_index]),
+        flash_psnr=psnr(fast.images, clean), baseline_lpips=lpips(base.images, clean[bare_index]),
         flash_lpips=lpips(fast.images, clean), baseline_seconds=baseline_seconds, flash_seconds=flash_seconds,
         params={"flash": bare.hyperparameters(task_name), "baseline": bare.hyperparameters(task_name, baseline=True)},
+        baseline_faces=n_bare, baseline_index=bare_index,
     )
 
 
@@ -203,13 +261,13 @@ def summary_rows(results: list[TaskResult]) -> list[dict]:
     rows = []
     for r in results:
         for k, level in enumerate(r.task_levels):
-            s = r.rows_of(k)
+            s, b = r.rows_of(k), r.baseline_rows_of(k)
             rows.append({
                 "task": r.task, "level": float(level),
                 "degraded_psnr": _mean(r.degraded_psnr[s]), "autoencoder_psnr": _mean(r.autoencoder_psnr[s]),
-                "baseline_psnr": _mean(r.baseline_psnr[s]), "flash_psnr": _mean(r.flash_psnr[s]),
-                "baseline_lpips": _mean(r.baseline_lpips[s]), "flash_lpips": _mean(r.flash_lpips[s]),
-                "baseline_nfe": _mean(r.baseline_nfe[s]), "flash_nfe": _mean(r.flash_nfe[s]),
+                "baseline_psnr": _mean(r.baseline_psnr[b]), "flash_psnr": _mean(r.flash_psnr[s]),
+                "baseline_lpips": _mean(r.baseline_lpips[b]), "flash_lpips": _mean(r.flash_lpips[s]),
+                "baseline_nfe": _mean(r.baseline_nfe[b]), "flash_nfe": _mean(r.flash_nfe[s]),
                 "sigma_hat": round(float(r.sigma_hat[s].double().mean()), 6),
                 "latent_error": float(f"{float(r.latent_error[s].mean()):.6g}"),
             })
@@ -245,60 +303,28 @@ def format_table(results: list[TaskResult], rows: list[dict] | None = None) -> s
     return "\n".join(lines)
 
 
-def demo_figure(results: list[TaskResult], path: Path, title: str) -> Path:
-    """Rows = (level, face); per task five columns: clean | degraded | D(ẑ) | baseline | Flash.
-    A task with fewer levels (super-resolution: one) leaves its lower rows empty."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = max(r.clean.shape[0] for r in results)
-    per_task = 5
-    cols = per_task * len(results)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.6 * rows + 0.7), squeeze=False)
-    for t, r in enumerate(results):
-        for i in range(rows):
-            if i >= r.clean.shape[0]:
-                for j in range(per_task):
-                    axes[i, per_task * t + j].axis("off")
-                continue
-            what = get_task(r.task).describe(float(r.severity[i]))
-            panels = [
-                (r.clean[i], "clean", f"t={float(r.levels[i]):.2f}\n{what}"),
-                (r.degraded[i], "degraded", f"{float(r.degraded_psnr[i]):.1f} dB"),
-                (r.autoencoder[i], "D(ẑ)", f"{float(r.autoencoder_psnr[i]):.1f} dB\nNFE 0"),
-                (r.baseline[i], "baseline", f"{float(r.baseline_psnr[i]):.1f} dB\nNFE {int(r.baseline_nfe[i])}"),
-                (r.flash[i], "Flash", f"{float(r.flash_psnr[i]):.1f} dB\nNFE {int(r.flash_nfe[i])}"
-                 f" σ̂ {float(r.sigma_hat[i]):.2g}"),
-            ]
-            for j, (img, head, caption) in enumerate(panels):
-                ax = axes[i, per_task * t + j]
-                ax.imshow(img.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_xlabel(caption, fontsize=6.5, labelpad=2)
-                if i == 0:
-                    ax.set_title(f"{r.task}\n{head}" if j == 0 else head, fontsize=7.5)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+def _bare_note(baseline_faces: int, n_faces: int) -> str:
+    """The table header's note on the bare solver's faces (none when it ran on all)."""
+    if baseline_faces == n_faces:
+        return ""
+    return f" (the bare solver's: the first {_count(baseline_faces, 'face')})"
 
 
 def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str = "latent-dps",
              steps: int | None = DEFAULT_STEPS, faces: str | Path | None = None,
-             n_faces: int | None = DEFAULT_FACES, tasks: tuple[str, ...] | None = None, seed: int = 0,
-             progress: bool | None = None, force: bool = False) -> dict:
-    """Run the demo and write ``demo.png``, ``demo.md`` and ``demo.json`` into ``out``; a folder that
+             n_faces: int | None = DEFAULT_FACES, baseline_faces: int | None = DEFAULT_BASELINE_FACES,
+             tasks: tuple[str, ...] | None = None, seed: int = 0, progress: bool | None = None,
+             force: bool = False) -> dict:
+    """Run the demo and write ``demo.png``, ``demo_full.png``, ``demo.md`` and ``demo.json`` into ``out``; a folder that
     holds any of them already is refused unless ``force`` (then they are overwritten).
 
     ``tasks``: registered task names, each at its ``demo_levels``; ``None`` is every registered
     task the model has a severity encoder for (a named task without one is a warning).
     ``steps=None`` uses the solver's own sampler; any ``steps`` goes through the one grid rule
-    (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder.
+    (:func:`flash_wrap.grid.grid_for`). ``n_faces=None`` uses every face of the folder;
+    ``baseline_faces`` how many of them (the first) the bare solver also runs on, at every level
+    (``None``: all): it takes every grid step, most of the demo's time, and the same rows
+    whichever faces ran beside it.
     ``progress``: ``None`` bars on a terminal and a line per stage otherwise, True bars, False
     nothing. Returns the paths, the table, the rows, the per-task results and the grid label.
     """
@@ -332,23 +358,25 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
     lpips = LPIPS.load()
     try:
         results = [run_task(bundle, t, images, names, solver=solver, steps=steps, seed=seed, progress=bar,
-                            lpips=lpips) for t in available]
+                            lpips=lpips, baseline_faces=baseline_faces) for t in available]
     finally:
         bar.close()
     rows = summary_rows(results)
     noise = DEFAULT_NOISE_STD  # every task's operator is built with it
-    figure = demo_figure(results, out / "demo.png",
-                         f"{solver} ({grid}) bare vs Flash on {bundle.image_size}² faces, σ_y = {noise:g}; "
-                         "D(ẑ) = the severity encoder's estimate, decoded")
+    figure, full_figure = demo_figures(
+        results, out, f"{solver}, {grid}: bare solver vs Flash, {bundle.image_size}² faces, σ_y = {noise:g}\n"
+        "under each tile: PSNR against clean (dB) · NFE = denoiser calls")
     table = (f"{solver}, {grid}, bare vs Flash; {_count(len(names), 'face')} ({bundle.image_size}²), σ_y = {noise:g}, "
-             f"means over the faces; D(ẑ): the severity encoder's estimate, decoded (no solver step); "
+             f"means over the faces{_bare_note(results[0].baseline_faces, len(names))}; D(ẑ): the severity "
+             "encoder's estimate, decoded (no solver step); "
              f"actual σ̄²: the variance of ẑ − E(x), which σ̂ predicts\n\n"
              + format_table(results, rows))
     (out / "demo.md").write_text(table + "\n")
     seconds = time.perf_counter() - began
     summary = {
         "model": str(model), "solver": solver, "grid": grid, "steps": steps, "image_size": bundle.image_size,
-        "n_faces": len(names), "faces": names, "seed": seed, "noise_std": noise,
+        "n_faces": len(names), "faces": names, "baseline_faces": results[0].baseline_faces, "seed": seed,
+        "noise_std": noise,
         "seconds": round(seconds, 1),
         "stage_seconds": {r.task: {"baseline": round(r.baseline_seconds, 2), "flash": round(r.flash_seconds, 2)}
                           for r in results},
@@ -356,6 +384,6 @@ def run_demo(*, model: str = "demo", out: str | Path = "flash-demo", solver: str
         "rows": rows,
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    bar.say(f"wrote demo.png, demo.md and demo.json to {out} ({seconds:.1f} s in all)")
-    return {"figure": figure, "table": table, "json": out / "demo.json", "rows": rows, "results": results,
+    bar.say(f"wrote {', '.join(DEMO_FILES)} to {out} ({seconds:.1f} s in all)")
+    return {"figure": figure, "full_figure": full_figure, "table": table, "json": out / "demo.json", "rows": rows, "results": results,
             "grid": grid, "seconds": seconds}
