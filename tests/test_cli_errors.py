@@ -329,7 +329,7 @@ CASES = [
          _index_edit(baseline_defaults={"latent-dps": {"gaussian-blur": {"ddpm-1000": {"eta": -1}}}})),
     Case("train into the installed demo",
          lambda w: ["train-severity", "--model", "demo", "--task", "gaussian-blur", "--data", str(w / "data")],
-         "--model demo is the one installed inside the package; pass --save-to NEW_FOLDER", command="train-severity"),
+         "--model demo is installed inside the package; pass --save-to NEW_FOLDER", command="train-severity"),
     Case("train over a trained encoder",
          lambda w: ["train-severity", "--model", str(w / "model"), "--task", "gaussian-blur", "--data", str(w / "data")],
          "already has a trained gaussian-blur encoder; pass --force", command="train-severity"),

@@ -49,7 +49,7 @@ def test_eval_reports_fid_and_kid_per_method_with_the_image_count_and_compare_pr
     with pytest.warns(RuntimeWarning, match="FID from 5 and 5 images"):
         result = evaluate(_config(tmp_path, images), progress=False)
     assert len(list((tmp_path / "run" / FEATURES).glob("*.safetensors"))) == 3  # one per batch of 2
-    assert set(result["fid"]) == set(result["methods"]) == {"flash", "baseline", "autoencoder"}
+    assert set(result["fid"]) == set(result["methods"]) == {"flash", "baseline", "autoencoder", "degraded"}
     for m in result["fid"].values():
         assert m["images"] == 5 and m["kid_subset"] == 5
         assert math.isfinite(m["fid"]) and m["fid"] >= 0 and math.isfinite(m["kid"])

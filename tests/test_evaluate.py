@@ -17,7 +17,8 @@ from flash_wrap.apps.evaluation.runner import Evaluator, evaluate
 from flash_wrap.apps.runs import RunFolderError
 from flash_wrap.degradation import SEED_RULE, degrade, image_generators, image_seed
 from flash_wrap.errors import InvalidInput
-from flash_wrap.metrics import spearman
+from flash_wrap.images import load_image
+from flash_wrap.metrics import psnr, spearman
 from flash_wrap.testing import tiny_model, write_images
 
 
@@ -46,7 +47,15 @@ def test_results_schema_and_files(setup, quiet_lpips):
     for key in ("task", "solver", "model", "steps", "scheduler", "seed", "n_images", "methods", "severity", "images"):
         assert key in result
     assert result["n_images"] == 5 and result["steps"] == 6 and result["scheduler"] == "ddim"
-    assert set(result["methods"]) == {"flash", "baseline", "fixed_start_2", "autoencoder"}
+    assert set(result["methods"]) == {"flash", "baseline", "fixed_start_2", "autoencoder", "degraded"}
+    assert result["methods"]["degraded"]["nfe_mean"] == 0
+    # the degraded row scores the measurement itself as an image, exactly as eval degraded it
+    names = [r["name"] for r in result["images"]]
+    x = torch.stack([load_image(images / n, 32) for n in names])
+    task = get_task("gaussian-blur")
+    _, _, op, y = degrade(task, names, x, tuple(task.eval_range), result["seed"])
+    assert [r["psnr"]["degraded"] for r in result["images"]] == pytest.approx(
+        psnr(op.to_image(y).clamp(0, 1), x).tolist(), abs=1e-4)
     for m in result["methods"].values():
         assert set(m) >= {"psnr", "ssim", "lpips", "nfe_mean", "nfe_std", "seconds_total", "seconds_per_image"}
         assert m["lpips"] is None

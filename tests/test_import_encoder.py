@@ -414,7 +414,7 @@ def test_an_ldm_pipeline_folder_is_left_alone_and_output_gets_the_bundle(officia
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model", "demo"], "--model demo is the one installed inside the package; pass --save-to NEW_FOLDER"),
+    (["--model", "demo"], "--model demo is installed inside the package; pass --save-to NEW_FOLDER"),
     (["--model", "demo", "--save-to", "{out}"], "this model's autoencoder is 'taef2'"),
     (["--model", "{bundle}", "--task", "no-such-task"], "unknown task 'no-such-task'"),
     (["--model", "{bundle}", "--save-to", "{out}", "--checkpoint", "{missing}"], "does not exist"),

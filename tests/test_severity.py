@@ -108,7 +108,7 @@ def test_a_trained_encoder_is_replaced_only_when_asked(bundle, image_folder, tmp
 
 
 def test_the_installed_demo_bundle_is_never_trained_into(image_folder, tmp_path):
-    with pytest.raises(ValueError, match="--model demo is the one installed inside the package; pass --save-to"):
+    with pytest.raises(ValueError, match="--model demo is installed inside the package; pass --save-to"):
         train_severity(SeverityTrainingConfig(model="demo", task="gaussian-blur", data=str(image_folder),
                                               checkpoints=str(tmp_path / "x")))
 

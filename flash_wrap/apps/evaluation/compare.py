@@ -16,6 +16,11 @@ def _fmt(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+#: rows that run no solver step: the decoded estimate D(ẑ) and the degraded input itself
+#: (``operator.to_image(y)``: bicubic upsampling for super-resolution)
+FREE = ("autoencoder", "degraded")
+
+
 def _label(method: str, solver: str, baseline_grid: str | None = None) -> str:
     """A method's row name; the bare solver's names its grid when that is not the run's."""
     if method == "flash":
@@ -26,7 +31,7 @@ def _label(method: str, solver: str, baseline_grid: str | None = None) -> str:
         return solver if baseline_grid is None else f"{solver} on {baseline_grid}"
     if method.startswith("fixed_start_"):
         return f"fixed start {method.rsplit('_', 1)[1]}"
-    return {"autoencoder": "AE (decode ẑ)"}.get(method, method)
+    return {"autoencoder": "AE (decode ẑ)", "degraded": "degraded input"}.get(method, method)
 
 
 def own_baseline_grid(results: dict) -> str | None:
@@ -59,9 +64,9 @@ def table(results: dict) -> str:
     lines = [head, "", "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NFE | s / image | speed-up |", "|---|---|---|---|---|---|---|"]
     for name, m in methods.items():
         speed = "–"
-        if base and name != "autoencoder" and m["seconds_per_image"] > 0:
+        if base and name not in FREE and m["seconds_per_image"] > 0:
             speed = f"{base['seconds_per_image'] / m['seconds_per_image']:.1f}x"
-        nfe = "–" if name == "autoencoder" else f"{m['nfe_mean']:.1f}"
+        nfe = "–" if name in FREE else f"{m['nfe_mean']:.1f}"
         lines.append(f"| {_label(name, results['solver'], own)} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} "
                      f"| {_fmt(m['lpips'], 4)} | {nfe} | {_fmt(m['seconds_per_image'], 2)} | {speed} |")
     sev = results["severity"]
@@ -143,7 +148,7 @@ def _paired_text(pair: dict) -> str:
 def summary(all_results: list[dict]) -> str | None:
     """One row per run that has a bare baseline: solver, model, grids, Flash's and the bare solver's
     mean PSNR, their paired difference and its standard error, the NFE ratio, the images where
-    Flash is above, and the AE row; ``None`` when no run has a baseline. Results written before
+    Flash is above, the AE row and the degraded input (``–`` for results written without it); ``None`` when no run has a baseline. Results written before
     per-image records were kept get ``–`` in the paired columns."""
     rows = []
     for results in all_results:
@@ -153,6 +158,7 @@ def summary(all_results: list[dict]) -> str | None:
         pair = paired(results) or {}
         grids = _grids(results, "bare")
         ae = (methods.get("autoencoder") or {}).get("psnr")
+        degraded = (methods.get("degraded") or {}).get("psnr")
         diff = "–" if pair.get("difference") is None else f"{pair['difference']:+.2f} dB"
         se = "–" if pair.get("standard_error") is None else f"{pair['standard_error']:.2f}"
         above = "–" if not pair.get("n") else f"{pair['above']} / {pair['n']}"
@@ -160,13 +166,14 @@ def summary(all_results: list[dict]) -> str | None:
         ratio = f"{base_nfe / flash_nfe:.1f}" if flash_nfe > 0 and base_nfe > 0 else "–"
         rows.append(f"| {results['task']} | {results['solver']} | `{results['model']}` | {grids} "
                     f"| {_fmt(methods['flash']['psnr'], 2)} | {_fmt(methods['baseline']['psnr'], 2)} | {diff} | {se} "
-                    f"| {ratio} | {above} | {_fmt(ae, 2)} |")
+                    f"| {ratio} | {above} | {_fmt(ae, 2)} | {_fmt(degraded, 2)} |")
     if not rows:
         return None
     head = ["**Flash against the bare solver** (PSNR in dB; the difference is paired, image by image, over the "
             "images where both PSNRs are finite)", "",
             "| task | solver | model | grids | Flash | bare | difference | standard error | NFE bare / Flash "
-            "| images where Flash is above | AE (decode ẑ) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| images where Flash is above | AE (decode ẑ) | degraded input |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
 
@@ -192,7 +199,7 @@ def paper_table(all_results: list[dict]) -> str:
             f = fid.get(name)
             fid_cell = "–" if f is None else f"{f['fid']:.2f} (n={f['images']})"
             kid_cell = "–" if f is None else f"{1e3 * f['kid']:.2f} ± {1e3 * f['kid_std']:.2f} (n={f['images']})"
-            nfe = "–" if name == "autoencoder" else f"{m['nfe_mean']:.1f}"
+            nfe = "–" if name in FREE else f"{m['nfe_mean']:.1f}"
             row[results["task"]] = (f"{_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} | {_fmt(m['lpips'], 4)} | {fid_cell} "
                                     f"| {kid_cell} | {nfe}")
     group = "PSNR ↑ | SSIM ↑ | LPIPS ↓ | FID ↓ | KID×10³ ↓ | NFE"

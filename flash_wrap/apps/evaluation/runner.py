@@ -208,13 +208,16 @@ class Evaluator:
             seconds[f"fixed_start_{k}"] = time.perf_counter() - start
             self._stage_done(f"fixed start {k}", runs[f"fixed_start_{k}"].nfe, seconds[f"fixed_start_{k}"])
 
+        degraded = operator.to_image(y).clamp(0, 1)  # the reference every method must beat (bicubic for ×4 SR)
         images = {m: r.images for m, r in runs.items()} | {"autoencoder": ae_images}
-        nfe = {m: r.nfe.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
-        decoder_calls = {m: r.decoder_calls.tolist() for m, r in runs.items()} | {"autoencoder": [0] * len(files)}
-        seconds["autoencoder"] = 0.0
-        scores = {m: self._scores(img, x) for m, img in images.items()}
+        scored = images | {"degraded": degraded}
+        free = {"autoencoder": [0] * len(files), "degraded": [0] * len(files)}
+        nfe = {m: r.nfe.tolist() for m, r in runs.items()} | free
+        decoder_calls = {m: r.decoder_calls.tolist() for m, r in runs.items()} | free
+        seconds["autoencoder"] = seconds["degraded"] = 0.0
+        scores = {m: self._scores(img, x) for m, img in scored.items()}
         if self.inception is not None:
-            save_features(self.out, names, self.inception, x, images)
+            save_features(self.out, names, self.inception, x, scored)
         oa, oa_sigma_hat = self._ordering(x, names)
         oa_levels = torch.linspace(*self.range, OA_LEVELS).tolist()  # the grid _ordering used
         records = []
@@ -234,10 +237,10 @@ class Evaluator:
                 "ordering_accuracy": oa[i],
                 "ordering_levels": oa_levels,
                 "ordering_sigma_hat": oa_sigma_hat[i],
-                "nfe": {m: nfe[m][i] for m in images},
-                "decoder_calls": {m: decoder_calls[m][i] for m in images},
-                "seconds": {m: seconds[m] / len(names) for m in images},
-                **{metric: {m: scores[m][metric][i] for m in images} for metric in ("psnr", "ssim", "lpips")},
+                "nfe": {m: nfe[m][i] for m in scored},
+                "decoder_calls": {m: decoder_calls[m][i] for m in scored},
+                "seconds": {m: seconds[m] / len(names) for m in scored},
+                **{metric: {m: scores[m][metric][i] for m in scored} for metric in ("psnr", "ssim", "lpips")},
             })
         self._save_examples(files, x, operator.to_image(y), images)
         return records
