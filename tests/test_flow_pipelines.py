@@ -384,4 +384,14 @@ def test_cli_trains_evaluates_samples_and_benchmarks_an_sd3_folder(sd3, tmp_path
     assert main(["sample", "--model", str(folder), "--out", str(tmp_path / "s.png"), "-n", "2", "--steps", "3"]) == 0
     assert (tmp_path / "s.png").is_file()
     assert main(["benchmark", "--model", str(folder), "--batch-size", "1", "--steps", "2", "--device", "cpu"]) == 0
+    # tune writes the flow bundle's step size for its grid; export keeps the flow model and its tuned values
+    assert main(["tune", "--model", str(tmp_path / "bundle"), "--task", "gaussian-blur", "--solver", "latent-dps",
+                 "--data", str(tmp_path / "data"), "--eta", "0.05", "0.1", "--limit", "2", "--batch-size", "2",
+                 "--steps", "4", "--device", "cpu", "--out", str(tmp_path / "tune")]) == 0
+    tuned = LatentDiffusion.from_pretrained(tmp_path / "bundle").tuned_values["flash_defaults"]["latent-dps"]
+    assert tuned["gaussian-blur"]["ddim-4 (η=0)"]["eta"] in (0.05, 0.1)
+    assert main(["export", "--model", str(tmp_path / "bundle"), "--out", str(tmp_path / "small"),
+                 "--dtype", "float32"]) == 0
+    small = LatentDiffusion.from_pretrained(tmp_path / "small")
+    assert isinstance(small.denoiser, SD3Denoiser) and small.tuned_values["flash_defaults"]["latent-dps"] == tuned
     assert fingerprint_folder(folder, documents=True) == before

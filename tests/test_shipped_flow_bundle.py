@@ -59,3 +59,15 @@ def test_flash_restores_a_shipped_face_on_the_flow_prior_in_a_few_euler_steps(fl
     assert out.images.shape == (1, 3, 128, 128)
     assert 0 < int(out.nfe) <= 25
     assert (out.images - x).pow(2).mean() < (op.to_image(y) - x).pow(2).mean()
+
+
+def test_the_demo_runs_on_the_flow_prior(tmp_path, capsys) -> None:
+    """``flash-wrap demo --model demo-flow`` (here on a 5-step grid and one face, for time): every task
+    and level, its rows recorded on the flow model's Euler grid."""
+    from flash_wrap.apps.cli import main
+
+    assert main(["demo", "--model", "demo-flow", "--steps", "5", "--n-faces", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "demo.json").read_text())
+    assert len(result["rows"]) == 7 and result["grid"] == "ddim-5 (η=0)"
+    assert all(1 <= row["flash_nfe"] <= 5 and row["baseline_nfe"] == 5 for row in result["rows"])
+    assert "demo-flow" in capsys.readouterr().out + json.dumps(result)
