@@ -61,7 +61,10 @@ def export_bundle(model: str | Path, out: str | Path, *, dtype: str = "float16",
     try:
         loaded = LatentDiffusion.from_pretrained(model)
         if severity_from is not None:
-            donor = LatentDiffusion.from_pretrained(severity_from)
+            try:
+                donor = LatentDiffusion.from_pretrained(severity_from)
+            except (OSError, ValueError) as err:
+                raise type(err)(f"--severity-from: {err}") from None
             if not donor.severity_encoders:
                 raise InvalidInput(f"--severity-from {severity_from} has no severity encoders to add")
             loaded.adopt_severity_encoders(donor, sorted(donor.severity_encoders), origin=str(severity_from))

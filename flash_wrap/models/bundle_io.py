@@ -177,7 +177,8 @@ def folder_kind(path: str | Path) -> str:
         return "demo"
     folder = Path(path)
     if not folder.is_dir():
-        raise NotFound(f"model folder {folder} does not exist")
+        shipped = ", ".join(repr(name) for name in SHIPPED_BUNDLES)
+        raise NotFound(f"model folder {folder} does not exist (the bundles installed with flash-wrap are named {shipped})")
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise NotFound(f"{folder} is neither a flash-wrap bundle nor a diffusers pipeline folder: it has "
